@@ -1,0 +1,31 @@
+# `make run`: install everything on a fresh Debian 12 host and run the main job on all architectures.
+# `make test`: the same set-up, then the test suite.
+PY := .venv/bin/python
+JITPROBE := .venv/bin/jitprobe
+ARCHES := x86_64 arm64 riscv64
+
+.PHONY: setup run test lint images plugin bench
+
+setup:
+	bash ci/setup.sh
+	$(MAKE) --no-print-directory plugin images
+
+images:
+	$(JITPROBE) images build --arch all
+
+plugin:
+	@if [ -f harness/sanitizer/Makefile ]; then $(PY) -m harness.sanitizer.build; fi
+
+run: setup
+	$(PY) -m ci.main_job
+
+test: setup
+	$(PY) -m pytest -n 2 --timeout=900 tests
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy harness images jit_core ci
+
+bench: setup
+	$(PY) bench/boot.py
+	$(PY) bench/jit.py

@@ -1,0 +1,1 @@
+"""CI entry points: the main job and the nightly matrix."""

@@ -1,0 +1,1 @@
+"""Launching and driving QEMU guests, and the jitprobe command line."""

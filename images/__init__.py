@@ -1,0 +1,1 @@
+"""Guest images built from pinned Debian packages."""

@@ -1,0 +1,45 @@
+"""What every native backend provides, and how to find one by architecture name."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import JitError
+from .isa import Insn
+
+ARCHES = ("x86_64", "arm64", "riscv64")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Position-independent native code for one eBPF program.
+
+    ``insn_offsets[i]`` is the native offset where eBPF slot ``i`` starts (the second slot of
+    an lddw shares its first slot's offset); ``functions`` maps the eBPF index of each
+    program-local function (the main one is 0) to its native entry offset.
+    """
+
+    arch: str
+    code: bytes
+    insn_offsets: list[int]
+    functions: dict[int, int] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    arch: str
+
+    def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
+        """Lower a verified program to native code. Raises JitError on any refused input."""
+        ...
+
+
+def get_backend(arch: str) -> Backend:
+    """The backend for ``arch``. Raises JitError naming the valid architectures."""
+    if arch not in ARCHES:
+        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(ARCHES)}")
+    module = importlib.import_module(f"jit_core.{arch}")
+    backend: Backend = module.BACKEND
+    return backend

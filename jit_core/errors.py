@@ -1,0 +1,21 @@
+"""The one error type of the JIT core."""
+
+from __future__ import annotations
+
+
+class JitError(Exception):
+    """A program or operand the JIT refuses. Names the instruction index and text when known.
+
+    Raised before anything is emitted: a failed compile returns no partial code.
+    """
+
+    def __init__(self, message: str, index: int | None = None, text: str | None = None):
+        self.index = index
+        self.text = text
+        where = ""
+        if index is not None:
+            where = f"instruction {index}"
+            if text:
+                where += f" ({text})"
+            where += ": "
+        super().__init__(where + message)
