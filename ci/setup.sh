@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 BACKPORTS_FILE=/etc/apt/sources.list.d/jitprobe-bookworm-backports.sources
 # QEMU 10 comes from bookworm-backports: Debian 12's own 7.2 has no register access in its plugin API.
-BACKPORTS_PKGS="qemu-system-arm qemu-system-x86 qemu-system-misc qemu-system-data qemu-utils"
+BACKPORTS_PKGS="qemu-system-arm qemu-system-x86 qemu-system-misc qemu-system-data qemu-utils qemu-user"
 # Host tools: gcc + GLib headers build the sanitizer plugin; kmod's depmod indexes guest modules;
 # cross binutils and gcc are independent oracles for encoder and sanitizer tests.
 HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv
