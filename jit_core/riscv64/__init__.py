@@ -1,0 +1,25 @@
+"""The riscv64 (RV64GC, LP64D) backend: encoder.py (instruction forms), layout.py (labels and
+branch relaxation), lower.py (eBPF -> RV64GC), intrinsics.py (harness intrinsics)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..backend import Compiled
+from ..errors import JitError
+from ..intrinsics import MUTATIONS
+from ..isa import Insn
+from .lower import compile_program
+
+
+class RiscV64Backend:
+    arch = "riscv64"
+
+    def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
+        """Lower a program to RV64GC. Raises JitError for an unknown mutation or a refused program."""
+        if mutation not in MUTATIONS:
+            raise JitError(f"unknown mutation {mutation!r}; valid choices: {', '.join(MUTATIONS)}")
+        return compile_program(prog, mutation)
+
+
+BACKEND = RiscV64Backend()
