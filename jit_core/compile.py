@@ -1,0 +1,29 @@
+"""The front door of the JIT: verify, check the mutation name, then hand over to a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .backend import Compiled, get_backend
+from .errors import JitError
+from .intrinsics import MUTATIONS
+from .isa import Insn
+from .verify import verify
+
+
+def check_mutation(mutation: str) -> None:
+    """Raises JitError if ``mutation`` is not a name in intrinsics.MUTATIONS (listing them)."""
+    if mutation not in MUTATIONS:
+        raise JitError(f"unknown mutation {mutation!r}; valid choices: {', '.join(MUTATIONS)}")
+
+
+def compile_program(arch: str, prog: Sequence[Insn], mutation: str = "none") -> Compiled:
+    """Native position-independent code for ``prog`` on ``arch``.
+
+    Raises JitError for an unknown architecture or mutation, or a program the verifier or the
+    backend refuses; nothing partial is returned.
+    """
+    check_mutation(mutation)
+    backend = get_backend(arch)
+    verify(prog)
+    return backend.compile(list(prog), mutation=mutation)
