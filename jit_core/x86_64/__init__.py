@@ -1,0 +1,10 @@
+"""The x86_64 backend: ``encoder`` (instruction forms), ``layout`` (labels, branch relaxation),
+``lower`` (eBPF -> x86_64). ``BACKEND`` is what ``jit_core.backend.get_backend("x86_64")`` returns."""
+
+from __future__ import annotations
+
+from .lower import X86_64Backend
+
+BACKEND = X86_64Backend()
+
+__all__ = ["BACKEND", "X86_64Backend"]
