@@ -11,7 +11,7 @@
 | 7  | context_sync    | -                                        | -                     |
 | 8  | syscall         | r1 = native syscall number, r2..r5 = args 0..3 | r0 = raw return |
 | 9  | syscall6        | r1 = native syscall number, r2 = address of six u64 args | r0 = raw return |
-| 10 | clone_thread    | r1 = function address, r2 = stack top, r3 = argument, r4 = address of a u32 tid word | r0 = tid or -errno |
+| 10 | clone_thread    | r1 = function, r2 = stack top, r3 = argument, r4 = u32 tid word address | r0 = tid |
 | 11 | cycle_counter   | -                                        | r0 = counter          |
 | 12 | spin_hint       | -                                        | -                     |
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..backend import Compiled
-from ..errors import JitError
-from ..intrinsics import MUTATIONS
+from ..compile import check_mutation
 from ..isa import Insn
 from .lower import compile_program
 
@@ -17,8 +16,7 @@ class RiscV64Backend:
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a program to RV64GC. Raises JitError for an unknown mutation or a refused program."""
-        if mutation not in MUTATIONS:
-            raise JitError(f"unknown mutation {mutation!r}; valid choices: {', '.join(MUTATIONS)}")
+        check_mutation(mutation)
         return compile_program(prog, mutation)
 
 

@@ -48,7 +48,7 @@ from ..compile import check_mutation
 from ..errors import JitError
 from ..intrinsics import Helper
 from ..isa import Insn
-from ..verify import CALLX_OPCODE, LDDW_FUNC
+from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as enc
 from .encoder import (
     R8,
@@ -108,16 +108,6 @@ def mov_imm(reg: int, value: int) -> bytes:
     return enc.movabs(reg, value)
 
 
-def function_entries(prog: Sequence[Insn]) -> list[int]:
-    """Sorted entry slots: 0 and every target of ``call local`` or a function-address lddw."""
-    entries = {0}
-    for i, insn in enumerate(prog):
-        if (insn.opcode == isa.LDDW_OPCODE and insn.src == LDDW_FUNC) or \
-                (insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL):
-            entries.add(i + insn.imm + 1)
-    return sorted(entries)
-
-
 class _Lowering:
     """One compilation: walks the program once, appending to a CodeBuffer."""
 
@@ -129,7 +119,7 @@ class _Lowering:
         self.n = len(prog)
         for _ in range(self.n):  # labels 0..n-1 are the slots
             self.cb.new_label()
-        self.entry_labels = {e: self.cb.new_label() for e in function_entries(prog)}
+        self.entry_labels = {e: self.cb.new_label() for e in verify(prog).functions}
 
     def run(self) -> Compiled:
         prog, cb = self.prog, self.cb
