@@ -1,0 +1,104 @@
+"""``jitprobe jit ...``: the JIT core driven from the command line and run natively in guests.
+
+``jit conformance DIR`` runs a bpf_conformance suite through the reference interpreter and, per
+architecture, through the native backend inside one guest boot (every test a separate static
+executable, all run by one shell loop: see harness.batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from jit_core import conformance
+from jit_core.asm import assemble
+from jit_core.elf import build_executable
+from jit_core.errors import JitError
+from jit_core.intrinsics import MUTATIONS
+
+from .batch import run_batch
+from .errors import EXIT_FAIL, EXIT_PASS, InputError
+from .guest import Guest
+from .profiles import expand_arch, load_profile
+from .progress import status
+from .runs import new_run_dir
+
+
+def run_conformance(directory: Path, arches: list[str]) -> dict[str, Any]:
+    """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``.
+
+    Raises InputError if the folder holds no test, InfraError if a guest cannot run the batch."""
+    tests = conformance.load_suite(directory)
+    if not tests:
+        raise InputError("conformance folder", str(directory), hint="it holds no *.data file")
+    result: dict[str, Any] = {"interp": conformance.interp_report(tests)}
+    for arch in arches:
+        elves, decided = conformance.build_elves(arch, tests)
+        with status(f"{arch}: running {len(elves)} conformance programs in a guest"), \
+                Guest(load_profile(arch), run_dir=new_run_dir("conformance", arch)) as guest:
+            runs = run_batch(guest, elves)
+        result[arch] = conformance.native_report(
+            tests, decided, {name: (run.stdout, run.exit_code) for name, run in runs.items()})
+    return result
+
+
+def _failed(result: dict[str, Any]) -> bool:
+    return any(report["failed"] for report in result.values())
+
+
+def _print_conformance(result: dict[str, Any]) -> None:
+    for part, report in result.items():
+        print(f"{part:8} passed {report['passed']:4}  failed {len(report['failed']):3}  "
+              f"skipped {len(report['skipped']):3}")
+        for failure in report["failed"]:
+            print(f"    FAIL {failure['test']}: expected {failure['expected']}, got {failure['got']}")
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise InputError("conformance folder", args.directory, hint="not a directory")
+    result = run_conformance(directory, expand_arch(args.arch))
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        _print_conformance(result)
+    return EXIT_FAIL if _failed(result) else EXIT_PASS
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    source = Path(args.source)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise InputError("assembler file", args.source, hint=str(exc.strerror)) from exc
+    mem = Path(args.mem).read_bytes() if args.mem else b""
+    try:
+        elf = build_executable(args.arch, assemble(text), mem, mutation=args.mutation)
+    except JitError as exc:
+        raise InputError("program", str(source), hint=str(exc)) from exc
+    Path(args.output).write_bytes(elf)
+    Path(args.output).chmod(0o755)
+    return EXIT_PASS
+
+
+def add_jit_parser(subparsers: Any) -> None:
+    """Register ``jitprobe jit conformance`` and ``jitprobe jit build``."""
+    jit = subparsers.add_parser("jit", help="the JIT core: conformance runs and executables")
+    sub = jit.add_subparsers(dest="jit_command", required=True)
+    conf = sub.add_parser("conformance", help="run a bpf_conformance suite on the interpreter and in guests")
+    conf.add_argument("directory", help="folder of *.data files")
+    conf.add_argument("--arch", default="all", help="x86_64, arm64, riscv64 or all (default)")
+    conf.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    conf.set_defaults(func=cmd_conformance)
+    build = sub.add_parser("build", help="assemble an eBPF program into a static executable")
+    build.add_argument("source", help="assembler text in the bpf_conformance syntax")
+    build.add_argument("--arch", required=True, help="x86_64, arm64 or riscv64")
+    build.add_argument("--mem", help="file whose bytes become the program's memory (r1, r2)")
+    build.add_argument("--mutation", default="none", choices=list(MUTATIONS),
+                       help="a deliberately broken cache-synchronization protocol")
+    build.add_argument("-o", "--output", required=True, help="where to write the executable")
+    build.set_defaults(func=cmd_build)

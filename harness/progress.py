@@ -1,0 +1,28 @@
+"""Progress on the terminal: a spinner on stderr, only when stderr is a terminal.
+
+stdout stays reserved for results (exactly one JSON object with --json).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+STDERR = Console(stderr=True)
+
+
+def enabled() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """Show ``message`` with a spinner while the block runs (when stderr is a terminal)."""
+    if enabled():
+        with STDERR.status(message):
+            yield
+    else:
+        yield

@@ -1,0 +1,141 @@
+"""The cache folder, atomic writes, and manifests that make cached files checkable.
+
+A manifest lists every file of a cached tree with its size and sha256. Checking a tree against
+its manifest hashes each file once; afterwards a small side file remembers the size and mtime
+each file had when its hash last matched, so later checks re-hash only files that changed.
+A truncated or rewritten file changes size or mtime and is hashed again; ``verify`` with
+``full=True`` ignores the side file (for `jitprobe images verify`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+_VERIFIED = "verified.json"
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/jitprobe``, or ``~/.cache/jitprobe`` when the variable is unset or empty."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jitprobe"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's contents. Raises OSError if it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value: object) -> None:
+    """Atomically write ``value`` as indented JSON with a final newline."""
+    atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_manifest(tree: Path, meta: dict[str, object]) -> None:
+    """Hash every file under ``tree`` and write the manifest (with ``meta``) as its last step."""
+    files: dict[str, dict[str, object]] = {}
+    bookkeeping = {tree / MANIFEST, tree / _VERIFIED}
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path not in bookkeeping:
+            files[path.relative_to(tree).as_posix()] = {
+                "size": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+    write_json(tree / MANIFEST, {"meta": meta, "files": files})
+    _remember(tree, files)
+
+
+def read_manifest(tree: Path) -> dict[str, Any] | None:
+    """The manifest of ``tree``, or None when it is missing or unreadable (an unfinished tree)."""
+    try:
+        manifest = json.loads((tree / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return None
+    return manifest
+
+
+def verify(tree: Path, full: bool = False) -> list[str]:
+    """Problems found checking ``tree`` against its manifest (an empty list means good).
+
+    Each problem names the file and what is wrong (missing, size, sha256).
+    """
+    manifest = read_manifest(tree)
+    if manifest is None:
+        return [f"{tree / MANIFEST}: missing or unreadable"]
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    known = {} if full else _remembered(tree)
+    problems: list[str] = []
+    good: dict[str, dict[str, object]] = {}
+    rehashed = False
+    for rel, want in files.items():
+        path = tree / rel
+        try:
+            st = path.stat()
+        except OSError:
+            problems.append(f"{path}: missing")
+            continue
+        if st.st_size != want["size"]:
+            problems.append(f"{path}: size {st.st_size}, expected {want['size']}")
+            continue
+        if known.get(rel) != [st.st_size, st.st_mtime_ns]:
+            rehashed = True
+            actual = sha256_file(path)
+            if actual != want["sha256"]:
+                problems.append(f"{path}: sha256 {actual}, expected {want['sha256']}")
+                continue
+        good[rel] = want
+    if not problems and rehashed:
+        _remember(tree, good)
+    return problems
+
+
+def _remember(tree: Path, files: dict[str, dict[str, object]]) -> None:
+    state = {}
+    for rel in files:
+        st = (tree / rel).stat()
+        state[rel] = [st.st_size, st.st_mtime_ns]
+    write_json(tree / _VERIFIED, state)
+
+
+def _remembered(tree: Path) -> dict[str, list[int]]:
+    try:
+        state = json.loads((tree / _VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
