@@ -27,6 +27,16 @@ from .progress import status
 from .runs import new_run_dir
 
 
+def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> dict[str, Any]:
+    """R for the backend of ``guest``'s architecture, every test run natively in that guest.
+
+    Raises InfraError if the guest cannot run the batch."""
+    elves, decided = conformance.build_elves(guest.profile.arch, tests)
+    runs = run_batch(guest, elves)
+    return conformance.native_report(
+        tests, decided, {name: (run.stdout, run.exit_code) for name, run in runs.items()})
+
+
 def run_conformance(directory: Path, arches: list[str]) -> dict[str, Any]:
     """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``.
 
@@ -36,12 +46,9 @@ def run_conformance(directory: Path, arches: list[str]) -> dict[str, Any]:
         raise InputError("conformance folder", str(directory), hint="it holds no *.data file")
     result: dict[str, Any] = {"interp": conformance.interp_report(tests)}
     for arch in arches:
-        elves, decided = conformance.build_elves(arch, tests)
-        with status(f"{arch}: running {len(elves)} conformance programs in a guest"), \
+        with status(f"{arch}: running the conformance programs in a guest"), \
                 Guest(load_profile(arch), run_dir=new_run_dir("conformance", arch)) as guest:
-            runs = run_batch(guest, elves)
-        result[arch] = conformance.native_report(
-            tests, decided, {name: (run.stdout, run.exit_code) for name, run in runs.items()})
+            result[arch] = native_conformance(guest, tests)
     return result
 
 
