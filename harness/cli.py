@@ -1,0 +1,319 @@
+"""The ``jitprobe`` command line: boot, exec and shell, plus the subcommands other parts register.
+
+Results follow ../shared/CONTRACT.md. With --json, stdout carries exactly one JSON object;
+progress goes to stderr, and only when stderr is a terminal. Exit status: 0 pass, 1 fail, crash or
+timeout, 2 input error, 3 infrastructure error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import guest as guest_mod
+from harness.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError, JitprobeError
+from harness.guest import Guest
+from harness.profiles import Profile, available_arches, load_profile
+from harness.runs import append_result, new_run_dir
+
+# Modules that add subcommands: (module, function taking the subparsers object). Each subcommand
+# sets ``func`` (args -> exit status) with set_defaults. A module that is not there yet is skipped.
+SUBCOMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (("images.commands", "add_images_parser"),)
+
+_ERR = Console(stderr=True, soft_wrap=True)
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def _status(message: str) -> Iterator[None]:
+    """A spinner on stderr while the block runs, when stderr is a terminal."""
+    if _progress_enabled():
+        with _ERR.status(message):
+            yield
+    else:
+        yield
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        human()
+
+
+def _exit_code(verdict: str) -> int:
+    return {"pass": EXIT_PASS, "infra": EXIT_INFRA}.get(verdict, EXIT_FAIL)
+
+
+def _add_guest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", required=True, help=f"guest architecture ({', '.join(available_arches())})")
+    parser.add_argument("--cpu", help="QEMU CPU model (default: the profile's)")
+    parser.add_argument("--smp", type=int, help="number of vCPUs (default: the profile's)")
+    parser.add_argument(
+        "--accel", choices=("tcg", "kvm", "auto"), help="accelerator (default: the profile's)"
+    )
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    profile = load_profile(args.arch)
+    profile.cpu_model(args.cpu)  # unknown model: InputError listing the known ones
+    guest_mod.check_smp(args.smp)
+    return profile
+
+
+# -- boot ---------------------------------------------------------------------------------
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """Boot a fresh guest to readiness and shut it down."""
+    profile = _profile(args)
+    result: dict[str, Any] = {
+        "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
+        "qemu_version": None, "kernel": None, "ready_s": None, "verdict": "infra",
+    }  # fmt: skip
+    run_dir = new_run_dir("boot", profile.arch)
+    guest: Guest | None = None
+    try:
+        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel)
+        with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
+            result["verdict"] = "pass"
+    except (GuestError, InfraError) as exc:
+        result["verdict"] = _report(profile.arch, exc)
+    if guest is not None:
+        result["qemu_version"] = guest.qemu_version
+        result["kernel"] = guest.image.kernel_version if guest.image is not None else None
+        result["ready_s"] = round(guest.ready_s, 3) if guest.ready_s is not None else None
+    _record(args, "boot", result, run_dir)
+    _emit(args, result, lambda: print(
+        f"{result['arch']} ({result['cpu']}, smp {result['smp']}): {result['verdict']}, ready in "
+        f"{result['ready_s']} s, kernel {result['kernel']}, QEMU {result['qemu_version']}; log {run_dir}"
+    ))  # fmt: skip
+    return _exit_code(result["verdict"])
+
+
+# -- exec ---------------------------------------------------------------------------------
+
+
+def _sanitizer_hooks() -> tuple[Callable[..., Any], Callable[..., list[dict[str, Any]]]]:
+    """harness.sanitizer's plugin_spec and read_violations. Raises InfraError when it lacks them."""
+    try:
+        module = importlib.import_module("harness.sanitizer")
+        return module.plugin_spec, module.read_violations
+    except (ImportError, AttributeError) as exc:
+        raise InfraError(
+            f"--sanitize needs the sanitizer (harness.sanitizer), which is not available: {exc}"
+        ) from exc
+
+
+def _guest_command(args: argparse.Namespace, guest: Guest) -> str:
+    if args.guest_cmd is not None:
+        return str(args.guest_cmd)
+    path = Path(args.file)
+    return shlex.join([guest.copy(path, _guest_name(path)), *args.args])
+
+
+def _guest_name(path: Path) -> str:
+    safe = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in path.name).lstrip(".")
+    return safe or "program"
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a host executable, or a shell command, in a fresh guest."""
+    if (args.file is None) == (args.guest_cmd is None):
+        raise InputError("program", args.file, hint="give either FILE [ARGS...] or --guest-cmd CMD, not both")
+    if args.file is not None and not Path(args.file).is_file():
+        raise InputError("FILE", args.file, hint="no such file")
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError("--timeout", args.timeout, hint="a positive number of seconds")
+    profile = _profile(args)
+    _check_elf_machine(args.file, profile)
+    run_dir = new_run_dir("exec", profile.arch)
+    result: dict[str, Any] = {
+        "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
+        "verdict": "infra", "exit_code": None, "stdout": "", "console_tail": "", "wall_s": None,
+        "violations": [],
+    }  # fmt: skip
+    started = time.monotonic()
+    guest: Guest | None = None
+    read_violations = None
+    try:
+        plugin = None
+        if args.sanitize:
+            plugin_spec, read_violations = _sanitizer_hooks()
+            plugin = plugin_spec(profile.arch, args.cpu, run_dir)
+        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin)
+        with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
+            command = _guest_command(args, guest)
+            with _status(f"running {command}"):
+                outcome = guest.run(command, timeout=args.timeout)
+        result.update(
+            verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
+            stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
+        )  # fmt: skip
+        if outcome.crash is not None:
+            _ERR.print(
+                f"{profile.arch}: {outcome.crash.kind}: {outcome.crash.line}", markup=False, highlight=False
+            )
+    except (GuestError, InfraError) as exc:
+        result["verdict"] = _report(profile.arch, exc)
+        tail = exc.console_tail if isinstance(exc, GuestError) else ""
+        result["console_tail"] = tail or (guest.console_tail() if guest is not None else "")
+    result["wall_s"] = round(time.monotonic() - started, 3)
+    if read_violations is not None and guest is not None and result["verdict"] != "infra":
+        try:
+            result["violations"] = read_violations(
+                run_dir,
+                profile.arch,
+                binaries=[Path(args.file)] if args.file else [],
+                system_map=guest.image.system_map if guest.image is not None else None,
+            )
+        except InfraError as exc:
+            result["verdict"] = _report(profile.arch, exc)
+        if result["violations"] and result["verdict"] == "pass":
+            result["verdict"] = "fail"
+    _record(args, "exec", result, run_dir)
+    _emit(args, result, lambda: _print_exec(result, run_dir))
+    return _exit_code(result["verdict"])
+
+
+def _report(arch: str, exc: GuestError | InfraError) -> str:
+    """Print whose fault ``exc`` is on stderr; return its verdict."""
+    if isinstance(exc, GuestError):
+        _ERR.print(f"{arch}: {exc.verdict}: {exc}", markup=False, highlight=False)
+        return exc.verdict
+    _ERR.print(f"jitprobe: infrastructure error: {exc}", markup=False, highlight=False)
+    return "infra"
+
+
+def _check_elf_machine(file: str | None, profile: Profile) -> None:
+    """Refuse an ELF file built for another architecture. Raises InputError."""
+    if file is None:
+        return
+    with open(file, "rb") as fh:
+        header = fh.read(20)
+    if header[:4] != b"\x7fELF":
+        return  # a script; the guest's shell says what it makes of it
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    if machine != profile.elf_machine:
+        raise InputError(
+            "FILE", file, hint=f"an ELF for machine {machine}, not {profile.arch} ({profile.elf_machine})"
+        )
+
+
+def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
+    sys.stdout.write(result["stdout"])
+    print(
+        f"{result['arch']} ({result['cpu']}, smp {result['smp']}): {result['verdict']}, exit status "
+        f"{result['exit_code']}, {result['wall_s']} s, {len(result['violations'])} violation(s); "
+        f"log {run_dir}",
+        file=sys.stderr,
+    )
+    if result["verdict"] in ("crash", "timeout"):
+        print(result["console_tail"], file=sys.stderr)
+
+
+def _record(args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path) -> None:
+    """Keep the result in the run folder and, with --results DIR, append it to DIR/results.jsonl."""
+    record = {
+        "command": command,
+        "run_dir": str(run_dir),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **result,
+    }
+    (run_dir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    if getattr(args, "results", None):
+        append_result(Path(args.results), record)
+
+
+# -- shell --------------------------------------------------------------------------------
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """An interactive console on a fresh guest; Ctrl-] leaves and stops it."""
+    profile = _profile(args)
+    run_dir = new_run_dir("shell", profile.arch)
+    guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel)
+    with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"):
+        guest.start()
+    try:
+        print(f"{profile.arch} guest ready in {guest.ready_s:.2f} s; /mnt/host is {guest.share_dir}; "
+              "Ctrl-] leaves", file=sys.stderr)  # fmt: skip
+        guest.interact()
+    finally:
+        guest.stop()
+    return EXIT_PASS
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand, including those other modules provide."""
+    parser = argparse.ArgumentParser(
+        prog="jitprobe", description="Checks that code generated at run time is the code the CPU runs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    boot = sub.add_parser("boot", help="boot a fresh guest to readiness and shut it down")
+    _add_guest_options(boot)
+    boot.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    boot.add_argument("--results", metavar="DIR", help="append the result to DIR/results.jsonl")
+    boot.set_defaults(func=cmd_boot)
+
+    exe = sub.add_parser("exec", help="run a static executable or a shell command in a fresh guest")
+    _add_guest_options(exe)
+    exe.add_argument("--sanitize", action="store_true", help="load the coherency sanitizer plugin")
+    exe.add_argument("--timeout", type=float, metavar="S", help="time limit of the program (seconds)")
+    exe.add_argument("--results", metavar="DIR", help="append the result to DIR/results.jsonl")
+    exe.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    exe.add_argument("--guest-cmd", metavar="CMD", help="command for the guest's /bin/sh instead of FILE")
+    exe.add_argument("file", nargs="?", metavar="FILE", help="host executable to copy into the guest")
+    exe.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments of FILE")
+    exe.set_defaults(func=cmd_exec)
+
+    shell = sub.add_parser("shell", help="interactive console on a fresh guest")
+    _add_guest_options(shell)
+    shell.set_defaults(func=cmd_shell)
+
+    for module_name, function in SUBCOMMAND_PROVIDERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        getattr(module, function)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jitprobe`` console script; returns the exit status."""
+    guest_mod.install_signal_handlers()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except JitprobeError as exc:
+        print(f"jitprobe: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("jitprobe: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        guest_mod.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

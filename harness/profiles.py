@@ -1,0 +1,326 @@
+"""Architecture profiles: one YAML file per guest architecture under arch_profiles/.
+
+A profile holds everything the harness needs to boot an architecture (QEMU binary, machine, CPU
+models, console, kernel command line, memory, vCPUs, accelerator, time limits). Profiles are
+discovered by listing ``arch_profiles/*.yaml``, so a new architecture is a new file, not a harness
+edit. Every file is checked against PROFILE_SCHEMA on load; a bad file raises ProfileError naming
+the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import InfraError, InputError
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "arch_profiles"
+SLOWDOWN_ENV = "JITPROBE_SLOWDOWN"
+"""Environment variable whose number multiplies every profile's slowdown (for loaded hosts)."""
+
+ACCELS = ("tcg", "kvm", "auto")
+TCG_THREADS = ("multi", "single")
+
+
+class ProfileError(InfraError):
+    """A profile file is missing, unreadable or does not match PROFILE_SCHEMA."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One entry of a schema: the expected kind of value and what it is for.
+
+    ``kind`` is a Python type (str, int, float, bool), ``list`` (of strings), a nested schema
+    (dict of Field) or ``MapOf`` (free keys, each value matching a nested schema).
+    """
+
+    kind: Any
+    doc: str
+    required: bool = True
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping with free string keys whose values all match ``schema``."""
+
+    schema: Mapping[str, Field]
+
+
+CPU_MODEL_SCHEMA: dict[str, Field] = {
+    "description": Field(str, "what the model is"),
+    "ctr_el0": Field(int, "arm64: CTR_EL0 value QEMU reports for this model", required=False),
+    "idc": Field(bool, "arm64: CTR_EL0.IDC (D-side clean to PoU not needed)", required=False),
+    "dic": Field(bool, "arm64: CTR_EL0.DIC (I-side invalidation not needed)", required=False),
+}
+
+PROFILE_SCHEMA: dict[str, Field] = {
+    "arch": Field(str, "jitprobe architecture name; must equal the file name's stem"),
+    "debian_arch": Field(str, "Debian's name of the architecture (packages of images/)"),
+    "host_machines": Field(list, "`uname -m` values of hosts that can run this guest under KVM"),
+    "elf_machine": Field(int, "e_machine of the architecture's ELF executables"),
+    "qemu": Field(
+        {
+            "binary": Field(str, "QEMU system emulator, looked up on PATH"),
+            "machine": Field(str, "QEMU machine type (-M)"),
+            "bios": Field(str, "firmware passed with -bios (QEMU finds it by name)", required=False),
+            "machine_args": Field(list, "further QEMU arguments for this machine", required=False),
+            "ninep_device": Field(str, "QEMU device that exports a 9p share (virtio-9p-pci, ...)"),
+        },
+        "QEMU binary and machine",
+    ),
+    "cpu": Field(
+        {
+            "default": Field(str, "CPU model used when none is asked for; one of models"),
+            "models": Field(MapOf(CPU_MODEL_SCHEMA), "CPU models known to work, by QEMU name"),
+        },
+        "CPU models",
+    ),
+    "console": Field(str, "guest device of the serial console (ttyS0, ttyAMA0)"),
+    "kernel_cmdline": Field(str, "kernel command line (console= and the readiness token are added)"),
+    "memory_mb": Field(int, "guest memory in MiB", minimum=64),
+    "smp": Field(int, "default number of vCPUs", minimum=1),
+    "accel": Field(
+        {
+            "default": Field(str, "accelerator", choices=ACCELS),
+            "tcg_thread": Field(str, "TCG threading", choices=TCG_THREADS),
+        },
+        "accelerator",
+    ),
+    "timeouts": Field(
+        {
+            "boot_s": Field(float, "from QEMU start to the readiness marker", minimum=0.1),
+            "command_s": Field(float, "default limit of one guest command", minimum=0.1),
+            "stop_s": Field(float, "for QEMU to exit after QMP quit before it is killed", minimum=0.1),
+        },
+        "time limits in seconds, before the slowdown factor",
+    ),
+    "slowdown": Field(float, "factor applied to every time limit", minimum=0.01),
+}
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """A CPU model a profile knows, by its QEMU name."""
+
+    name: str
+    description: str
+    ctr_el0: int | None = None
+    idc: bool | None = None
+    dic: bool | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Time limits in seconds before scaling (see Profile.scaled)."""
+
+    boot_s: float
+    command_s: float
+    stop_s: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated architecture profile."""
+
+    arch: str
+    path: Path
+    debian_arch: str
+    host_machines: tuple[str, ...]
+    elf_machine: int
+    qemu_binary: str
+    machine: str
+    bios: str | None
+    machine_args: tuple[str, ...]
+    ninep_device: str
+    default_cpu: str
+    cpus: Mapping[str, CpuModel]
+    console: str
+    kernel_cmdline: str
+    memory_mb: int
+    smp: int
+    accel: str
+    tcg_thread: str
+    timeouts: Timeouts
+    slowdown: float
+
+    def scaled(self, seconds: float) -> float:
+        """``seconds`` times the profile's slowdown and the JITPROBE_SLOWDOWN factor.
+
+        Raises InputError if JITPROBE_SLOWDOWN is set but not a positive number."""
+        return seconds * self.slowdown * env_slowdown()
+
+    def cpu_model(self, name: str | None) -> CpuModel:
+        """The model called ``name`` (the default when None). Raises InputError if unknown."""
+        name = name or self.default_cpu
+        try:
+            return self.cpus[name]
+        except KeyError:
+            raise InputError(f"CPU model for {self.arch}", name, sorted(self.cpus)) from None
+
+    def kvm_possible(self) -> bool:
+        """Whether this host's machine can run the guest under KVM (architecture only)."""
+        return platform.machine() in self.host_machines
+
+
+def env_slowdown() -> float:
+    """The JITPROBE_SLOWDOWN factor (1.0 when unset). Raises InputError if it is not positive."""
+    raw = os.environ.get(SLOWDOWN_ENV)
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise InputError(SLOWDOWN_ENV, raw, hint="a positive number, e.g. 2.5")
+    return value
+
+
+def _kind_name(kind: Any) -> str:
+    if isinstance(kind, dict):
+        return "a mapping"
+    if isinstance(kind, MapOf):
+        return "a mapping of names to mappings"
+    if kind is list:
+        return "a list of strings"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if isinstance(kind, dict | MapOf):
+        return isinstance(value, dict)
+    return isinstance(value, kind)
+
+
+def validate(data: Any, schema: Mapping[str, Field], source: str, prefix: str = "") -> None:
+    """Check ``data`` against ``schema``. Raises ProfileError naming source, field and expectation."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: {prefix or 'top level'} must be a mapping, got {data!r}")
+    for key in data:
+        if key not in schema:
+            known = ", ".join(schema)
+            raise ProfileError(f"{source}: unknown field '{prefix}{key}'; expected one of: {known}")
+    for key, field in schema.items():
+        where = f"{prefix}{key}"
+        if key not in data:
+            if field.required:
+                expected = _kind_name(field.kind)
+                raise ProfileError(f"{source}: missing field '{where}' ({field.doc}): expected {expected}")
+            continue
+        value = data[key]
+        if not _matches(value, field.kind):
+            raise ProfileError(
+                f"{source}: field '{where}' ({field.doc}): expected {_kind_name(field.kind)}, got {value!r}"
+            )
+        if field.choices is not None and value not in field.choices:
+            raise ProfileError(
+                f"{source}: field '{where}': expected one of {', '.join(field.choices)}, got {value!r}"
+            )
+        if field.minimum is not None and value < field.minimum:
+            raise ProfileError(f"{source}: field '{where}': expected at least {field.minimum}, got {value!r}")
+        if isinstance(field.kind, dict):
+            validate(value, field.kind, source, where + ".")
+        elif isinstance(field.kind, MapOf):
+            if not value:
+                raise ProfileError(f"{source}: field '{where}' must not be empty")
+            for name, entry in value.items():
+                validate(entry, field.kind.schema, source, f"{where}.{name}.")
+
+
+def parse_profile(data: Any, path: Path) -> Profile:
+    """Validate ``data`` (a loaded YAML document) read from ``path`` and build its Profile.
+
+    Raises ProfileError when it does not match PROFILE_SCHEMA or is inconsistent."""
+    source = str(path)
+    validate(data, PROFILE_SCHEMA, source)
+    if data["arch"] != path.stem:
+        raise ProfileError(
+            f"{source}: field 'arch': expected {path.stem!r} (the file's name), got {data['arch']!r}"
+        )
+    cpus = {
+        name: CpuModel(name=name, **{k: v for k, v in entry.items() if k in CPU_MODEL_SCHEMA})
+        for name, entry in data["cpu"]["models"].items()
+    }
+    if data["cpu"]["default"] not in cpus:
+        raise ProfileError(
+            f"{source}: field 'cpu.default': expected one of cpu.models ({', '.join(cpus)}), "
+            f"got {data['cpu']['default']!r}"
+        )
+    qemu, timeouts = data["qemu"], data["timeouts"]
+    return Profile(
+        arch=data["arch"],
+        path=path,
+        debian_arch=data["debian_arch"],
+        host_machines=tuple(data["host_machines"]),
+        elf_machine=data["elf_machine"],
+        qemu_binary=qemu["binary"],
+        machine=qemu["machine"],
+        bios=qemu.get("bios"),
+        machine_args=tuple(qemu.get("machine_args", ())),
+        ninep_device=qemu["ninep_device"],
+        default_cpu=data["cpu"]["default"],
+        cpus=cpus,
+        console=data["console"],
+        kernel_cmdline=data["kernel_cmdline"],
+        memory_mb=data["memory_mb"],
+        smp=data["smp"],
+        accel=data["accel"]["default"],
+        tcg_thread=data["accel"]["tcg_thread"],
+        timeouts=Timeouts(float(timeouts["boot_s"]), float(timeouts["command_s"]), float(timeouts["stop_s"])),
+        slowdown=float(data["slowdown"]),
+    )
+
+
+def load_profile_file(path: Path) -> Profile:
+    """Read and validate one profile file. Raises ProfileError if unreadable or invalid."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_profile(data, path)
+
+
+def available_arches(directory: Path = PROFILES_DIR) -> list[str]:
+    """Architectures with a profile in ``directory``, sorted."""
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+@cache
+def _load_cached(path: Path, mtime_ns: int) -> Profile:
+    return load_profile_file(path)
+
+
+def load_profile(arch: str, directory: Path = PROFILES_DIR) -> Profile:
+    """The validated profile of ``arch``.
+
+    Raises InputError listing the available architectures if there is no such profile, and
+    ProfileError if its file is invalid."""
+    path = directory / f"{arch}.yaml"
+    if not path.is_file() or "/" in arch:
+        raise InputError("architecture", arch, available_arches(directory))
+    return _load_cached(path, path.stat().st_mtime_ns)
+
+
+def expand_arch(arch: str, directory: Path = PROFILES_DIR) -> list[str]:
+    """``arch`` as a list of architectures, with ``all`` meaning every profile. Raises InputError."""
+    if arch == "all":
+        return available_arches(directory)
+    load_profile(arch, directory)
+    return [arch]

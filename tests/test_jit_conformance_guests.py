@@ -1,0 +1,49 @@
+"""`jitprobe jit conformance` end to end: the outside suite on the interpreter and natively in guests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).resolve().parents[2] / "shared" / "bpf_conformance" / "tests"
+JITPROBE = [sys.executable, "-m", "harness.cli"]
+
+pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason=f"the conformance suite is not at {SUITE}")
+
+
+@pytest.mark.qemu
+def test_conformance_suite_passes_natively_on_every_architecture(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*JITPROBE, "jit", "conformance", str(SUITE), "--arch", "all", "--json"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "JITPROBE_RUNS": str(tmp_path)},
+    )
+    result = json.loads(proc.stdout)
+    assert set(result) == {"interp", "x86_64", "arm64", "riscv64"}
+    runnable = len(list(SUITE.glob("*.data"))) - len(result["interp"]["skipped"])
+    for part, report in result.items():
+        assert report["failed"] == [], (part, report["failed"][:5])
+        assert report["passed"] == runnable, part
+        # Only tests that need the suite's own runtime helpers may be skipped, each with a reason.
+        assert all(s["reason"] for s in report["skipped"]), part
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_unknown_arch_is_an_input_error_listing_the_choices() -> None:
+    proc = subprocess.run([*JITPROBE, "jit", "conformance", str(SUITE), "--arch", "sparc"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "sparc" in proc.stderr
+    for arch in ("x86_64", "arm64", "riscv64"):
+        assert arch in proc.stderr
+
+
+def test_empty_folder_is_an_input_error(tmp_path: Path) -> None:
+    proc = subprocess.run([*JITPROBE, "jit", "conformance", str(tmp_path), "--arch", "x86_64"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert str(tmp_path) in proc.stderr
