@@ -21,7 +21,6 @@ from pathlib import Path
 from harness.errors import InfraError
 
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-DEBIAN_ARCHES = ("amd64", "arm64", "riscv64")
 _SOURCE_TYPES = ("deb", "deb-src")
 
 
@@ -33,7 +32,7 @@ class AptSource:
     suites: tuple[str, ...]
     components: tuple[str, ...] = ("main",)
     types: tuple[str, ...] = ("deb",)
-    architectures: tuple[str, ...] = DEBIAN_ARCHES
+    architectures: tuple[str, ...] = ("amd64",)
     signed_by: Path = field(default=DEBIAN_KEYRING)
 
     def __post_init__(self) -> None:

@@ -1,24 +1,28 @@
-"""jitprobe's architecture names and the Debian architecture each maps to."""
+"""jitprobe's architectures as images/ sees them: whatever arch_profiles/ holds.
+
+A new architecture is a new profile (with its ``debian_arch``), never an edit here.
+"""
 
 from __future__ import annotations
 
-from harness.errors import InputError
+from harness.profiles import available_arches, expand_arch, load_profile
 
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64", "riscv64": "riscv64"}
-ARCHES = tuple(DEBIAN_ARCH)
+
+def arches() -> list[str]:
+    """Every architecture with a profile."""
+    return available_arches()
 
 
 def debian_arch(arch: str) -> str:
     """Debian's name for jitprobe architecture ``arch``. Raises InputError for an unknown one."""
-    try:
-        return DEBIAN_ARCH[arch]
-    except KeyError:
-        raise InputError("architecture", arch, ARCHES) from None
+    return load_profile(arch).debian_arch
 
 
 def expand_arches(arch: str) -> list[str]:
     """``arch`` as a list, with ``all`` meaning every architecture. Raises InputError if unknown."""
-    if arch == "all":
-        return list(ARCHES)
-    debian_arch(arch)
-    return [arch]
+    return expand_arch(arch)
+
+
+def debian_arches() -> tuple[str, ...]:
+    """Debian's names of every architecture with a profile, for the private apt root."""
+    return tuple(debian_arch(a) for a in arches())

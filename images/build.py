@@ -21,13 +21,13 @@ from typing import Any
 
 from harness.errors import InfraError
 
-from . import cache, cpio, initramfs
+from . import bzimage, cache, cpio, initramfs
 from .arches import debian_arch
 from .lock import LockedPackage, load_lock
 from .lock import fetch as fetch_deb
 
 # The files whose content shapes an image; editing any of them gives a new cache key.
-_BUILDER_SOURCES = ("build.py", "cpio.py", "initramfs.py", "init.sh")
+_BUILDER_SOURCES = ("build.py", "cpio.py", "initramfs.py", "init.sh", "bzimage.py")
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,14 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
         )
         (tmp / "boot").mkdir()
         (tmp / "lib" / "modules").mkdir(parents=True)
-        os.replace(kernel, tmp / "boot" / kernel.name)
+        kernel_data = kernel.read_bytes()
+        if bzimage.is_bzimage(kernel_data):
+            # QEMU boots the ELF inside through its PVH note, skipping the slow self-decompression.
+            kernel_name = f"vmlinux-{version}"
+            (tmp / "boot" / kernel_name).write_bytes(bzimage.elf_payload(kernel_data, str(kernel_deb)))
+        else:
+            kernel_name = kernel.name
+            os.replace(kernel, tmp / "boot" / kernel_name)
         system_map = boot / f"System.map-{version}"
         has_map = system_map.is_file()
         if has_map:
@@ -204,7 +211,7 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
             {
                 "arch": arch,
                 "kernel_version": version,
-                "kernel": f"boot/{kernel.name}",
+                "kernel": f"boot/{kernel_name}",
                 "initramfs": "initramfs.cpio",
                 "system_map": f"boot/{system_map.name}" if has_map else None,
                 "packages": {"kernel": f"{kernel_pkg.package} {kernel_pkg.version}"},

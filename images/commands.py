@@ -10,7 +10,7 @@ from collections.abc import Callable
 from harness.errors import EXIT_INFRA, EXIT_PASS, JitprobeError
 
 from . import cache
-from .arches import ARCHES, expand_arches
+from .arches import arches, expand_arches
 from .build import cached_trees, current_image_dir, ensure_images, images_root, manifest_meta
 from .lock import LOCK_PATH, update_lock
 
@@ -27,7 +27,7 @@ def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
     ):
         parser = actions.add_parser(name, help=text)
         parser.add_argument(
-            "--arch", default="all", help=f"one of {', '.join(ARCHES)}, or all (default: all)"
+            "--arch", default="all", help=f"one of {', '.join(arches())}, or all (default: all)"
         )
         parser.set_defaults(func=_guarded(func))
     update = actions.add_parser("update", help=f"re-pin the newest packages of the suite in {LOCK_PATH.name}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.errors import InfraError
 
 from .apt_root import AptRoot, AptSource, host_mirror
-from .arches import ARCHES, debian_arch
+from .arches import arches, debian_arch, debian_arches
 from .cache import cache_root, sha256_file, write_json
 
 LOCK_PATH = Path(__file__).with_name("packages.lock.json")
@@ -91,7 +91,7 @@ def private_apt(suite: str = SUITE) -> AptRoot:
 
     Raises InfraError when the host's apt sources name no Debian mirror.
     """
-    return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,))])
+    return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,), architectures=debian_arches())])
 
 
 def fetch(pkg: LockedPackage, suite: str = SUITE) -> Path:
@@ -144,7 +144,7 @@ def update_lock(path: Path = LOCK_PATH, suite: str = SUITE) -> Lock:
     apt = private_apt(suite)
     apt.update()
     packages = []
-    for arch in ARCHES:
+    for arch in arches():
         deb_arch = debian_arch(arch)
         for role, name in (("kernel", resolve_kernel_package(apt, deb_arch)), ("busybox", "busybox-static")):
             version = apt.candidate_version(name, deb_arch)
