@@ -146,9 +146,11 @@ def test_initramfs_has_console_init_and_ordered_modules() -> None:
 
 
 def test_unknown_arch_lists_choices() -> None:
-    with pytest.raises(InputError, match="x86_64, arm64, riscv64"):
+    with pytest.raises(InputError) as info:
         debian_arch("mips")
-    assert expand_arches("all") == ["x86_64", "arm64", "riscv64"]
+    assert "mips" in str(info.value)
+    assert sorted(info.value.choices or []) == ["arm64", "riscv64", "x86_64"]
+    assert sorted(expand_arches("all")) == ["arm64", "riscv64", "x86_64"]
     assert debian_arch("x86_64") == "amd64"
 
 
