@@ -311,7 +311,10 @@ def test_host_mirror_missing_is_infra_error(tmp_path: Path) -> None:
 
 
 def test_apt_source_stanza_and_bad_type() -> None:
-    stanza = AptSource("http://m.example/debian", ("bookworm-backports",), types=("deb-src",)).deb822()
+    stanza = AptSource(
+        "http://m.example/debian", ("bookworm-backports",), types=("deb-src",),
+        architectures=("amd64", "arm64", "riscv64"),
+    ).deb822()
     assert "Types: deb-src\n" in stanza and "Suites: bookworm-backports\n" in stanza
     assert "Architectures: amd64 arm64 riscv64\n" in stanza and stanza.endswith("\n\n")
     with pytest.raises(ValueError, match="deb, deb-src"):
