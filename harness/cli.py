@@ -13,38 +13,36 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from harness import guest as guest_mod
-from harness.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError, JitprobeError
+from harness.errors import (
+    EXIT_FAIL,
+    EXIT_INFRA,
+    EXIT_PASS,
+    EXIT_USAGE,
+    GuestError,
+    InfraError,
+    InputError,
+    JitprobeError,
+)
 from harness.guest import Guest
+from harness.jit_commands import add_jit_parser
 from harness.profiles import Profile, available_arches, load_profile
+from harness.progress import status
 from harness.runs import append_result, new_run_dir
+from images.commands import add_images_parser
+from jit_core.errors import JitError
 
-# Modules that add subcommands: (module, function taking the subparsers object). Each subcommand
-# sets ``func`` (args -> exit status) with set_defaults. A module that is not there yet is skipped.
-SUBCOMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (("images.commands", "add_images_parser"),)
+# Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
+# status) with set_defaults.
+SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, add_jit_parser)
 
 _ERR = Console(stderr=True, soft_wrap=True)
-
-
-def _progress_enabled() -> bool:
-    return sys.stderr.isatty()
-
-
-@contextmanager
-def _status(message: str) -> Iterator[None]:
-    """A spinner on stderr while the block runs, when stderr is a terminal."""
-    if _progress_enabled():
-        with _ERR.status(message):
-            yield
-    else:
-        yield
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
@@ -88,7 +86,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     guest: Guest | None = None
     try:
         guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel)
-        with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
+        with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
             result["verdict"] = "pass"
     except (GuestError, InfraError) as exc:
         result["verdict"] = _report(profile.arch, exc)
@@ -155,9 +153,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
             plugin_spec, read_violations = _sanitizer_hooks()
             plugin = plugin_spec(profile.arch, args.cpu, run_dir)
         guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin)
-        with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
+        with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
             command = _guest_command(args, guest)
-            with _status(f"running {command}"):
+            with status(f"running {command}"):
                 outcome = guest.run(command, timeout=args.timeout)
         result.update(
             verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
@@ -246,7 +244,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     profile = _profile(args)
     run_dir = new_run_dir("shell", profile.arch)
     guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel)
-    with _status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"):
+    with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"):
         guest.start()
     try:
         print(f"{profile.arch} guest ready in {guest.ready_s:.2f} s; /mnt/host is {guest.share_dir}; "
@@ -288,14 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guest_options(shell)
     shell.set_defaults(func=cmd_shell)
 
-    for module_name, function in SUBCOMMAND_PROVIDERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        getattr(module, function)(sub)
+    for add_parser in SUBCOMMAND_PROVIDERS:
+        add_parser(sub)
     return parser
 
 
@@ -308,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except JitprobeError as exc:
         print(f"jitprobe: {exc}", file=sys.stderr)
         return exc.exit_code
+    except JitError as exc:  # a program or suite jit_core refuses is the user's input
+        print(f"jitprobe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("jitprobe: interrupted", file=sys.stderr)
         return 130

@@ -47,3 +47,25 @@ def test_empty_folder_is_an_input_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert str(tmp_path) in proc.stderr
+
+
+def test_build_writes_an_executable_that_runs_natively(tmp_path: Path) -> None:
+    source = tmp_path / "answer.s"
+    source.write_text("mov %r0, 40\nadd %r0, 2\nexit\n")
+    out = tmp_path / "answer"
+    proc = subprocess.run([*JITPROBE, "jit", "build", str(source), "--arch", "x86_64", "-o", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(out)], capture_output=True, timeout=10)
+    assert run.returncode == 42
+    assert int.from_bytes(run.stdout[:8], "little") == 42
+
+
+def test_build_refuses_a_bad_program_naming_the_line(tmp_path: Path) -> None:
+    source = tmp_path / "bad.s"
+    source.write_text("mov %r0, 1\nfrobnicate %r0\nexit\n")
+    command = [*JITPROBE, "jit", "build", str(source), "--arch", "x86_64", "-o", str(tmp_path / "x")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "frobnicate" in proc.stderr and "2" in proc.stderr
+    assert not (tmp_path / "x").exists()
