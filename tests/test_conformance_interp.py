@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from user_mode import backend_ready, run_batch, runner
+from user_mode import require_runner, run_batch
 
 from jit_core.conformance import (
     build_elves,
@@ -34,8 +34,7 @@ def test_interpreter_passes_the_suite() -> None:
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64", "riscv64"])
 def test_backend_passes_the_suite_in_user_mode(arch: str) -> None:
-    if not backend_ready(arch) or runner(arch) is None:
-        pytest.skip(f"the {arch} backend or a way to run it is missing")
+    require_runner(arch)
     tests = load_suite(SUITE)
     elves, decided = build_elves(arch, tests)
     names = list(elves)

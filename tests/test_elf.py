@@ -8,7 +8,7 @@ import struct
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from user_mode import backend_ready, run_batch, runner
+from user_mode import require_runner, run_batch
 
 from jit_core import elf
 from jit_core.asm import assemble
@@ -54,8 +54,7 @@ def test_headers_and_segments(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_hand_encoded_executable_runs(arch: str) -> None:
-    if runner(arch) is None:
-        pytest.skip(f"cannot run {arch} executables here (qemu-user missing)")
+    require_runner(arch)
     blob = elf.write_elf(arch, _WRITE_EXIT[arch], b"jitprobe" + bytes(8))
     assert run_batch(arch, [blob]) == [(b"jitprobe", 42)]
 
@@ -94,10 +93,7 @@ PROGRAM = """
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_backend_executable_runs(arch: str) -> None:
-    if not backend_ready(arch):
-        pytest.skip(f"the {arch} backend is not there yet")
-    if runner(arch) is None:
-        pytest.skip(f"cannot run {arch} executables here (qemu-user missing)")
+    require_runner(arch)
     mem, blobs = (1000).to_bytes(8, "little"), {"blob": b"\x07"}
     layout = elf.data_layout(mem, blobs)
     prog = assemble(PROGRAM.format(blob=hex(layout.blobs["blob"])))

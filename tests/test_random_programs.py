@@ -2,8 +2,8 @@
 
 Each hypothesis example is a batch of programs run in one shell loop, natively for x86_64 and
 under qemu-user for arm64 and riscv64; every executable's stdout (r0..r9 and the stack window,
-see progen) and exit status must equal the interpreter's. A backend whose package or BACKEND is
-missing, or that cannot be run here, is skipped.
+see progen) and exit status must equal the interpreter's. A backend that cannot be run here
+(no qemu-user) is skipped.
 
 On a mismatch hypothesis shrinks the batch to one small program; each failing attempt writes its
 disassembly to tests/regressions/latest-<arch>.s, so after the run that file holds the shrunk
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from user_mode import backend_ready, run_batch, runner
+from user_mode import require_runner, run_batch
 
 from jit_core import interp
 from jit_core.asm import assemble, disassemble
@@ -31,13 +31,6 @@ from jit_core.progen import RESULTS_SIZE, programs
 ARCHES = ["x86_64", "arm64", "riscv64"]
 REGRESSIONS = Path(__file__).parent / "regressions"
 EXAMPLES = int(os.environ.get("JITPROBE_RANDOM_EXAMPLES", "50"))
-
-
-def _require(arch: str) -> None:
-    if not backend_ready(arch):
-        pytest.skip(f"the {arch} backend is not there yet")
-    if runner(arch) is None:
-        pytest.skip(f"cannot run {arch} executables here (qemu-user missing)")
 
 
 def _mismatches(arch: str, batch: list[list[Insn]]) -> list[str]:
@@ -53,7 +46,7 @@ def _mismatches(arch: str, batch: list[list[Insn]]) -> list[str]:
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_random_programs_match_the_interpreter(arch: str) -> None:
-    _require(arch)
+    require_runner(arch)
 
     @settings(max_examples=max(1, EXAMPLES // 5), deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -75,6 +68,6 @@ SAVED = sorted(p for p in REGRESSIONS.glob("*.s") if not p.name.startswith("late
 @pytest.mark.skipif(not SAVED, reason="no saved regression programs in tests/regressions")
 @pytest.mark.parametrize("arch", ARCHES)
 def test_saved_regressions(arch: str) -> None:
-    _require(arch)
+    require_runner(arch)
     batch = [assemble(path.read_text()) for path in SAVED]
     assert _mismatches(arch, batch) == []

@@ -6,14 +6,14 @@ process start on the Python side. Used by the ELF, conformance and random-progra
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import platform
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 USER_EMULATORS = {"x86_64": "qemu-x86_64", "arm64": "qemu-aarch64", "riscv64": "qemu-riscv64"}
 
@@ -26,15 +26,10 @@ def runner(arch: str) -> list[str] | None:
     return [emulator] if emulator else None
 
 
-def backend_ready(arch: str) -> bool:
-    """Whether the backend package exists and exports BACKEND (others may still be writing it)."""
-    if importlib.util.find_spec(f"jit_core.{arch}") is None:
-        return False
-    try:
-        module = importlib.import_module(f"jit_core.{arch}")
-    except ImportError:
-        return False
-    return hasattr(module, "BACKEND")
+def require_runner(arch: str) -> None:
+    """Skip the calling test when nothing here can run ``arch`` executables (no qemu-user)."""
+    if runner(arch) is None:
+        pytest.skip(f"cannot run {arch} executables here ({USER_EMULATORS[arch]} from qemu-user is missing)")
 
 
 def run_batch(arch: str, executables: Sequence[bytes], timeout: float = 120.0) -> list[tuple[bytes, int]]:
