@@ -192,7 +192,10 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
 
         modules_dir = tmp / "lib" / "modules" / version
         closure = initramfs.module_closure((modules_dir / "modules.dep").read_text())
-        modules = [(initramfs.module_name(p), initramfs.load_module(modules_dir / p)) for p in closure]
+        modules = [
+            (initramfs.module_name(p), initramfs.strip_signature(initramfs.load_module(modules_dir / p)))
+            for p in closure
+        ]
         busybox = _only(
             [
                 p

@@ -7,6 +7,7 @@ Everything else of the kernel's module tree reaches the guest over the read-only
 from __future__ import annotations
 
 import lzma
+import struct
 from pathlib import Path
 
 from . import cpio
@@ -15,6 +16,10 @@ INIT_SCRIPT = Path(__file__).with_name("init.sh")
 # What /init needs to mount a virtio-9p share; their modules.dep closure comes along.
 NINEP_MODULES = ("9pnet_virtio", "9p")
 MODULES_IN_INITRAMFS = "lib/jitprobe-modules"
+# Trailer of a signed module (include/linux/module_signature.h): the signature, then a 12-byte
+# struct module_signature whose last field is the signature length (big-endian), then the magic.
+SIGNATURE_MAGIC = b"~Module signature appended~\n"
+_SIGNATURE_INFO = struct.Struct(">BBBBBxxxI")
 
 _DIRECTORIES = (
     "bin",
@@ -82,6 +87,27 @@ def load_module(path: Path) -> bytes:
     if path.name.endswith(".ko.xz"):
         return lzma.decompress(data)
     raise ValueError(f"unsupported module compression: {path.name}; valid: .ko, .ko.xz")
+
+
+def strip_signature(data: bytes) -> bytes:
+    """A module's ELF bytes without its appended signature (unchanged when it has none).
+
+    The kernel checks an appended signature at every load; under TCG the hash and RSA work of
+    the four boot-time modules costs a few tenths of a second. Signatures are not enforced by
+    the guest kernel, so an unsigned module loads; the kernel notes it once as "module
+    verification failed ... tainting kernel" (taint flag E) in its log.
+    Raises ValueError when the trailer's signature length does not fit in the file.
+    """
+    if not data.endswith(SIGNATURE_MAGIC):
+        return data
+    info_end = len(data) - len(SIGNATURE_MAGIC)
+    info_start = info_end - _SIGNATURE_INFO.size
+    if info_start < 0:
+        raise ValueError(f"module signature trailer truncated: {len(data)} bytes in all")
+    sig_len = _SIGNATURE_INFO.unpack_from(data, info_start)[-1]
+    if sig_len > info_start:
+        raise ValueError(f"module signature length {sig_len} exceeds the {info_start} bytes before it")
+    return data[: info_start - sig_len]
 
 
 def initramfs_entries(busybox: bytes, modules: list[tuple[str, bytes]]) -> list[cpio.CpioEntry]:
