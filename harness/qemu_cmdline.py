@@ -141,7 +141,9 @@ def build_argv(profile: Profile, spec: LaunchSpec) -> list[str]:
         # signal=off: Ctrl-C typed in `jitprobe shell` goes to the guest, not to QEMU.
         "-chardev", "stdio,id=console,signal=off",
         "-serial", "chardev:console",
-        "-qmp", f"unix:{qemu_escape(str(spec.qmp_socket))},server=on,wait=off",
+        # A chardev with path= rather than -qmp unix:PATH: the legacy form splits on '=' too.
+        "-chardev", f"socket,id=qmp,path={qemu_escape(str(spec.qmp_socket))},server=on,wait=off",
+        "-mon", "chardev=qmp,mode=control",
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", kernel_append(profile, spec),

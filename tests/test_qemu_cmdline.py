@@ -43,7 +43,8 @@ def test_argv_has_machine_console_qmp_and_kernel(arch: str) -> None:
     assert _option(argv, "-m") == [str(profile.memory_mb)]
     assert _option(argv, "-accel") == [f"tcg,thread={profile.tcg_thread}"]
     assert _option(argv, "-serial") == ["chardev:console"]
-    assert _option(argv, "-qmp") == ["unix:/run/1/qmp.sock,server=on,wait=off"]
+    assert "socket,id=qmp,path=/run/1/qmp.sock,server=on,wait=off" in _option(argv, "-chardev")
+    assert _option(argv, "-mon") == ["chardev=qmp,mode=control"]
     assert _option(argv, "-kernel") == ["/img/vmlinuz"] and _option(argv, "-initrd") == [
         "/img/initramfs.cpio"
     ]
