@@ -14,7 +14,7 @@ images:
 	$(JITPROBE) images build --arch all
 
 plugin:
-	@if [ -f harness/sanitizer/Makefile ]; then $(PY) -m harness.sanitizer.build; fi
+	$(PY) -m harness.sanitizer.build
 
 run: setup
 	$(PY) -m ci.main_job

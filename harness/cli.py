@@ -8,7 +8,6 @@ timeout, 2 input error, 3 infrastructure error.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shlex
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from harness import guest as guest_mod
+from harness import sanitizer
 from harness.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
@@ -105,17 +105,6 @@ def cmd_boot(args: argparse.Namespace) -> int:
 # -- exec ---------------------------------------------------------------------------------
 
 
-def _sanitizer_hooks() -> tuple[Callable[..., Any], Callable[..., list[dict[str, Any]]]]:
-    """harness.sanitizer's plugin_spec and read_violations. Raises InfraError when it lacks them."""
-    try:
-        module = importlib.import_module("harness.sanitizer")
-        return module.plugin_spec, module.read_violations
-    except (ImportError, AttributeError) as exc:
-        raise InfraError(
-            f"--sanitize needs the sanitizer (harness.sanitizer), which is not available: {exc}"
-        ) from exc
-
-
 def _guest_command(args: argparse.Namespace, guest: Guest) -> str:
     if args.guest_cmd is not None:
         return str(args.guest_cmd)
@@ -146,17 +135,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
     }  # fmt: skip
     started = time.monotonic()
     guest: Guest | None = None
-    read_violations = None
+    kernel_symbols: Path | None = None
     try:
-        plugin = None
-        if args.sanitize:
-            plugin_spec, read_violations = _sanitizer_hooks()
-            plugin = plugin_spec(profile.arch, args.cpu, run_dir)
+        plugin = sanitizer.plugin_spec(profile.arch, args.cpu, run_dir) if args.sanitize else None
         guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin)
         with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
             command = _guest_command(args, guest)
             with status(f"running {command}"):
                 outcome = guest.run(command, timeout=args.timeout)
+            if args.sanitize and guest.alive:
+                kernel_symbols = sanitizer.save_kernel_symbols(guest)
         result.update(
             verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
             stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
@@ -170,13 +158,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
         tail = exc.console_tail if isinstance(exc, GuestError) else ""
         result["console_tail"] = tail or (guest.console_tail() if guest is not None else "")
     result["wall_s"] = round(time.monotonic() - started, 3)
-    if read_violations is not None and guest is not None and result["verdict"] != "infra":
+    if args.sanitize and guest is not None and result["verdict"] != "infra":
         try:
-            result["violations"] = read_violations(
+            result["violations"] = sanitizer.read_violations(
                 run_dir,
                 profile.arch,
                 binaries=[Path(args.file)] if args.file else [],
-                system_map=guest.image.system_map if guest.image is not None else None,
+                system_map=kernel_symbols,
             )
         except InfraError as exc:
             result["verdict"] = _report(profile.arch, exc)

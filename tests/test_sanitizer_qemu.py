@@ -17,7 +17,7 @@ from sanitizer_progs.jit_install import FILLER, JIT_BASE, JIT_STRIDE, install_pr
 
 from harness.guest import Guest
 from harness.profiles import load_profile
-from harness.sanitizer import plugin_spec, read_violations
+from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core.intrinsics import MUTATIONS
 
 pytestmark = pytest.mark.qemu
@@ -38,9 +38,9 @@ def run_sanitized(
         guest_prog = guest.copy(program, "codegen") if program else ""
         for command in commands:
             results.append(guest.run(command.format(prog=guest_prog), timeout=600))
-        guest.run("cat /proc/kallsyms > /mnt/host/kallsyms", timeout=120)
+        kallsyms = save_kernel_symbols(guest)
     binaries = [program] if program else []
-    return results, read_violations(run_dir, arch, binaries, system_map=run_dir / "share" / "kallsyms")
+    return results, read_violations(run_dir, arch, binaries, system_map=kallsyms)
 
 
 def describe(violations: list[dict[str, Any]]) -> str:

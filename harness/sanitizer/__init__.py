@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfraError, InputError
+from harness.guest import GUEST_SHARE, Guest
 
 REPORT_NAME = "sanitizer.jsonl"
 RULES = (
@@ -168,3 +169,18 @@ def read_violations(
             }
         )
     return sorted(out, key=lambda v: (v["rule"], v["pc"], v["paddr"]))
+
+
+KALLSYMS_NAME = "kallsyms"
+
+
+def save_kernel_symbols(guest: Guest) -> Path | None:
+    """Dump the running guest's /proc/kallsyms into its share and return the host path.
+
+    Debian's System.map is a stub, and kallsyms also covers KASLR and loaded modules, so this is
+    what ``read_violations`` should get as ``system_map``. Returns None when the guest could not
+    write it (the violations then carry no kernel symbols). Raises InfraError if the guest is not
+    running."""
+    result = guest.run(f"cat /proc/kallsyms > {GUEST_SHARE}/{KALLSYMS_NAME}", timeout=120)
+    path = guest.share_dir / KALLSYMS_NAME
+    return path if result.verdict == "pass" and path.is_file() else None
