@@ -106,3 +106,11 @@ def tail(text: str, lines: int = 40) -> str:
     """The last ``lines`` lines of ``text``, cleaned of carriage returns and escapes."""
     cleaned = clean_lines(text.rstrip("\n"))
     return "\n".join(cleaned[-lines:])
+
+
+def tail_with_crash(console_tail: str, crash: CrashReport | None) -> str:
+    """``console_tail``, preceded by the crash's excerpt when the crash line scrolled out of it
+    (an x86_64 panic's stack dump alone fills a 40-line tail)."""
+    if crash is None or crash.line in console_tail:
+        return console_tail
+    return f"{crash.excerpt}\n[...]\n{console_tail}"

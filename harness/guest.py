@@ -436,7 +436,7 @@ class Guest:
             stderr=_read_bytes(work_host / f"err-{n}"),
             console=text,
             kmsg=kmsg,
-            console_tail=self.console_tail(),
+            console_tail=console.tail_with_crash(self.console_tail(), crashes[0] if crashes else None),
             wall_s=wall,
             crash=crashes[0] if crashes else None,
             crashes=crashes,

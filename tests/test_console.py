@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import CRASH_PATTERNS, crash_kind, find_crashes, first_crash, signal_crash, tail
+from harness.console import (
+    CRASH_PATTERNS,
+    crash_kind,
+    find_crashes,
+    first_crash,
+    signal_crash,
+    tail,
+    tail_with_crash,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "console"
 ARCHES = ("x86_64", "arm64", "riscv64")
@@ -106,3 +114,15 @@ def test_fatal_signal_exit_statuses() -> None:
 
 def test_tail_strips_carriage_returns_and_escapes() -> None:
     assert tail("a\r\r\nb\x1b[6n\r\nc\n", 2) == "b\nc"
+
+
+def test_a_crash_that_scrolled_out_of_the_tail_is_put_back_in_front() -> None:
+    text = _fixture("x86_64-panic.log")
+    crash = first_crash(text)
+    assert crash is not None
+    short = tail(text, 5)
+    assert crash.line not in short
+    combined = tail_with_crash(short, crash)
+    assert combined.startswith(crash.excerpt) and combined.endswith(short)
+    assert tail_with_crash(text, crash) == text
+    assert tail_with_crash(short, None) == short
