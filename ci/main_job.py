@@ -1,9 +1,12 @@
 """The main job (`make run`): every architecture booted, a program run in it, the JIT checked natively.
 
-Per architecture, one guest boot carries every step: readiness time, a shell command, and the
-bpf_conformance suite compiled by jit_core and run natively in the guest. Each step's result is
-appended to <run folder>/results.jsonl as soon as it is known, so an interrupted job loses
-nothing. Ends with a table and the paths of the logs. Exit status 0 only if every step passed.
+Per architecture, one guest boot carries the first steps: readiness time, a shell command, and the
+bpf_conformance suite compiled by jit_core and run natively in the guest. A second guest, booted
+with the coherency sanitizer, runs jit_core's code installer once per icache_sync mutation and
+checks that the sanitizer reports exactly the mutations that are bugs there, with their rules, and
+nothing else (the boot included). Each step's result is appended to <run folder>/results.jsonl as
+soon as it is known, so an interrupted job loses nothing. Ends with a table and the paths of the
+logs. Exit status 0 only if every step passed.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from rich.table import Table
 
 from harness.errors import EXIT_FAIL, EXIT_PASS, JitprobeError
 from harness.guest import Guest, install_signal_handlers
+from harness.icache_cases import expected_mutation_rules, install_program, judge_mutations
 from harness.jit_commands import native_conformance
 from harness.profiles import expand_arch, load_profile
 from harness.progress import status
 from harness.runs import append_result, new_run_dir, runs_root
+from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core import conformance
+from jit_core.errors import JitError
+from jit_core.intrinsics import MUTATIONS
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bpf_conformance" / "tests"
 
@@ -41,11 +48,11 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
     run_dir = new_run_dir("main", arch)
     steps: list[Step] = []
 
-    def record(name: str, verdict: str, detail: str) -> None:
-        step = Step(arch, name, verdict, detail, run_dir / "console.log")
+    def record(name: str, verdict: str, detail: str, where: Path = run_dir) -> None:
+        step = Step(arch, name, verdict, detail, where / "console.log")
         steps.append(step)
         append_result(results, {"job": "main", "arch": arch, "step": name, "verdict": verdict,
-                                "detail": detail, "run_dir": str(run_dir)})
+                                "detail": detail, "run_dir": str(where)})
 
     try:
         with status(f"{arch}: booting"), Guest(load_profile(arch), run_dir=run_dir) as guest:
@@ -61,7 +68,39 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
                        + (f": {', '.join(failed[:5])}" if failed else ""))
     except JitprobeError as exc:
         record("guest", getattr(exc, "verdict", "infra"), str(exc))
+    sanitizer_dir = new_run_dir("main-sanitizer", arch)
+    record("sanitizer", *_sanitizer_step(arch, sanitizer_dir), where=sanitizer_dir)
     return steps
+
+
+def _sanitizer_step(arch: str, run_dir: Path) -> tuple[str, str]:
+    """(verdict, detail) of every MUTATIONS install program run once in one sanitized guest.
+
+    The guest runs the profile's default CPU model; what must be reported comes from
+    harness.icache_cases.expected_mutation_rules for that model's CTR_EL0.
+    """
+    try:
+        profile = load_profile(arch)
+        model = profile.cpu_model(None)
+        expected = expected_mutation_rules(arch, bool(model.idc), bool(model.dic))
+        programs = {name: install_program(arch, name, index) for index, name in enumerate(MUTATIONS)}
+        spec = plugin_spec(arch, model.name, run_dir)
+        exit_codes: dict[str, int] = {}
+        with status(f"{arch}: {len(programs)} code installs under the sanitizer"), \
+                Guest(profile, run_dir=run_dir, cpu=model.name, plugin=spec) as guest:
+            for name, program in programs.items():
+                result = guest.run(guest.copy(program, f"jit-{name}"))
+                if result.exit_code is None:  # timeout or crash: the guest is gone
+                    crash = f": {result.crash.line}" if result.crash else ""
+                    return result.verdict, f"jit-{name} did not finish ({result.verdict}{crash})"
+                exit_codes[name] = result.exit_code
+            kallsyms = save_kernel_symbols(guest)
+        violations = read_violations(run_dir, arch, system_map=kallsyms)
+    except JitprobeError as exc:
+        return getattr(exc, "verdict", "infra"), str(exc)
+    except JitError as exc:  # the install programs are the project's own: a refusal is its fault
+        return "infra", f"jit_core refused an install program: {exc}"
+    return judge_mutations(arch, model.name, expected, exit_codes, violations)
 
 
 def main(argv: list[str] | None = None) -> int:

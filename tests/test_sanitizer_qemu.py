@@ -7,15 +7,22 @@ must report exactly the expected rules and nothing else.
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sanitizer_progs import CODEGEN_VARIANTS, build_program, expected_rules, variant_of_pc
-from sanitizer_progs.jit_install import FILLER, JIT_BASE, JIT_STRIDE, install_program
+from sanitizer_progs import CODEGEN_VARIANTS, build_program, variant_of_pc
 
 from harness.guest import Guest
+from harness.icache_cases import (
+    FILLER,
+    describe_violations,
+    expected_mutation_rules,
+    expected_rules,
+    install_program,
+    mutation_of_pc,
+    rules_by_code,
+)
 from harness.profiles import load_profile
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core.intrinsics import MUTATIONS
@@ -43,11 +50,6 @@ def run_sanitized(
     return results, read_violations(run_dir, arch, binaries, system_map=kallsyms)
 
 
-def describe(violations: list[dict[str, Any]]) -> str:
-    counts = collections.Counter((v["rule"], v["space"], v["symbol"], v["disasm"]) for v in violations)
-    return "\n".join(f"{n} x {k}" for k, n in counts.most_common(20))
-
-
 MODELS = [("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse-v1"), ("riscv64", None),
           ("x86_64", None)]  # fmt: skip
 
@@ -65,16 +67,10 @@ def test_each_broken_step_is_reported_with_its_rule(arch: str, cpu: str | None, 
         assert result.verdict == "pass", (variant, result.stderr, result.console_tail)
     model = load_profile(arch).cpu_model(cpu)
     expected = expected_rules(arch, bool(model.idc), bool(model.dic))
-    seen: dict[str, set[str]] = {v: set() for v in CODEGEN_VARIANTS}
-    stray = []
+    seen, stray = rules_by_code(violations, CODEGEN_VARIANTS, variant_of_pc)
+    assert not stray, "outside the generated code (boot or program):\n" + describe_violations(stray)
     for v in violations:
-        variant = variant_of_pc(v["pc"])
-        if variant is None:
-            stray.append(v)
-        else:
-            seen[variant].add(v["rule"])
-            assert v["space"] == "user" and v["symbol"] is None and v["disasm"] != "(unknown)"
-    assert not stray, "violations outside the generated code (boot or program):\n" + describe(stray)
+        assert v["space"] == "user" and v["symbol"] is None and v["disasm"] != "(unknown)"
     assert seen == expected
 
 
@@ -94,7 +90,7 @@ def test_kernel_boot_and_code_patching_sanitize_clean(arch: str, tmp_path: Path)
     results, violations = run_sanitized(arch, None, tmp_path, PATCHING)
     for command, result in zip(PATCHING, results, strict=True):
         assert result.verdict == "pass", (command, result.stderr, result.console_tail)
-    assert violations == [], describe(violations)
+    assert violations == [], describe_violations(violations)
 
 
 def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:
@@ -116,11 +112,7 @@ def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:
 def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
     """Every mutation of jit_core's icache_sync, in an eBPF program that installs code and calls it.
 
-    Same-thread installs: on arm64 (cortex-a57: IDC=0, DIC=0) the arm64 mutations are bugs; on
-    riscv64 the riscv_flush_icache system call flushes the whole instruction cache whatever the
-    range (so half_range is not a bug there) and a local FENCE.I suffices for the same hart (so
-    fence_i_writer_only is not one either unless the thread migrates, which codegen.c's
-    cross_writer_only covers); x86_64 needs nothing for its own stores.
+    Same-thread installs, expected as harness.icache_cases.expected_mutation_rules says (with why).
     """
     share = tmp_path / "run" / "share"
     share.mkdir(parents=True)
@@ -133,11 +125,6 @@ def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
     for mutation, result in zip(names, results, strict=True):
         assert result.exit_code == FILLER, (mutation, result.verdict, result.stderr)
     model = load_profile(arch).cpu_model(None)
-    by_variant = expected_rules(arch, bool(model.idc), bool(model.dic))
-    expected = {m: by_variant.get(m, set()) if arch == "arm64" else set() for m in names}
-    seen: dict[str, set[str]] = {m: set() for m in names}
-    for v in violations:
-        index, offset = divmod(v["pc"] - JIT_BASE, JIT_STRIDE)
-        assert v["pc"] >= JIT_BASE and index < len(names) and offset < 4096, describe([v])
-        seen[names[index]].add(v["rule"])
-    assert seen == expected
+    seen, stray = rules_by_code(violations, names, lambda pc: mutation_of_pc(pc, names))
+    assert not stray, describe_violations(stray)
+    assert seen == expected_mutation_rules(arch, bool(model.idc), bool(model.dic))

@@ -1,0 +1,233 @@
+"""Code-install cases for the sanitizer, and the rules each must be reported with.
+
+Two families of programs install code and run it, each case's code at its own address so that a
+violation is attributed to its case by PC:
+- jit_core's: ``install_program`` builds, per ``jit_core.intrinsics.MUTATIONS`` name, an eBPF
+  program (compiled by jit_core into a freestanding ELF) that installs a function at
+  ``JIT_BASE + index * JIT_STRIDE``, synchronizes it with that mutation of icache_sync and calls it;
+  ``expected_mutation_rules`` says what a same-thread install must be reported with.
+- C ones: tests/sanitizer_progs/codegen.c, whose variants (``CODEGEN_VARIANTS``) break one step
+  of the protocol each; ``expected_rules`` says what each must be reported with.
+The expectations follow from the architectures' rules (harness/sanitizer/README.md), never from
+observed output.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from harness.errors import InfraError, InputError
+from jit_core.asm import assemble
+from jit_core.compile import compile_program
+from jit_core.elf import build_executable
+from jit_core.intrinsics import MUTATIONS
+from jit_core.syscalls import syscall_number
+
+JIT_BASE = 0x2000_0000
+JIT_STRIDE = 0x1_0000
+MAX_INDEX = 256  # install pages stay in the 16 MiB from JIT_BASE, above the ELF's segments
+PAGE = 4096
+FILLER = 62
+ITERATIONS = 50
+_CODE_OFFSET = 64  # in mem: the six mmap arguments come first
+
+# tests/sanitizer_progs/codegen.c's variants in the order of its table (the index places each
+# variant's code at its own address). expected_rules is keyed by them, so they live here.
+CODEGEN_VARIANTS = (
+    "clear_cache", "explicit", "no_dc_clean", "no_ic_invalidate", "no_dsb", "no_isb",
+    "wrong_line_size", "half_range", "cross_clean", "cross_writer_only",
+)  # fmt: skip
+
+
+def installed_function(arch: str) -> tuple[bytes, int]:
+    """(code, entry offset) of the function the install programs install: jit_core's ``return FILLER``.
+
+    The eBPF function ``mov r0, 0``, FILLER x ``add r0, 1``, ``exit`` compiled by jit_core: what
+    gets installed is JIT output, as in a real JIT (prologue, frame, body, epilogue; callable
+    from native code by the backends' calling convention, position independent). It spans
+    several cache lines (about 300 bytes), so mutations that miss lines leave some of it stale.
+    Raises JitError for an unknown architecture and InfraError if the code does not fit the
+    one page it is installed in.
+    """
+    text = "mov %r0, 0\n" + "add %r0, 1\n" * FILLER + "exit\n"
+    compiled = compile_program(arch, assemble(text))
+    if len(compiled.code) > PAGE:
+        raise InfraError(
+            f"jit_core's {arch} code for the installed function is {len(compiled.code)} bytes; "
+            f"the install page holds {PAGE} (lower FILLER)"
+        )
+    return compiled.code, compiled.functions.get(0, 0)
+
+
+def install_program(arch: str, mutation: str, index: int) -> bytes:
+    """The ELF executable that installs ``installed_function`` and calls it, ITERATIONS times.
+
+    It maps a page RWX at JIT_BASE + index * JIT_STRIDE, and in each iteration copies the code
+    there, runs icache_sync with ``mutation`` over it and calls it (callx); it exits with the
+    function's result, FILLER. Raises InputError for an index outside 0..MAX_INDEX-1, JitError
+    for an unknown architecture or mutation and InfraError as installed_function does.
+    """
+    if not 0 <= index < MAX_INDEX:
+        raise InputError("install program index", index, hint=f"0 to {MAX_INDEX - 1}")
+    code, entry = installed_function(arch)
+    code += bytes(-len(code) % 8)
+    address = JIT_BASE + index * JIT_STRIDE
+    # mmap(address, PAGE, RWX, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    mem = struct.pack("<QQQQqQ", address, PAGE, 7, 0x32, -1, 0).ljust(_CODE_OFFSET, b"\0") + code
+    copy = "\n".join(
+        f"ldxdw %r3, [%r6+{_CODE_OFFSET + off}]\nstxdw [%r7+{off}], %r3" for off in range(0, len(code), 8)
+    )
+    text = f"""
+        mov %r6, %r1
+        mov %r1, {syscall_number(arch, "mmap")}
+        mov %r2, %r6
+        call syscall6
+        mov %r7, %r0
+        mov %r9, %r7
+        add %r9, {entry}
+        mov %r8, {ITERATIONS}
+    again:
+        {copy}
+        mov %r1, %r7
+        mov %r2, {len(code)}
+        call icache_sync
+        call %r9
+        sub %r8, 1
+        jne %r8, 0, again
+        exit
+    """
+    return build_executable(arch, assemble(text), mem, mutation=mutation)
+
+
+def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str]) -> str | None:
+    """The name whose code page (``base + index * stride``, one page) holds ``pc``, or None."""
+    index, offset = divmod(pc - base, stride)
+    if pc < base or index >= len(names) or offset >= PAGE:
+        return None
+    return names[index]
+
+
+def mutation_of_pc(pc: int, names: Sequence[str]) -> str | None:
+    """The mutation whose install program (``names[index]`` built with ``index``) put code at pc."""
+    return slot_of_pc(pc, JIT_BASE, JIT_STRIDE, names)
+
+
+def rules_by_code(
+    violations: Iterable[dict[str, Any]], names: Sequence[str], owner: Callable[[int], str | None]
+) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
+    """The rules reported in each name's code (``owner`` maps a PC to its name), and the violations
+    in nobody's code."""
+    seen: dict[str, set[str]] = {name: set() for name in names}
+    stray = []
+    for v in violations:
+        name = owner(v["pc"])
+        if name is None:
+            stray.append(v)
+        else:
+            seen[name].add(v["rule"])
+    return seen, stray
+
+
+def judge_mutations(
+    arch: str,
+    cpu: str,
+    expected: dict[str, set[str]],
+    exit_codes: dict[str, int],
+    violations: Sequence[dict[str, Any]],
+) -> tuple[str, str]:
+    """(verdict, detail) of one sanitized ``arch``/``cpu`` guest that ran every install program once.
+
+    ``expected`` is expected_mutation_rules' answer (its keys, in order, are the programs'
+    names and indexes), ``exit_codes`` each program's exit status, ``violations`` those of the
+    whole run. The verdict is pass only if every program returned FILLER, no violation lies
+    outside the installed code (the guest itself sanitized clean), and each mutation was
+    reported with exactly its expected rules.
+    """
+    names = list(expected)
+    seen, stray = rules_by_code(violations, names, lambda pc: mutation_of_pc(pc, names))
+    problems = [f"jit-{name} exited {code}, not {FILLER}" for name, code in exit_codes.items()
+                if code != FILLER]  # fmt: skip
+    if stray:
+        problems.append(f"{len(stray)} violations outside the installed code: "
+                        + describe_violations(stray, limit=3, sep="; "))
+    for name, rules in expected.items():
+        if seen[name] != rules:
+            problems.append(f"{name}: expected {_rule_list(rules)}, reported {_rule_list(seen[name])}")
+    if problems:
+        return "fail", "; ".join(problems)
+    caught = [name for name, rules in expected.items() if rules]
+    clean = [name for name, rules in expected.items() if not rules]
+    # A clean mutation either changes this architecture's code in a way that is no bug here, or
+    # changes nothing (then the program runs the correct protocol, as "none" does).
+    harmless = [name for name in clean if arch in MUTATIONS[name][1]]
+    why = [f"{', '.join(harmless)}: not a bug on {arch} {cpu} for a same-thread install"] if harmless else []
+    if len(clean) > len(harmless):
+        why.append(f"{len(clean) - len(harmless)} emit the correct {arch} protocol")
+    return "pass", (
+        f"{len(caught)} mutations caught as expected, {len(clean)} clean as expected ({'; '.join(why)}); "
+        "nothing reported outside the installed code"
+    )
+
+
+def _rule_list(rules: set[str]) -> str:
+    return ", ".join(sorted(rules)) or "nothing"
+
+
+def describe_violations(violations: Iterable[dict[str, Any]], limit: int = 20, sep: str = "\n") -> str:
+    """The most frequent (rule, space, symbol, disassembly) of ``violations`` with their counts."""
+    counts = collections.Counter((v["rule"], v["space"], v["symbol"], v["disasm"]) for v in violations)
+    return sep.join(f"{n} x {rule} {space} {symbol or '?'}: {disasm}"
+                    for (rule, space, symbol, disasm), n in counts.most_common(limit))  # fmt: skip
+
+
+def expected_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
+    """The rules each codegen.c variant must be reported for (empty: it must sanitize clean).
+
+    On arm64 the broken steps matter only where CTR_EL0 does not make them unnecessary (IDC: no
+    D-side clean, DIC: no I-side invalidation); riscv64 and x86_64 need nothing for same-thread
+    code (riscv64's FENCE.I has no range, so line-size and range mistakes cannot happen there),
+    only a synchronization on the executing CPU for code another CPU wrote.
+    """
+    out: dict[str, set[str]] = {v: set() for v in CODEGEN_VARIANTS}
+    if arch == "arm64":
+        line_rule = set() if idc and dic else {"arm64.no_ic_invalidate" if idc else "arm64.no_dc_clean"}
+        out.update(
+            no_dc_clean=set() if idc else {"arm64.no_dc_clean"},
+            no_ic_invalidate=set() if dic else {"arm64.no_ic_invalidate"},
+            no_dsb={"arm64.no_dsb"},
+            no_isb={"arm64.no_isb"},
+            wrong_line_size=set(line_rule),
+            half_range=set(line_rule),
+            cross_writer_only={"arm64.no_isb"},
+        )
+    elif arch == "riscv64":
+        out["cross_writer_only"] = {"riscv64.no_fence_i"}
+    else:
+        out["cross_writer_only"] = {"x86_64.no_serialize"}
+    return out
+
+
+def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
+    """The rules each MUTATIONS name's install program (a same-thread install) must be reported with.
+
+    - arm64: a mutation that changes arm64 code breaks the same step as the codegen.c variant of
+      the same name, so it gets that variant's rules (which depend on CTR_EL0's IDC and DIC).
+    - riscv64: clean. icache_sync is the riscv_flush_icache system call, and Linux flushes every
+      hart's whole instruction cache whatever range it is given, so ``half_range`` is no bug;
+      ``fence_i_writer_only`` (a local FENCE.I) is correct as long as the code runs on the hart
+      that wrote it. The program is expected not to migrate in the few instructions between
+      its FENCE.I and its call; if it did, that would be a real bug and reported as one
+      (codegen.c's cross_writer_only checks code run by another hart on purpose).
+    - x86_64: clean. The same CPU sees its own stores to code after a jump (Intel SDM Vol. 3A,
+      "Handling Self- and Cross-Modifying Code"), so ``no_serialize`` is no bug here.
+    Mutations that change nothing on an architecture, and ``none``, are clean there.
+    Raises KeyError if an arm64 mutation has no codegen.c variant of its name.
+    """
+    by_variant = expected_rules(arch, idc, dic)
+    return {
+        name: set(by_variant[name]) if arch == "arm64" and arch in arches else set()
+        for name, (_, arches) in MUTATIONS.items()
+    }
