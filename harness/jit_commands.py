@@ -26,7 +26,7 @@ from .progress import status
 from .runs import new_run_dir
 
 
-def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> dict[str, Any]:
+def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> conformance.Report:
     """R for the backend of ``guest``'s architecture, every test run natively in that guest.
 
     Raises InfraError if the guest cannot run the batch."""
@@ -36,12 +36,12 @@ def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -
         tests, decided, {name: (run.stdout, run.exit_code) for name, run in runs.items()})
 
 
-def run_conformance(directory: Path, arches: list[str]) -> dict[str, Any]:
+def run_conformance(directory: Path, arches: list[str]) -> dict[str, conformance.Report]:
     """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``.
 
     Raises JitError if the folder holds no test, InfraError if a guest cannot run the batch."""
     tests = conformance.load_suite(directory)
-    result: dict[str, Any] = {"interp": conformance.interp_report(tests)}
+    result = {"interp": conformance.interp_report(tests)}
     for arch in arches:
         with status(f"{arch}: running the conformance programs in a guest"), \
                 Guest(load_profile(arch), run_dir=new_run_dir("conformance", arch)) as guest:
@@ -49,11 +49,11 @@ def run_conformance(directory: Path, arches: list[str]) -> dict[str, Any]:
     return result
 
 
-def _failed(result: dict[str, Any]) -> bool:
+def _failed(result: dict[str, conformance.Report]) -> bool:
     return any(report["failed"] for report in result.values())
 
 
-def _print_conformance(result: dict[str, Any]) -> None:
+def _print_conformance(result: dict[str, conformance.Report]) -> None:
     for part, report in result.items():
         print(f"{part:8} passed {report['passed']:4}  failed {len(report['failed']):3}  "
               f"skipped {len(report['skipped']):3}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from . import isa
 from .asm import assemble
@@ -176,7 +177,15 @@ def run_interp(test: ConformanceTest) -> Outcome:
     return judge(test, result.r0, None)
 
 
-def report(outcomes: Iterable[Outcome]) -> dict[str, object]:
+class Report(TypedDict):
+    """The CONTRACT's R object."""
+
+    passed: int
+    failed: list[dict[str, str]]
+    skipped: list[dict[str, str]]
+
+
+def report(outcomes: Iterable[Outcome]) -> Report:
     """The CONTRACT's R object."""
     outcomes = list(outcomes)
     return {
@@ -187,7 +196,7 @@ def report(outcomes: Iterable[Outcome]) -> dict[str, object]:
     }
 
 
-def interp_report(tests: Iterable[ConformanceTest]) -> dict[str, object]:
+def interp_report(tests: Iterable[ConformanceTest]) -> Report:
     """R for the reference interpreter over ``tests``."""
     return report(run_interp(t) for t in tests)
 
@@ -246,7 +255,7 @@ def judge_native(test: ConformanceTest, stdout: bytes, exit_code: int) -> Outcom
 
 
 def native_report(tests: Iterable[ConformanceTest], decided: Iterable[Outcome],
-                  runs: Mapping[str, tuple[bytes, int]]) -> dict[str, object]:
+                  runs: Mapping[str, tuple[bytes, int]]) -> Report:
     """R for a backend: ``decided`` from build_elves, ``runs`` maps each built test's name to
     (stdout, exit status); a built test missing from ``runs`` is failed as 'not run'."""
     by_name = {o.test: o for o in decided}

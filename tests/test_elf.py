@@ -8,6 +8,7 @@ import struct
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import Section, Symbol, SymbolTableSection
 from user_mode import require_runner, run_batch
 
 from jit_core import elf
@@ -30,6 +31,20 @@ def _read(blob: bytes) -> ELFFile:
     return ELFFile(io.BytesIO(blob))
 
 
+def _section(parsed: ELFFile, name: str) -> Section:
+    section = parsed.get_section_by_name(name)
+    assert section is not None, name
+    return section
+
+
+def _symbol(parsed: ELFFile, name: str) -> Symbol:
+    symtab = _section(parsed, ".symtab")
+    assert isinstance(symtab, SymbolTableSection)
+    symbols = symtab.get_symbol_by_name(name)
+    assert symbols, name
+    return symbols[0]
+
+
 @pytest.mark.parametrize("arch", ARCHES)
 def test_headers_and_segments(arch: str) -> None:
     code, data = _WRITE_EXIT[arch], b"12345678" + bytes(100)
@@ -47,8 +62,8 @@ def test_headers_and_segments(arch: str) -> None:
     assert loads[0].data() == code and loads[1].data() == data
     stack = [s for s in parsed.iter_segments() if s["p_type"] == "PT_GNU_STACK"]
     assert stack and stack[0]["p_flags"] == 6  # not executable
-    assert parsed.get_section_by_name(".text").data() == code
-    symbol = parsed.get_section_by_name(".symtab").get_symbol_by_name("_start")[0]
+    assert _section(parsed, ".text").data() == code
+    symbol = _symbol(parsed, "_start")
     assert symbol["st_value"] == elf.TEXT_ADDR and symbol["st_info"]["type"] == "STT_FUNC"
 
 
@@ -101,5 +116,5 @@ def test_backend_executable_runs(arch: str) -> None:
     expected = 1000 + 8 + 7
     assert run_batch(arch, [blob]) == [(expected.to_bytes(8, "little"), expected & 0xFF)]
     parsed = _read(blob)
-    main = parsed.get_section_by_name(".symtab").get_symbol_by_name("main")[0]
-    assert elf.TEXT_ADDR < main["st_value"] < elf.TEXT_ADDR + parsed.get_section_by_name(".text")["sh_size"]
+    main = _symbol(parsed, "main")
+    assert elf.TEXT_ADDR < main["st_value"] < elf.TEXT_ADDR + _section(parsed, ".text")["sh_size"]

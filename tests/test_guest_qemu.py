@@ -183,7 +183,8 @@ def test_signalled_jitprobe_leaves_no_qemu(signum: int, tmp_path: Path, programs
     while _qemu_pids(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _qemu_pids(tmp_path) == []
-    assert proc.returncode == {signal.SIGTERM: 128 + 15, signal.SIGINT: 130, signal.SIGKILL: -9}[signum]
+    expected = {signal.SIGTERM: 128 + 15, signal.SIGINT: 130, signal.SIGKILL: -9}
+    assert proc.returncode == expected[signal.Signals(signum)]
 
 
 def test_cli_shell_is_interactive_and_stops_qemu(tmp_path: Path) -> None:

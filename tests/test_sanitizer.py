@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
 from harness.errors import InfraError, InputError
@@ -86,7 +87,10 @@ def test_violations_are_disassembled_and_symbolized(tmp_path: Path) -> None:
     program = build_program("x86_64", tmp_path)
     with open(program, "rb") as fh:
         symtab = ELFFile(fh).get_section_by_name(".symtab")
-        main = symtab.get_symbol_by_name("main")[0]["st_value"]
+        assert isinstance(symtab, SymbolTableSection)
+        symbols = symtab.get_symbol_by_name("main")
+        assert symbols
+        main = symbols[0]["st_value"]
     system_map = tmp_path / "System.map"
     system_map.write_text("ffffffff81000000 T _stext\nffffffff81000100 t patch_me\nffffffff81000200 D data\n")
     _write_report(tmp_path, [

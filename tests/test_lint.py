@@ -1,0 +1,22 @@
+"""The code base stays ruff- and mypy-clean: the same checks as `make lint`, run by `make test`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["harness", "images", "jit_core", "ci", "tests", "bench"]
+
+
+def test_ruff_finds_nothing() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_finds_nothing() -> None:
+    proc = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
