@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import capstone
-from hypothesis import given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,7 +26,7 @@ from jit_core.backend import ARCHES  # noqa: E402
 from jit_core.compile import compile_program  # noqa: E402
 from jit_core.conformance import load_suite, skip_reason  # noqa: E402
 from jit_core.isa import Insn  # noqa: E402
-from jit_core.progen import programs  # noqa: E402
+from jit_core.progen import sample  # noqa: E402
 from jit_core.verify import verify  # noqa: E402
 
 TARGET = 100_000
@@ -41,14 +40,7 @@ DISASSEMBLERS = {
 
 def program_mix(count: int) -> list[list[Insn]]:
     """``count`` derandomized random programs, plus the runnable conformance programs."""
-    mix: list[list[Insn]] = []
-
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None)
-    @given(programs(max_items=80))
-    def collect(prog: list[Insn]) -> None:
-        mix.append(prog)
-
-    collect()
+    mix = sample(count, max_items=80)
     if SUITE.is_dir():
         mix += [t.prog for t in load_suite(SUITE) if t.problem is None and skip_reason(t) is None]
     return mix

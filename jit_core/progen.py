@@ -13,6 +13,7 @@ state, not only r0.
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from . import elf, isa
@@ -161,3 +162,18 @@ def programs(draw: st.DrawFn, max_items: int = 30) -> list[Insn]:
     for slot in calls:
         main[slot] = Insn(isa.JMP | isa.CALL, src=isa.CALL_LOCAL, imm=len(main) - slot - 1)
     return [*main, *callee, Insn(isa.EXIT_OPCODE)]
+
+
+def sample(count: int, max_items: int = 30) -> list[list[Insn]]:
+    """``count`` programs drawn deterministically (the same list on every run), for batches that
+    are not driven by a hypothesis test: benchmarks and guest runs."""
+    drawn: list[list[Insn]] = []
+
+    @settings(max_examples=count, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs(max_items=max_items))
+    def collect(prog: list[Insn]) -> None:
+        drawn.append(prog)
+
+    collect()
+    return drawn
