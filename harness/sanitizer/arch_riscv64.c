@@ -19,22 +19,7 @@
  * remote FENCE.I arrives. Unlike arm64 the base ISA gives no such guarantee, but a clean
  * kernel must sanitize clean, so an executed NOP (addi x0, x0, 0) or JAL is not checked.
  */
-#include <stdio.h>
-
 #include "coherency.h"
-
-static bool riscv64_parse_arg(const char *key, const char *value)
-{
-    (void)value;
-    fprintf(stderr, "jitprobe sanitizer: riscv64 takes no argument %s\n", key);
-    return false;
-}
-
-static bool riscv64_init(unsigned *granule)
-{
-    *granule = 64;
-    return true;
-}
 
 static void riscv64_vcpu_init(unsigned vcpu)
 {
@@ -107,8 +92,6 @@ static bool riscv64_is_kernel_pc(uint64_t pc)
 const struct arch_ops arch_riscv64 = {
     .name = "riscv64",
     .qemu_target = "riscv64",
-    .parse_arg = riscv64_parse_arg,
-    .init = riscv64_init,
     .vcpu_init = riscv64_vcpu_init,
     .instrument_insn = riscv64_instrument_insn,
     .instrument_tb = riscv64_instrument_tb,

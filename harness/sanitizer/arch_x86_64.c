@@ -25,19 +25,6 @@
 
 #include "coherency.h"
 
-static bool x86_64_parse_arg(const char *key, const char *value)
-{
-    (void)value;
-    fprintf(stderr, "jitprobe sanitizer: x86_64 takes no argument %s\n", key);
-    return false;
-}
-
-static bool x86_64_init(unsigned *granule)
-{
-    *granule = 64;
-    return true;
-}
-
 static struct qemu_plugin_register *g_rcx[MAX_VCPUS];
 
 static void x86_64_vcpu_init(unsigned vcpu)
@@ -164,8 +151,6 @@ static bool x86_64_is_kernel_pc(uint64_t pc)
 const struct arch_ops arch_x86_64 = {
     .name = "x86_64",
     .qemu_target = "x86_64",
-    .parse_arg = x86_64_parse_arg,
-    .init = x86_64_init,
     .vcpu_init = x86_64_vcpu_init,
     .instrument_insn = x86_64_instrument_insn,
     .instrument_tb = x86_64_instrument_tb,

@@ -539,8 +539,11 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
             ok = parse_u64(key, value, &g_ram_base);
         } else if (!strcmp(key, "ram_size")) {
             ok = parse_u64(key, value, &g_ram_size);
-        } else if (g_arch) {
+        } else if (g_arch && g_arch->parse_arg) {
             ok = g_arch->parse_arg(key, value);
+        } else if (g_arch) {
+            fprintf(stderr, "jitprobe sanitizer: %s takes no argument %s\n", g_arch->name, key);
+            ok = false;
         } else {
             fprintf(stderr, "jitprobe sanitizer: arch= must come before %s=\n", key);
             ok = false;
@@ -563,7 +566,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         fprintf(stderr, "jitprobe sanitizer: only system emulation is supported\n");
         return -1;
     }
-    if (!g_arch->init(&g_granule)) {
+    if (g_arch->init && !g_arch->init(&g_granule)) {
         return -1;
     }
     /* Reserved, not committed: only the lines the guest writes are ever touched. */

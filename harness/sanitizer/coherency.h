@@ -106,9 +106,11 @@ struct tb_check {
 struct arch_ops {
     const char *name;        /* jitprobe's name: arm64, riscv64, x86_64 */
     const char *qemu_target; /* qemu_info_t.target_name */
-    /* Parse architecture arguments (key=value); returns false with a message on stderr. */
+    /* Parse architecture arguments (key=value); returns false with a message on stderr.
+     * NULL: the architecture takes none. */
     bool (*parse_arg)(const char *key, const char *value);
-    /* Validate the arguments; sets the line size used for identity (at most 64 bytes). */
+    /* Validate the arguments; sets the line size used for identity (at most 64 bytes).
+     * NULL: nothing to validate, 64-byte lines. */
     bool (*init)(unsigned *granule);
     unsigned piece;          /* smallest instruction size and alignment (x86_64: 8, coarser) */
     void (*vcpu_init)(unsigned vcpu);
