@@ -20,7 +20,6 @@
  * A CPU started by INIT-SIPI is reset: the first block it runs at the start-up vector (a page-
  * aligned real-mode address below 1 MiB) counts as serializing.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "coherency.h"
