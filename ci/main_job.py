@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import EXIT_FAIL, EXIT_PASS, JitprobeError
+from harness.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
 from harness.guest import Guest, install_signal_handlers
 from harness.icache_cases import expected_mutation_rules, install_program, judge_mutations
 from harness.jit_commands import native_conformance
@@ -59,13 +59,12 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
             record("boot", "pass", f"ready in {guest.ready_s:.2f} s ({guest.cpu}, {guest.smp} vCPUs)")
             uname = guest.run("uname -srm")
             record("exec", uname.verdict, uname.stdout.decode(errors="replace").strip() or uname.console_tail)
-            if tests:
-                with status(f"{arch}: conformance suite natively"):
-                    report = native_conformance(guest, tests)
-                failed = [f["test"] for f in report["failed"]]
-                record("conformance", "fail" if failed else "pass",
-                       f"{report['passed']} passed, {len(failed)} failed, {len(report['skipped'])} skipped"
-                       + (f": {', '.join(failed[:5])}" if failed else ""))
+            with status(f"{arch}: conformance suite natively"):
+                report = native_conformance(guest, tests)
+            failed = [f["test"] for f in report["failed"]]
+            record("conformance", "fail" if failed else "pass",
+                   f"{report['passed']} passed, {len(failed)} failed, {len(report['skipped'])} skipped"
+                   + (f": {', '.join(failed[:5])}" if failed else ""))
     except JitprobeError as exc:
         record("guest", getattr(exc, "verdict", "infra"), str(exc))
     sanitizer_dir = new_run_dir("main-sanitizer", arch)
@@ -110,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install_signal_handlers()
     out = Console()
-    arches = expand_arch(args.arch)
+    try:
+        arches = expand_arch(args.arch)
+        tests = conformance.load_suite(Path(args.conformance))
+    except (JitprobeError, JitError) as exc:
+        print(f"main job: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     results = runs_root() / time.strftime("main-%Y%m%d-%H%M%S")
-    conf_dir = Path(args.conformance)
-    tests = conformance.load_suite(conf_dir) if conf_dir.is_dir() else []
-    if not tests:
-        out.print(f"[yellow]no conformance suite at {conf_dir}: that step is not exercised[/yellow]")
     steps: list[Step] = []
     for arch in arches:
         steps += _arch_steps(arch, tests, results)

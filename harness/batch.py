@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InfraError
 from .guest import GUEST_SHARE, Guest
 
 _OUT = "batch-out"
@@ -25,9 +24,9 @@ def run_batch(
     """Copy ``programs`` (name -> executable bytes) into the running ``guest`` and run each once.
 
     Every program gets its own time limit (busybox ``timeout``), so one that hangs costs only its
-    own result; a crash of one process does not stop the others. Programs whose result is missing
-    (the guest died mid-batch) are absent from the returned mapping. Raises InfraError when the
-    batch as a whole cannot run (guest not running, crash or timeout of the shell loop)."""
+    own result; a crash of one process does not stop the others. Programs without a result (the
+    guest died or the loop ran out of time mid-batch) are absent from the returned mapping, and
+    the results written before that are kept. Raises InfraError if the guest is not running."""
     for name, data in programs.items():
         guest.copy(data, name)
     names = "\n".join(programs) + "\n"
@@ -38,19 +37,14 @@ def run_batch(
         f"while read -r p; do timeout {each_timeout_s:g} ./$p >{out}/$p.out 2>/dev/null; "
         f"echo $? >{out}/$p.rc; done < batch-names"
     )
-    budget = 30.0 + each_timeout_s * 0.2 * len(programs)
-    result = guest.run(script, timeout=budget)
-    # A program's own crash shows on the console too; only a loop that did not finish is fatal.
-    if result.exit_code is None:
-        raise InfraError(
-            f"batch of {len(programs)} programs ended as {result.verdict} on {guest.profile.arch}: "
-            f"{result.crash.kind if result.crash else 'no crash report'}"
-        )
+    # Enough for every program to hit its own limit; normal batches take a small part of it.
+    guest.run(script, timeout=30.0 + each_timeout_s * len(programs))
     runs: dict[str, ProgramRun] = {}
     host_out = guest.share_dir / _OUT
     for name in programs:
         rc_file = host_out / f"{name}.rc"
-        if not rc_file.exists():
+        status = rc_file.read_text().strip() if rc_file.exists() else ""
+        if not status.isdigit():  # not run, or cut short while its status was being written
             continue
-        runs[name] = ProgramRun((host_out / f"{name}.out").read_bytes(), int(rc_file.read_text().strip()))
+        runs[name] = ProgramRun((host_out / f"{name}.out").read_bytes(), int(status))
     return runs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -32,7 +33,7 @@ from harness.errors import (
 )
 from harness.guest import Guest
 from harness.jit_commands import add_jit_parser
-from harness.profiles import Profile, available_arches, load_profile
+from harness.profiles import Profile, available_arches, env_slowdown, load_profile
 from harness.progress import status
 from harness.runs import append_result, new_run_dir
 from images.commands import add_images_parser
@@ -69,6 +70,7 @@ def _profile(args: argparse.Namespace) -> Profile:
     profile = load_profile(args.arch)
     profile.cpu_model(args.cpu)  # unknown model: InputError listing the known ones
     guest_mod.check_smp(args.smp)
+    env_slowdown()  # a bad JITPROBE_SLOWDOWN is refused before anything starts
     return profile
 
 
@@ -94,12 +96,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
         result["qemu_version"] = guest.qemu_version
         result["kernel"] = guest.image.kernel_version if guest.image is not None else None
         result["ready_s"] = round(guest.ready_s, 3) if guest.ready_s is not None else None
-    _record(args, "boot", result, run_dir)
-    _emit(args, result, lambda: print(
+    return _finish(args, "boot", result, run_dir, lambda: print(
         f"{result['arch']} ({result['cpu']}, smp {result['smp']}): {result['verdict']}, ready in "
         f"{result['ready_s']} s, kernel {result['kernel']}, QEMU {result['qemu_version']}; log {run_dir}"
     ))  # fmt: skip
-    return _exit_code(result["verdict"])
 
 
 # -- exec ---------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def _guest_command(args: argparse.Namespace, guest: Guest) -> str:
 
 def _guest_name(path: Path) -> str:
     safe = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in path.name).lstrip(".")
-    return safe or "program"
+    return (safe or "program")[:100]  # the share's file-name limit
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -123,8 +123,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise InputError("program", args.file, hint="give either FILE [ARGS...] or --guest-cmd CMD, not both")
     if args.file is not None and not Path(args.file).is_file():
         raise InputError("FILE", args.file, hint="no such file")
-    if args.timeout is not None and args.timeout <= 0:
-        raise InputError("--timeout", args.timeout, hint="a positive number of seconds")
+    if args.timeout is not None and not 0 < args.timeout < math.inf:
+        raise InputError("--timeout", args.timeout, hint="a positive, finite number of seconds")
     profile = _profile(args)
     _check_elf_machine(args.file, profile)
     run_dir = new_run_dir("exec", profile.arch)
@@ -170,9 +170,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
             result["verdict"] = _report(profile.arch, exc)
         if result["violations"] and result["verdict"] == "pass":
             result["verdict"] = "fail"
-    _record(args, "exec", result, run_dir)
-    _emit(args, result, lambda: _print_exec(result, run_dir))
-    return _exit_code(result["verdict"])
+    return _finish(args, "exec", result, run_dir, lambda: _print_exec(result, run_dir))
 
 
 def _report(arch: str, exc: GuestError | InfraError) -> str:
@@ -192,6 +190,8 @@ def _check_elf_machine(file: str | None, profile: Profile) -> None:
         header = fh.read(20)
     if header[:4] != b"\x7fELF":
         return  # a script; the guest's shell says what it makes of it
+    if len(header) < 20:
+        raise InputError("FILE", file, hint="a truncated ELF header")
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
     if machine != profile.elf_machine:
         raise InputError(
@@ -209,6 +209,19 @@ def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
     )
     if result["verdict"] in ("crash", "timeout"):
         print(result["console_tail"], file=sys.stderr)
+
+
+def _finish(
+    args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path, human: Callable[[], None]
+) -> int:
+    """Print the result, then keep it; a result that cannot be kept makes the exit status 3."""
+    _emit(args, result, human)
+    try:
+        _record(args, command, result, run_dir)
+    except InfraError as exc:
+        _report(result["arch"], exc)
+        return EXIT_INFRA
+    return _exit_code(result["verdict"])
 
 
 def _record(args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path) -> None:

@@ -19,7 +19,7 @@ from jit_core.elf import build_executable
 from jit_core.intrinsics import MUTATIONS
 
 from .batch import run_batch
-from .errors import EXIT_FAIL, EXIT_PASS, InputError
+from .errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
 from .guest import Guest
 from .profiles import expand_arch, load_profile
 from .progress import status
@@ -36,17 +36,28 @@ def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -
         tests, decided, {name: (run.stdout, run.exit_code) for name, run in runs.items()})
 
 
-def run_conformance(directory: Path, arches: list[str]) -> dict[str, conformance.Report]:
-    """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``.
+def run_conformance(
+    directory: Path, arches: list[str]
+) -> tuple[dict[str, conformance.Report], list[GuestError | InfraError]]:
+    """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``,
+    and the errors of architectures whose guest failed (their R then fails every runnable test
+    as not run, so the other architectures' results are kept).
 
-    Raises JitError if the folder holds no test, InfraError if a guest cannot run the batch."""
+    Raises JitError if the folder holds no test."""
     tests = conformance.load_suite(directory)
     result = {"interp": conformance.interp_report(tests)}
+    errors: list[GuestError | InfraError] = []
     for arch in arches:
-        with status(f"{arch}: running the conformance programs in a guest"), \
-                Guest(load_profile(arch), run_dir=new_run_dir("conformance", arch)) as guest:
-            result[arch] = native_conformance(guest, tests)
-    return result
+        try:
+            with status(f"{arch}: running the conformance programs in a guest"), \
+                    Guest(load_profile(arch), run_dir=new_run_dir("conformance", arch)) as guest:
+                result[arch] = native_conformance(guest, tests)
+        except (GuestError, InfraError) as exc:
+            print(f"jitprobe: {arch}: {exc}", file=sys.stderr)
+            errors.append(exc)
+            _, decided = conformance.build_elves(arch, tests)
+            result[arch] = conformance.native_report(tests, decided, {})
+    return result, errors
 
 
 def _failed(result: dict[str, conformance.Report]) -> bool:
@@ -65,11 +76,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     if not directory.is_dir():
         raise InputError("conformance folder", args.directory, hint="not a directory")
-    result = run_conformance(directory, expand_arch(args.arch))
+    result, errors = run_conformance(directory, expand_arch(args.arch))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         _print_conformance(result)
+    if any(isinstance(e, InfraError) for e in errors):
+        return EXIT_INFRA
     return EXIT_FAIL if _failed(result) else EXIT_PASS
 
 
@@ -79,10 +92,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         text = source.read_text()
     except OSError as exc:
         raise InputError("assembler file", args.source, hint=str(exc.strerror)) from exc
-    mem = Path(args.mem).read_bytes() if args.mem else b""
+    try:
+        mem = Path(args.mem).read_bytes() if args.mem else b""
+    except OSError as exc:
+        raise InputError("--mem file", args.mem, hint=str(exc.strerror)) from exc
     elf = build_executable(args.arch, assemble(text), mem, mutation=args.mutation)
-    Path(args.output).write_bytes(elf)
-    Path(args.output).chmod(0o755)
+    try:
+        Path(args.output).write_bytes(elf)
+        Path(args.output).chmod(0o755)
+    except OSError as exc:
+        raise InputError("--output", args.output, hint=str(exc.strerror)) from exc
     return EXIT_PASS
 
 

@@ -9,6 +9,7 @@ the file, the field and what was expected.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from collections.abc import Mapping
@@ -180,8 +181,8 @@ def env_slowdown() -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
-        raise InputError(SLOWDOWN_ENV, raw, hint="a positive number, e.g. 2.5")
+    if not 0 < value < math.inf:
+        raise InputError(SLOWDOWN_ENV, raw, hint="a positive, finite number, e.g. 2.5")
     return value
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import progress
 from harness.errors import InfraError
 
 from . import bzimage, cache, cpio, initramfs
@@ -146,10 +147,11 @@ def _only(paths: list[Path], what: str, deb: Path) -> Path:
 
 
 def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: Path, tree: Path) -> None:
-    print(
-        f"jitprobe: building the {arch} guest image from {kernel_pkg.package} {kernel_pkg.version}",
-        file=sys.stderr,
-    )
+    if progress.enabled():  # stderr carries progress only on a terminal (CONTRACT)
+        print(
+            f"jitprobe: building the {arch} guest image from {kernel_pkg.package} {kernel_pkg.version}",
+            file=sys.stderr,
+        )
     tree.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".build-{tree.name}-", dir=tree.parent))
     try:

@@ -10,11 +10,14 @@ import shutil
 
 import pytest
 
+QEMU_BINARIES = ("qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-riscv64")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if shutil.which("qemu-system-aarch64"):
+    missing = [q for q in QEMU_BINARIES if shutil.which(q) is None]
+    if not missing:
         return
-    skip = pytest.mark.skip(reason="QEMU system emulators are not installed (run `make test` for the set-up)")
+    skip = pytest.mark.skip(reason=f"{', '.join(missing)} not installed (run `make test` for the set-up)")
     for item in items:
         if "qemu" in item.keywords:
             item.add_marker(skip)

@@ -85,3 +85,29 @@ def test_results_file_gets_one_json_line_per_result(tmp_path: Path) -> None:
     append_result(tmp_path / "res", {"arch": "x86_64", "verdict": "fail"})
     lines = (tmp_path / "res" / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["arch"] for line in lines] == ["arm64", "x86_64"]
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-1"])
+def test_timeout_must_be_positive_and_finite(tmp_path: Path, timeout: str) -> None:
+    proc = _jitprobe(tmp_path, "exec", "--arch", "arm64", "--timeout", timeout, "--guest-cmd", "true")
+    assert proc.returncode == 2
+    assert "--timeout" in proc.stderr and "finite" in proc.stderr
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())  # refused before any run folder
+
+
+@pytest.mark.parametrize("slowdown", ["abc", "nan", "inf", "0"])
+def test_bad_slowdown_is_refused_before_qemu_starts(tmp_path: Path, slowdown: str) -> None:
+    env = dict(os.environ, JITPROBE_RUNS=str(tmp_path), JITPROBE_SLOWDOWN=slowdown)
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "boot", "--arch", "riscv64"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert "JITPROBE_SLOWDOWN" in proc.stderr and slowdown in proc.stderr
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_truncated_elf_is_an_input_error(tmp_path: Path) -> None:
+    program = tmp_path / "short"
+    program.write_bytes(b"\x7fELF")
+    proc = _jitprobe(tmp_path / "runs", "exec", "--arch", "arm64", str(program))
+    assert proc.returncode == 2
+    assert "truncated ELF header" in proc.stderr

@@ -20,7 +20,6 @@ from jit_core.conformance import (
 from jit_core.errors import JitError
 
 SUITE = Path(__file__).resolve().parents[2] / "shared" / "bpf_conformance" / "tests"
-pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason="../shared/bpf_conformance is missing")
 SKIPPED = {"call_unwind_fail", "callx"}
 
 
@@ -62,3 +61,11 @@ def test_native_judging() -> None:
         decode_result(b"abc")
     with pytest.raises(JitError, match="valid choices"):
         build_elves("vax", [test])
+
+
+def test_a_test_that_never_ran_fails_even_when_an_error_is_expected() -> None:
+    test = parse_test("faults", "-- asm\nldxdw %r0, [%r1+30000]\nexit\n-- error\n")
+    assert test.expects_error
+    report = native_report([test], [], {})
+    assert report["passed"] == 0
+    assert [(f["test"], f["got"]) for f in report["failed"]] == [("faults", "not run")]

@@ -13,7 +13,6 @@ import pytest
 SUITE = Path(__file__).resolve().parents[2] / "shared" / "bpf_conformance" / "tests"
 JITPROBE = [sys.executable, "-m", "harness.cli"]
 
-pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason=f"the conformance suite is not at {SUITE}")
 
 
 @pytest.mark.qemu
@@ -67,5 +66,5 @@ def test_build_refuses_a_bad_program_naming_the_line(tmp_path: Path) -> None:
     command = [*JITPROBE, "jit", "build", str(source), "--arch", "x86_64", "-o", str(tmp_path / "x")]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "frobnicate" in proc.stderr and "2" in proc.stderr
+    assert "frobnicate" in proc.stderr and "line 2" in proc.stderr
     assert not (tmp_path / "x").exists()

@@ -466,7 +466,6 @@ def test_relaxed_branches_run() -> None:
 # ---- the outside conformance suite ------------------------------------------------------------------
 
 @needs_qemu
-@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason=f"{CONFORMANCE} missing")
 def test_conformance_suite_under_qemu_user() -> None:
     tests = conformance.load_suite(CONFORMANCE)
     elves, decided = conformance.build_elves("riscv64", tests)

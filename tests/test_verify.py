@@ -16,8 +16,8 @@ from jit_core.isa import Insn
 from jit_core.verify import verify
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bpf_conformance"
-NEGATIVE = load_suite(SHARED / "negative") if SHARED.is_dir() else []
-POSITIVE = load_suite(SHARED / "tests") if SHARED.is_dir() else []
+NEGATIVE = load_suite(SHARED / "negative")
+POSITIVE = load_suite(SHARED / "tests")
 
 
 @pytest.mark.skipif(not NEGATIVE, reason="../shared/bpf_conformance is missing")
