@@ -6,6 +6,8 @@ violation is attributed to its case by PC:
   program (compiled by jit_core into a freestanding ELF) that installs a function at
   ``JIT_BASE + index * JIT_STRIDE``, synchronizes it with that mutation of icache_sync and calls it;
   ``expected_mutation_rules`` says what a same-thread install must be reported with.
+  ``install_program_cross`` does the same with the code written on CPU 0 and run on CPU 1;
+  ``expected_cross_mutation_rules`` says what that must be reported with.
 - C ones: tests/sanitizer_progs/codegen.c, whose variants (``CODEGEN_VARIANTS``) break one step
   of the protocol each; ``expected_rules`` says what each must be reported with.
 The expectations follow from the architectures' rules (harness/sanitizer/README.md), never from
@@ -33,6 +35,15 @@ PAGE = 4096
 FILLER = 62
 ITERATIONS = 50
 _CODE_OFFSET = 64  # in mem: the six mmap arguments come first
+_RW, _RWX = 3, 7
+_PRIVATE_ANONYMOUS = 0x22
+_FIXED = _PRIVATE_ANONYMOUS | 0x10
+_CROSS_STACK = 64 * 1024
+# Where the executing CPU must synchronize itself before running code another CPU wrote:
+# arm64 needs an ISB there and x86_64 a serializing instruction (CPUID). riscv64 needs none:
+# icache_sync is the riscv_flush_icache system call, and the kernel has every hart of the process
+# run FENCE.I; an executor FENCE.I would hide a writer that fences only itself (fence_i_writer_only).
+EXECUTOR_SYNC_ARCHES = frozenset({"arm64", "x86_64"})
 
 # tests/sanitizer_progs/codegen.c's variants in the order of its table (the index places each
 # variant's code at its own address). expected_rules is keyed by them, so they live here.
@@ -70,16 +81,8 @@ def install_program(arch: str, mutation: str, index: int) -> bytes:
     function's result, FILLER. Raises InputError for an index outside 0..MAX_INDEX-1, JitError
     for an unknown architecture or mutation and InfraError as installed_function does.
     """
-    if not 0 <= index < MAX_INDEX:
-        raise InputError("install program index", index, hint=f"0 to {MAX_INDEX - 1}")
-    code, entry = installed_function(arch)
-    code += bytes(-len(code) % 8)
-    address = JIT_BASE + index * JIT_STRIDE
-    # mmap(address, PAGE, RWX, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-    mem = struct.pack("<QQQQqQ", address, PAGE, 7, 0x32, -1, 0).ljust(_CODE_OFFSET, b"\0") + code
-    copy = "\n".join(
-        f"ldxdw %r3, [%r6+{_CODE_OFFSET + off}]\nstxdw [%r7+{off}], %r3" for off in range(0, len(code), 8)
-    )
+    address, code, entry = _install_site(arch, index)
+    mem = _mmap_args(address, PAGE, _RWX, _FIXED).ljust(_CODE_OFFSET, b"\0") + code
     text = f"""
         mov %r6, %r1
         mov %r1, {syscall_number(arch, "mmap")}
@@ -90,7 +93,7 @@ def install_program(arch: str, mutation: str, index: int) -> bytes:
         add %r9, {entry}
         mov %r8, {ITERATIONS}
     again:
-        {copy}
+        {_copy_code(len(code), _CODE_OFFSET)}
         mov %r1, %r7
         mov %r2, {len(code)}
         call icache_sync
@@ -100,6 +103,149 @@ def install_program(arch: str, mutation: str, index: int) -> bytes:
         exit
     """
     return build_executable(arch, assemble(text), mem, mutation=mutation)
+
+
+def install_program_cross(arch: str, mutation: str, index: int) -> bytes:
+    """The ELF executable in which one CPU installs ``installed_function`` and another calls it.
+
+    The main thread (the writer) pins itself to CPU 0, maps the page as install_program does
+    and starts an executor thread (clone_thread) that pins itself to CPU 1. In each of
+    ITERATIONS rounds the writer copies the code in, runs icache_sync with ``mutation`` and
+    publishes the round's number (store_release); the executor waits for it (load_acquire),
+    runs context_sync where the architecture asks the executing CPU to (EXECUTOR_SYNC_ARCHES),
+    calls the code and publishes that it is done, which the writer waits for. After joining
+    the thread (futex wait on its tid word) it exits with the function's result, FILLER, or with
+    the negative status of a sched_setaffinity or clone that failed. Raises as install_program does.
+    """
+    address, code, entry = _install_site(arch, index)
+    at, mem = _cross_mem(address, entry, code)
+    setaffinity, futex_wait = syscall_number(arch, "sched_setaffinity"), 0
+    executor_sync = "call context_sync" if arch in EXECUTOR_SYNC_ARCHES else ""
+    text = f"""
+        mov %r6, %r1
+        mov %r1, {setaffinity}
+        mov %r2, 0
+        mov %r3, 8
+        mov %r4, %r6
+        add %r4, {at["cpu0"]}
+        call syscall
+        jne %r0, 0, leave
+        mov %r1, {syscall_number(arch, "mmap")}
+        mov %r2, %r6
+        add %r2, {at["code_mmap"]}
+        call syscall6
+        mov %r7, %r0
+        mov %r1, {syscall_number(arch, "mmap")}
+        mov %r2, %r6
+        add %r2, {at["stack_mmap"]}
+        call syscall6
+        mov %r2, %r0
+        add %r2, {_CROSS_STACK}
+        lddw %r1, func executor
+        mov %r3, %r6
+        mov %r4, %r6
+        add %r4, {at["tid"]}
+        call clone_thread
+        jsle %r0, 0, leave
+        mov %r8, 1
+    round:
+        {_copy_code(len(code), at["code"])}
+        mov %r1, %r7
+        mov %r2, {len(code)}
+        call icache_sync
+        store_release64 [%r6+{at["published"]}], %r8
+    wait_done:
+        call spin_hint
+        load_acquire64 %r0, [%r6+{at["done"]}]
+        jne %r0, %r8, wait_done
+        add %r8, 1
+        jle %r8, {ITERATIONS}, round
+    join:
+        ldxw %r3, [%r6+{at["tid"]}]
+        jeq %r3, 0, joined
+        mov %r1, {syscall_number(arch, "futex")}
+        mov %r2, %r6
+        add %r2, {at["tid"]}
+        mov %r4, %r3
+        mov %r3, {futex_wait}
+        mov %r5, 0
+        call syscall
+        ja join
+    joined:
+        ldxdw %r0, [%r6+{at["pinned"]}]
+        jne %r0, 0, leave
+        ldxdw %r0, [%r6+{at["result"]}]
+    leave:
+        exit
+    executor:
+        mov %r6, %r1
+        mov %r1, {setaffinity}
+        mov %r2, 0
+        mov %r3, 8
+        mov %r4, %r6
+        add %r4, {at["cpu1"]}
+        call syscall
+        stxdw [%r6+{at["pinned"]}], %r0
+        ldxdw %r9, [%r6+{at["entry"]}]
+        mov %r7, 1
+    wait_published:
+        call spin_hint
+        load_acquire64 %r0, [%r6+{at["published"]}]
+        jne %r0, %r7, wait_published
+        {executor_sync}
+        call %r9
+        stxdw [%r6+{at["result"]}], %r0
+        store_release64 [%r6+{at["done"]}], %r7
+        add %r7, 1
+        jle %r7, {ITERATIONS}, wait_published
+        exit
+    """
+    return build_executable(arch, assemble(text), mem, mutation=mutation)
+
+
+def _install_site(arch: str, index: int) -> tuple[int, bytes, int]:
+    """(page address, code padded to whole u64s, entry offset) of install program ``index``."""
+    if not 0 <= index < MAX_INDEX:
+        raise InputError("install program index", index, hint=f"0 to {MAX_INDEX - 1}")
+    code, entry = installed_function(arch)
+    return JIT_BASE + index * JIT_STRIDE, code + bytes(-len(code) % 8), entry
+
+
+def _mmap_args(address: int, length: int, prot: int, flags: int) -> bytes:
+    """The six u64 arguments of mmap(address, length, prot, flags, -1, 0), for syscall6."""
+    return struct.pack("<QQQQqQ", address, length, prot, flags, -1, 0)
+
+
+def _copy_code(length: int, offset: int) -> str:
+    """Assembly copying ``length`` bytes of code from mem (r6) + offset to the page at r7."""
+    return "\n".join(
+        f"ldxdw %r3, [%r6+{offset + off}]\nstxdw [%r7+{off}], %r3" for off in range(0, length, 8)
+    )
+
+
+def _cross_mem(address: int, entry: int, code: bytes) -> tuple[dict[str, int], bytes]:
+    """(offset of each field, contents) of install_program_cross's mem."""
+    u64 = struct.Struct("<q").pack
+    fields = [
+        ("code_mmap", _mmap_args(address, PAGE, _RWX, _FIXED)),
+        ("stack_mmap", _mmap_args(0, _CROSS_STACK, _RW, _PRIVATE_ANONYMOUS)),
+        ("cpu0", u64(1 << 0)),  # sched_setaffinity masks
+        ("cpu1", u64(1 << 1)),
+        ("published", u64(0)),  # the last round the writer installed
+        ("done", u64(0)),  # the last round the executor ran
+        ("result", u64(0)),  # what the code returned
+        ("pinned", u64(0)),  # the executor's sched_setaffinity status
+        ("entry", u64(address + entry)),
+        # The kernel sets it to the executor's tid and clears it at the thread's exit; -1 until then,
+        # so that the writer cannot take a not-yet-set word for a finished thread.
+        ("tid", u64(-1)),
+        ("code", code),
+    ]
+    offsets, blob = {}, b""
+    for name, data in fields:
+        offsets[name] = len(blob)
+        blob += data
+    return offsets, blob
 
 
 def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str]) -> str | None:
@@ -231,3 +377,29 @@ def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> 
         name: set(by_variant[name]) if arch == "arm64" and arch in arches else set()
         for name, (_, arches) in MUTATIONS.items()
     }
+
+
+# The mutation that leaves the executing CPU unsynchronized: with it, install_program_cross is
+# codegen.c's cross_writer_only (the writer synchronizes only itself, the executor calls at once).
+WRITER_ONLY_MUTATIONS = {"arm64": "no_isb", "riscv64": "fence_i_writer_only", "x86_64": "no_serialize"}
+
+
+def expected_cross_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
+    """The rules each MUTATIONS name's install_program_cross program must be reported with.
+
+    - arm64: as for a same-thread install (expected_mutation_rules). DC CVAU and IC IVAU reach
+      the point of unification for every PE of the shareability domain and the DSB ISH completes
+      them for all, so the writer's broken steps break the executor too; the executor's ISB is
+      context_sync, which ``no_isb`` removes as well, leaving no ISB on the executing PE.
+    - riscv64: only ``fence_i_writer_only``, as codegen.c's cross_writer_only: a FENCE.I orders
+      the fetches of its own hart only, and the executor runs none. ``half_range`` stays clean:
+      the riscv_flush_icache system call flushes every hart's whole instruction cache.
+    - x86_64: only ``no_serialize``, as codegen.c's cross_writer_only: code stored by another
+      CPU needs a serializing instruction on the executing one (Intel SDM Vol. 3A, "Handling
+      Self- and Cross-Modifying Code"), which that mutation removes from context_sync.
+    Mutations that change nothing on an architecture, and ``none``, are clean there.
+    Raises KeyError for an unknown architecture, or as expected_mutation_rules does.
+    """
+    out = expected_mutation_rules(arch, idc, dic)
+    out[WRITER_ONLY_MUTATIONS[arch]] = set(expected_rules(arch, idc, dic)["cross_writer_only"])
+    return out

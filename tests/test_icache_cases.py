@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,9 +17,12 @@ from harness.icache_cases import (
     JIT_STRIDE,
     MAX_INDEX,
     PAGE,
+    WRITER_ONLY_MUTATIONS,
+    expected_cross_mutation_rules,
     expected_mutation_rules,
     expected_rules,
     install_program,
+    install_program_cross,
     installed_function,
     judge_mutations,
     mutation_of_pc,
@@ -47,12 +51,29 @@ def test_every_install_program_returns_the_functions_result(arch: str) -> None:
     assert [status for _, status in results] == [FILLER] * len(NAMES)
 
 
-def test_unknown_mutation_and_bad_index_are_refused() -> None:
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_cross_thread_program_returns_the_functions_result(arch: str) -> None:
+    # Both threads pin themselves (a failed sched_setaffinity would be the exit status): this
+    # host has two CPUs, and qemu-user runs guest threads on host threads.
+    require_runner(arch)
+    results = run_batch(arch, [install_program_cross(arch, name, index) for index, name in enumerate(NAMES)])
+    assert [status for _, status in results] == [FILLER] * len(NAMES)
+
+
+def test_riscv64_cross_executor_runs_no_fence_i_of_its_own() -> None:
+    # Only the writer's icache_sync may fence; an executor FENCE.I would hide fence_i_writer_only.
+    fence_i = (0x0000100F).to_bytes(4, "little")
+    assert install_program_cross("riscv64", "none", 0).count(fence_i) == 0
+    assert install_program_cross("riscv64", "fence_i_writer_only", 0).count(fence_i) == 1
+
+
+@pytest.mark.parametrize("build", [install_program, install_program_cross])
+def test_unknown_mutation_and_bad_index_are_refused(build: Callable[[str, str, int], bytes]) -> None:
     with pytest.raises(JitError, match="no_such_mutation"):
-        install_program("arm64", "no_such_mutation", 0)
+        build("arm64", "no_such_mutation", 0)
     for index in (-1, MAX_INDEX):
         with pytest.raises(InputError, match=f"install program index: {index}"):
-            install_program("arm64", "none", index)
+            build("arm64", "none", index)
 
 
 def test_arm64_mutations_expect_their_codegen_variants_rules() -> None:
@@ -76,6 +97,28 @@ def test_same_thread_installs_are_clean_on_riscv64_and_x86_64(arch: str) -> None
     # Even the mutations that change their code (half_range, fence_i_writer_only, no_serialize).
     assert expected_mutation_rules(arch) == {name: set() for name in MUTATIONS}
     assert expected_rules(arch)["cross_writer_only"]  # another CPU's code is where they need one
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_cross_thread_installs_add_the_writer_only_bug_to_the_same_thread_ones(arch: str) -> None:
+    expected = expected_cross_mutation_rules(arch)
+    writer_only = WRITER_ONLY_MUTATIONS[arch]
+    assert expected[writer_only] == expected_rules(arch)["cross_writer_only"] != set()
+    same_thread = expected_mutation_rules(arch)
+    del expected[writer_only], same_thread[writer_only]
+    assert expected == same_thread
+
+
+def _bugs(expected: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {name: rules for name, rules in expected.items() if rules}
+
+
+def test_cross_thread_bugs_per_architecture() -> None:
+    for idc, dic in ((False, False), (True, True)):
+        assert expected_cross_mutation_rules("arm64", idc, dic) == expected_mutation_rules("arm64", idc, dic)
+    # riscv_flush_icache flushes every hart whatever the range: half_range stays clean.
+    assert _bugs(expected_cross_mutation_rules("riscv64")) == {"fence_i_writer_only": {"riscv64.no_fence_i"}}
+    assert _bugs(expected_cross_mutation_rules("x86_64")) == {"no_serialize": {"x86_64.no_serialize"}}
 
 
 def test_pcs_are_attributed_to_the_mutation_whose_page_holds_them() -> None:
