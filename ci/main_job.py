@@ -22,7 +22,13 @@ from rich.table import Table
 
 from harness.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
 from harness.guest import Guest, install_signal_handlers
-from harness.icache_cases import expected_mutation_rules, install_program, judge_mutations
+from harness.icache_cases import (
+    expected_cross_mutation_rules,
+    expected_mutation_rules,
+    install_program,
+    install_program_cross,
+    judge_mutations,
+)
 from harness.jit_commands import native_conformance
 from harness.profiles import expand_arch, load_profile
 from harness.progress import status
@@ -67,22 +73,34 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
                    + (f": {', '.join(failed[:5])}" if failed else ""))
     except JitprobeError as exc:
         record("guest", getattr(exc, "verdict", "infra"), str(exc))
-    sanitizer_dir = new_run_dir("main-sanitizer", arch)
-    record("sanitizer", *_sanitizer_step(arch, sanitizer_dir), where=sanitizer_dir)
+    for install, step in (("same-thread", "sanitizer"), ("cross-thread", "sanitizer-cross")):
+        sanitizer_dir = new_run_dir(f"main-{step}", arch)
+        record(step, *_sanitizer_step(arch, sanitizer_dir, install), where=sanitizer_dir)
     return steps
 
 
-def _sanitizer_step(arch: str, run_dir: Path) -> tuple[str, str]:
-    """(verdict, detail) of every MUTATIONS install program run once in one sanitized guest.
+# Per kind of install: the program builder and the rules each mutation must be reported with.
+INSTALLS = {
+    "same-thread": (install_program, expected_mutation_rules),
+    "cross-thread": (install_program_cross, expected_cross_mutation_rules),
+}
+
+
+def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
+    """(verdict, detail) of every MUTATIONS install program of kind ``install`` run once in one
+    sanitized guest.
 
     The guest runs the profile's default CPU model; what must be reported comes from
-    harness.icache_cases.expected_mutation_rules for that model's CTR_EL0.
+    harness.icache_cases (expected_mutation_rules or expected_cross_mutation_rules) for that
+    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit
+    (riscv64 fence_i_writer_only, x86_64 no_serialize).
     """
+    build, expect = INSTALLS[install]
     try:
         profile = load_profile(arch)
         model = profile.cpu_model(None)
-        expected = expected_mutation_rules(arch, bool(model.idc), bool(model.dic))
-        programs = {name: install_program(arch, name, index) for index, name in enumerate(MUTATIONS)}
+        expected = expect(arch, bool(model.idc), bool(model.dic))
+        programs = {name: build(arch, name, index) for index, name in enumerate(MUTATIONS)}
         spec = plugin_spec(arch, model.name, run_dir)
         exit_codes: dict[str, int] = {}
         with status(f"{arch}: {len(programs)} code installs under the sanitizer"), \
@@ -99,7 +117,7 @@ def _sanitizer_step(arch: str, run_dir: Path) -> tuple[str, str]:
         return getattr(exc, "verdict", "infra"), str(exc)
     except JitError as exc:  # the install programs are the project's own: a refusal is its fault
         return "infra", f"jit_core refused an install program: {exc}"
-    return judge_mutations(arch, model.name, expected, exit_codes, violations)
+    return judge_mutations(arch, model.name, expected, exit_codes, violations, install)
 
 
 def main(argv: list[str] | None = None) -> int:

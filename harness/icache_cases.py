@@ -283,8 +283,11 @@ def judge_mutations(
     expected: dict[str, set[str]],
     exit_codes: dict[str, int],
     violations: Sequence[dict[str, Any]],
+    install: str = "same-thread",
 ) -> tuple[str, str]:
     """(verdict, detail) of one sanitized ``arch``/``cpu`` guest that ran every install program once.
+
+    ``install`` names the kind of program (same-thread or cross-thread) for the detail text.
 
     ``expected`` is expected_mutation_rules' answer (its keys, in order, are the programs'
     names and indexes), ``exit_codes`` each program's exit status, ``violations`` those of the
@@ -309,7 +312,7 @@ def judge_mutations(
     # A clean mutation either changes this architecture's code in a way that is no bug here, or
     # changes nothing (then the program runs the correct protocol, as "none" does).
     harmless = [name for name in clean if arch in MUTATIONS[name][1]]
-    why = [f"{', '.join(harmless)}: not a bug on {arch} {cpu} for a same-thread install"] if harmless else []
+    why = [f"{', '.join(harmless)}: not a bug on {arch} {cpu} for a {install} install"] if harmless else []
     if len(clean) > len(harmless):
         why.append(f"{len(clean) - len(harmless)} emit the correct {arch} protocol")
     return "pass", (
