@@ -7,9 +7,8 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from harness.errors import InfraError, InputError
 from harness.profiles import Profile
@@ -35,16 +34,17 @@ class Share:
             raise InputError("9p mount tag", self.tag, hint="1-31 letters, digits, '_', '.', '-'")
 
 
-class PluginSpec(Protocol):
-    """A TCG plugin to load: ``-plugin <path>,<key>=<value>,...``.
+@dataclass(frozen=True)
+class PluginSpec:
+    """A TCG plugin to load: ``-plugin <path>,<key>=<value>,...`` (harness.sanitizer makes them)."""
 
-    Structural, so that harness.sanitizer.PluginSpec (which owns the plugin) fits as it is."""
+    path: Path
+    args: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def args(self) -> Mapping[str, str]: ...
+    def qemu_args(self) -> list[str]:
+        """The ``-plugin`` option, with commas in paths and values escaped for QEMU."""
+        args = [f"{k}={qemu_escape(v)}" for k, v in self.args.items()]
+        return ["-plugin", ",".join([qemu_escape(str(self.path)), *args])]
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,7 @@ def build_argv(profile: Profile, spec: LaunchSpec) -> list[str]:
             fsdev += ",readonly=on"
         argv += ["-fsdev", fsdev, "-device", f"{profile.ninep_device},fsdev=fs{index},mount_tag={share.tag}"]
     if spec.plugin is not None:
-        args = [f"{k}={qemu_escape(v)}" for k, v in spec.plugin.args.items()]
-        plugin = ",".join([qemu_escape(str(spec.plugin.path)), *args])
-        argv += ["-plugin", plugin]
+        argv += spec.plugin.qemu_args()
     argv += list(profile.machine_args)
     return argv
 

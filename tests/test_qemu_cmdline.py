@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,7 @@ import pytest
 from harness import qemu_cmdline
 from harness.errors import InfraError, InputError
 from harness.profiles import load_profile
-from harness.qemu_cmdline import LaunchSpec, Share, build_argv, kernel_append, resolve_accel
-
-
-@dataclass(frozen=True)
-class Plugin:
-    path: Path
-    args: dict[str, str] = field(default_factory=dict)
+from harness.qemu_cmdline import LaunchSpec, PluginSpec, Share, build_argv, kernel_append, resolve_accel
 
 
 def _spec(**overrides: object) -> LaunchSpec:
@@ -81,7 +74,7 @@ def test_bad_9p_tag_is_refused() -> None:
 
 
 def test_plugin_arguments_are_escaped() -> None:
-    plugin = Plugin(Path("/p/libcoherency.so"), {"arch": "arm64", "out": "/run/a,b/report.jsonl"})
+    plugin = PluginSpec(Path("/p/libcoherency.so"), {"arch": "arm64", "out": "/run/a,b/report.jsonl"})
     argv = build_argv(load_profile("arm64"), _spec(plugin=plugin))
     assert _option(argv, "-plugin") == ["/p/libcoherency.so,arch=arm64,out=/run/a,,b/report.jsonl"]
 
@@ -105,9 +98,9 @@ def test_resolve_accel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_accel(x86, "auto", None) == "kvm"
     assert resolve_accel(arm, "auto", None) == "tcg"  # no KVM for a foreign architecture
     assert resolve_accel(x86, "tcg", None) == "tcg"
-    assert resolve_accel(x86, "auto", Plugin(Path("/p.so"))) == "tcg"  # plugins need TCG
+    assert resolve_accel(x86, "auto", PluginSpec(Path("/p.so"))) == "tcg"  # plugins need TCG
     with pytest.raises(InputError, match="TCG plugins"):
-        resolve_accel(x86, "kvm", Plugin(Path("/p.so")))
+        resolve_accel(x86, "kvm", PluginSpec(Path("/p.so")))
     with pytest.raises(InfraError, match="KVM cannot run arm64"):
         resolve_accel(arm, "kvm", None)
     monkeypatch.setattr(qemu_cmdline, "kvm_usable", lambda: False)

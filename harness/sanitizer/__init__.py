@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InfraError, InputError
 from harness.guest import GUEST_SHARE, Guest
+from harness.qemu_cmdline import PluginSpec
 
 REPORT_NAME = "sanitizer.jsonl"
 RULES = (
@@ -55,18 +55,6 @@ ARCHES = ("arm64", "riscv64", "x86_64")
 RAM_BASE = {"arm64": 0x4000_0000, "riscv64": 0x8000_0000, "x86_64": 0}
 # q35 keeps RAM in one block below 4 GiB only up to 2816 MiB; the plugin models one block.
 X86_64_MAX_RAM_MB = 2816
-
-
-@dataclass(frozen=True)
-class PluginSpec:
-    """A TCG plugin to load into a guest: ``-plugin <path>,<key>=<value>,...``."""
-
-    path: Path
-    args: dict[str, str] = field(default_factory=dict)
-
-    def qemu_args(self) -> list[str]:
-        opts = ",".join([str(self.path)] + [f"{k}={v}" for k, v in self.args.items()])
-        return ["-plugin", opts]
 
 
 def plugin_spec(arch: str, cpu: str | None, run_dir: Path, memory_mb: int | None = None) -> PluginSpec:
