@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from collections.abc import Callable
 
-from harness.errors import EXIT_INFRA, EXIT_PASS, JitprobeError
+from harness.errors import EXIT_INFRA, EXIT_PASS
 
 from . import cache
 from .arches import arches, expand_arches
@@ -16,7 +15,9 @@ from .lock import LOCK_PATH, update_lock
 
 
 def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``images`` and its sub-commands; each sets ``func(args) -> int`` (the exit status)."""
+    """Register ``images`` and its sub-commands; each sets ``func(args) -> int`` (the exit status).
+
+    Errors propagate: harness.cli.main turns them into messages and exit statuses."""
     images = subparsers.add_parser("images", help="build, list, verify or clean the cached guest images")
     actions = images.add_subparsers(dest="images_command", required=True, metavar="COMMAND")
     for name, func, text in (
@@ -29,22 +30,9 @@ def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
         parser.add_argument(
             "--arch", default="all", help=f"one of {', '.join(arches())}, or all (default: all)"
         )
-        parser.set_defaults(func=_guarded(func))
+        parser.set_defaults(func=func)
     update = actions.add_parser("update", help=f"re-pin the newest packages of the suite in {LOCK_PATH.name}")
-    update.set_defaults(func=_guarded(_update))
-
-
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``func`` with jitprobe's own errors printed on stderr and turned into their exit status."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args))
-        except JitprobeError as exc:
-            print(f"jitprobe images: {exc}", file=sys.stderr)
-            return exc.exit_code
-
-    return run
+    update.set_defaults(func=_update)
 
 
 def _build(args: argparse.Namespace) -> int:

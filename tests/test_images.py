@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import cli
 from harness.errors import InfraError, InputError
 from images import cache, cpio, initramfs, lock
 from images.apt_root import AptSource, host_mirror
 from images.arches import debian_arch, expand_arches
-from images.commands import add_images_parser
 
 # -- cpio ---------------------------------------------------------------------------------------
 
@@ -155,10 +154,7 @@ def test_unknown_arch_lists_choices() -> None:
 
 
 def test_cli_unknown_arch_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_images_parser(parser.add_subparsers())
-    args = parser.parse_args(["images", "verify", "--arch", "sparc"])
-    assert args.func(args) == 2
+    assert cli.main(["images", "verify", "--arch", "sparc"]) == 2
     assert "sparc" in capsys.readouterr().err
 
 

@@ -6,16 +6,15 @@ Uses the pinned .deb files of the real cache (hard-linked into a temporary cache
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import cli
 from images import build, cache
 from images.cache import cache_root
-from images.commands import add_images_parser
 from images.lock import load_lock
 
 ARCH = "riscv64"  # the quickest to rebuild
@@ -46,10 +45,7 @@ def temp_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _verify_cli(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser()
-    add_images_parser(parser.add_subparsers())
-    args = parser.parse_args(["images", "verify", "--arch", ARCH])
-    status = args.func(args)
+    status = cli.main(["images", "verify", "--arch", ARCH])
     return status, capsys.readouterr().out
 
 
