@@ -17,10 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from harness import guest as guest_mod
-from harness import sanitizer
+from harness import progress, sanitizer
 from harness.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
@@ -43,7 +41,7 @@ from jit_core.errors import JitError
 # status) with set_defaults.
 SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, add_jit_parser)
 
-_ERR = Console(stderr=True, soft_wrap=True)
+_ERR = progress.STDERR
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-STDERR = Console(stderr=True)
+STDERR = Console(stderr=True, soft_wrap=True)
 
 
 def enabled() -> bool:
