@@ -13,8 +13,24 @@
  *      (an invalidation issued before the clean completed is reported as arm64.no_dsb)
  *   4. the invalidation was completed by a DSB of the PE that issued it;    arm64.no_dsb
  *   5. E had a context synchronization event after that DSB: ISB, exception entry (the
- *      first block of an exception vector), ERET, or SVC/HVC/SMC/BRK (an exception is taken).
- *                                                                           arm64.no_isb
+ *      first block of an exception vector) or ERET.                         arm64.no_isb
+ *
+ * Which synchronizations count for step 5 (see engine.h). Code written by user code is judged
+ * by the executing thread's own protocol: an ISB it executed, a synchronous exception it took
+ * (a system call, a fault: the vector offsets 0x400/0x600 "Synchronous, lower EL") and the ERET
+ * that returns from one, a membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) of its process
+ * after registering for it (Linux then interrupts every CPU running the process, and their ERET is
+ * the synchronization), and a thread's start (its first ERET, from the kernel's fork return). An
+ * IRQ, FIQ or SError that arrived from user mode and the ERET that ends it do not count: they come
+ * when the host schedules, not when the program asks. Because the thread's own ISB travels with
+ * it, a thread migrated after synchronizing stays synchronized (Linux completes its maintenance
+ * with the DSB in __switch_to). Code written by the kernel, and kernel code, is judged per PE with
+ * every context synchronization: the kernel's code patching (kick_all_cpus_sync,
+ * aarch64_insn_patch_text) relies on interrupts and ISBs of the other PEs.
+ *
+ * Threads are known by the kernel's task pointer, which Linux keeps in SP_EL0 at EL1 (MSR SP_EL0
+ * with a kernel address: cpu_switch_to and kernel entry). System calls are read at the SVC: x8
+ * the number, x0 the command; the process is TTBR0_EL1's table address.
  * Line sizes come from the modelled CPU's CTR_EL0 (plugin argument ctr_el0): DminLine for DC,
  * IminLine for IC. Any DSB option counts (a DSB ST variant is not distinguished).
  *
@@ -32,30 +48,44 @@
  * from guest RAM). Only the 4 KiB granule is walked (Debian's kernels use it); an operand that
  * cannot be translated is ignored, so its maintenance is missing from the model.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "coherency.h"
+#include "engine.h"
+
+static const struct rule no_dc_clean = { "arm64.no_dc_clean" }, no_ic_invalidate = { "arm64.no_ic_invalidate" },
+                         no_dsb = { "arm64.no_dsb" }, no_isb = { "arm64.no_isb" };
+static const struct rule *const rules[] = { &no_dc_clean, &no_ic_invalidate, &no_dsb, &no_isb, NULL };
 
 #define CTR_IDC (1ULL << 28)
 #define CTR_DIC (1ULL << 29)
 #define MAX_VECTORS 16
+/* Linux's arm64 system call numbers and membarrier commands (include/uapi/linux/membarrier.h). */
+#define NR_EXIT 93
+#define NR_EXIT_GROUP 94
+#define NR_MEMBARRIER 283
+#define MEMBARRIER_SYNC_CORE 32
+#define MEMBARRIER_REGISTER_SYNC_CORE 64
+#define TTBR_BADDR 0x0000fffffffffffeULL
+
+enum { OP_DSB = 1, OP_ISB, OP_DC, OP_IC, OP_IALLU, OP_IALLUIS, OP_ERET, OP_VBAR, OP_SP_EL0, OP_SVC,
+       OP_TRAP_LOWER_SYNC, OP_TRAP_LOWER_ASYNC, OP_TRAP_CURRENT };
 
 static uint64_t g_ctr;
 static bool g_ctr_set, g_idc, g_dic;
 static unsigned g_dline, g_iline;
-static uint32_t g_iallis_seq;
-static uint8_t g_iallis_vcpu;
+static uint64_t g_iallis; /* maint_word of the last IC IALLUIS */
 static uint64_t g_vbar[MAX_VECTORS];
 static unsigned g_nvbar;
 
 enum { REG_TTBR0, REG_TTBR1, REG_TCR, REG_SCTLR, N_SYSREGS };
 /* QEMU's gdbstub names (feature org.qemu.gdb.arm.sys.regs); SCTLR_EL1 is called "SCTLR". */
 static const char *const sysreg_names[N_SYSREGS] = { "TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "SCTLR" };
-static struct qemu_plugin_register *g_x[MAX_VCPUS][31];
-static struct qemu_plugin_register *g_sys[MAX_VCPUS][N_SYSREGS];
+static int g_x[MAX_VCPUS][31];
+static int g_sys[MAX_VCPUS][N_SYSREGS];
 
 static bool arm64_parse_arg(const char *key, const char *value)
 {
@@ -64,10 +94,16 @@ static bool arm64_parse_arg(const char *key, const char *value)
         return false;
     }
     char *end;
+    errno = 0;
     g_ctr = strtoull(value, &end, 0);
-    g_ctr_set = *value && !*end;
+    /* DminLine and IminLine are log2 of the line size in words: 8 bytes (1) to 2 KiB (9). */
+    unsigned dmin = (g_ctr >> 16) & 0xf, imin = g_ctr & 0xf;
+    g_ctr_set = *value && !*end && !errno && g_ctr >> 32 == 0 && dmin >= 1 && dmin <= 9 && imin >= 1 && imin <= 9;
     if (!g_ctr_set) {
-        fprintf(stderr, "jitprobe sanitizer: ctr_el0=%s is not a number\n", value);
+        fprintf(stderr,
+                "jitprobe sanitizer: ctr_el0=%s is not a CTR_EL0 value; valid: a 32-bit number whose "
+                "DminLine (bits 19:16) and IminLine (bits 3:0) are 1..9 (8-byte to 2 KiB lines)\n",
+                value);
     }
     return g_ctr_set;
 }
@@ -89,38 +125,14 @@ static bool arm64_init(unsigned *granule)
 
 static void arm64_vcpu_init(unsigned vcpu)
 {
-    GArray *regs = qemu_plugin_get_registers();
-    for (guint i = 0; i < regs->len; i++) {
-        qemu_plugin_reg_descriptor *d = &g_array_index(regs, qemu_plugin_reg_descriptor, i);
-        if (d->name[0] == 'x' && d->name[1] >= '0' && d->name[1] <= '9') {
-            int n = atoi(d->name + 1);
-            if (n >= 0 && n < 31) {
-                g_x[vcpu][n] = d->handle;
-            }
-        }
-        for (int r = 0; r < N_SYSREGS; r++) {
-            if (!strcmp(d->name, sysreg_names[r])) {
-                g_sys[vcpu][r] = d->handle;
-            }
-        }
+    char name[8];
+    for (int n = 0; n < 31; n++) {
+        snprintf(name, sizeof(name), "x%d", n);
+        g_x[vcpu][n] = host_register(vcpu, name);
     }
-    g_array_free(regs, true);
-}
-
-static bool read_reg(struct qemu_plugin_register *h, uint64_t *out)
-{
-    if (!h) {
-        return false;
+    for (int r = 0; r < N_SYSREGS; r++) {
+        g_sys[vcpu][r] = host_register(vcpu, sysreg_names[r]);
     }
-    GByteArray *buf = g_byte_array_new();
-    int n = qemu_plugin_read_register(h, buf);
-    bool ok = n >= 4 && n <= 8;
-    if (ok) {
-        *out = 0;
-        memcpy(out, buf->data, n); /* little-endian host and target */
-    }
-    g_byte_array_free(buf, true);
-    return ok;
 }
 
 static bool read_xt(unsigned vcpu, unsigned rt, uint64_t *out)
@@ -129,14 +141,16 @@ static bool read_xt(unsigned vcpu, unsigned rt, uint64_t *out)
         *out = 0;
         return true;
     }
-    return read_reg(g_x[vcpu][rt], out);
+    return host_read_register(vcpu, g_x[vcpu][rt], out);
 }
+
+static bool read_sys(unsigned vcpu, unsigned r, uint64_t *out) { return host_read_register(vcpu, g_sys[vcpu][r], out); }
 
 /* Stage 1 EL1&0 translation of va on this vCPU (4 KiB granule, optional LPA2 5-level tables). */
 static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
 {
     uint64_t sctlr, tcr, ttbr;
-    if (!read_reg(g_sys[vcpu][REG_SCTLR], &sctlr)) {
+    if (!read_sys(vcpu, REG_SCTLR, &sctlr)) {
         return false;
     }
     if (!(sctlr & 1)) {
@@ -144,7 +158,7 @@ static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
         return true;
     }
     bool upper = (va >> 55) & 1;
-    if (!read_reg(g_sys[vcpu][REG_TCR], &tcr) || !read_reg(g_sys[vcpu][upper ? REG_TTBR1 : REG_TTBR0], &ttbr)) {
+    if (!read_sys(vcpu, REG_TCR, &tcr) || !read_sys(vcpu, upper ? REG_TTBR1 : REG_TTBR0, &ttbr)) {
         return false;
     }
     unsigned txsz = upper ? (tcr >> 16) & 0x3f : tcr & 0x3f;
@@ -162,7 +176,7 @@ static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
         int shift = 12 + 9 * (3 - level);
         int width = level == 4 - (va_bits - 12 + 8) / 9 ? va_bits - shift : 9;
         uint64_t idx = (va >> shift) & ((1ULL << width) - 1), desc;
-        if (!read_guest_phys(table + idx * 8, &desc, 8) || !(desc & 1)) {
+        if (!host_read_phys(table + idx * 8, &desc, 8) || !(desc & 1)) {
             return false;
         }
         if (level == 3 || !(desc & 2)) {
@@ -178,41 +192,22 @@ static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
     }
 }
 
+static bool arm64_is_kernel_pc(uint64_t pc)
+{
+    return (pc >> 55) & 1; /* TTBR1 half */
+}
+
+static uint64_t arm64_user_mm(unsigned vcpu)
+{
+    uint64_t ttbr0;
+    return read_sys(vcpu, REG_TTBR0, &ttbr0) ? ttbr0 & TTBR_BADDR : 0;
+}
+
 /* ---- events --------------------------------------------------------------------------------- */
 
-static void on_dsb(unsigned vcpu, void *udata)
+/* DC clean or IC IVAU by VA in Xt. */
+static void line_op(unsigned vcpu, unsigned rt, bool icache)
 {
-    (void)udata;
-    struct vcpu_events *ev = &g_vcpu[vcpu];
-    uint32_t s = next_event();
-    store32(&ev->dsb[ev->dsb_count % DSB_HISTORY], s);
-    store32(&ev->dsb_count, ev->dsb_count + 1);
-}
-
-static void on_csync(unsigned vcpu, void *udata)
-{
-    (void)udata;
-    store32(&g_vcpu[vcpu].csync, next_event());
-}
-
-static void on_iallu(unsigned vcpu, void *udata)
-{
-    (void)udata;
-    store32(&g_vcpu[vcpu].iallu, next_event());
-}
-
-static void on_iallis(unsigned vcpu, void *udata)
-{
-    (void)udata;
-    g_iallis_vcpu = vcpu;
-    store32(&g_iallis_seq, next_event());
-}
-
-/* DC clean or IC IVAU by VA: udata packs Rt and whether it is the I-side. */
-static void on_line_op(unsigned vcpu, void *udata)
-{
-    unsigned rt = (uintptr_t)udata & 31;
-    bool icache = (uintptr_t)udata & 32;
     uint64_t va, pa;
     unsigned size = icache ? g_iline : g_dline;
     g_vcpu[vcpu].line_ops++;
@@ -223,39 +218,99 @@ static void on_line_op(unsigned vcpu, void *udata)
         }
         return;
     }
-    uint32_t s = next_event();
-    track_page(pa);
-    for (unsigned off = 0; off < size; off += g_granule) {
-        struct line *l = line_at(pa + off);
-        if (!l) {
-            continue;
-        }
-        if (icache) {
-            l->ic_vcpu = vcpu;
-            store32(&l->ic_seq, s);
-        } else {
-            l->dc_vcpu = vcpu;
-            store32(&l->dc_seq, s);
-        }
-    }
+    engine_maintain(vcpu, pa, size, icache, engine_event());
 }
 
-static void on_vbar_write(unsigned vcpu, void *udata)
+static void vbar_write(unsigned vcpu, unsigned rt)
 {
     uint64_t vbar;
-    if (!read_xt(vcpu, (uintptr_t)udata, &vbar)) {
+    if (!read_xt(vcpu, rt, &vbar)) {
         return;
     }
-    unsigned n = __atomic_load_n(&g_nvbar, RELAXED);
+    unsigned n = __atomic_load_n(&g_nvbar, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
-        if (g_vbar[i] == vbar) {
+        if (load64(&g_vbar[i]) == vbar) {
             return;
         }
     }
-    if (n < MAX_VECTORS) {
-        /* Racing writers may drop one value; Linux writes the same few tables on every CPU. */
-        g_vbar[n] = vbar;
-        __atomic_store_n(&g_nvbar, n + 1, __ATOMIC_RELEASE);
+    /* Claim a slot, then publish the value; Linux writes the same few tables on every CPU. */
+    unsigned slot = __atomic_fetch_add(&g_nvbar, 1, __ATOMIC_ACQ_REL);
+    if (slot < MAX_VECTORS) {
+        __atomic_store_n(&g_vbar[slot], vbar, __ATOMIC_RELEASE);
+    }
+}
+
+static void syscall_op(unsigned vcpu)
+{
+    uint64_t nr, arg0, mm = arm64_user_mm(vcpu);
+    if (!read_xt(vcpu, 8, &nr) || !read_xt(vcpu, 0, &arg0)) {
+        return;
+    }
+    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
+        engine_thread_exit(vcpu, nr == NR_EXIT_GROUP, mm);
+    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
+        engine_process_register(mm);
+    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_SYNC_CORE) {
+        engine_process_sync(mm);
+    }
+}
+
+static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
+{
+    struct vcpu_state *v = &g_vcpu[vcpu];
+    uint64_t value;
+    switch (op) {
+    case OP_DSB:
+        engine_dsb(vcpu, !kernel || engine_episode(vcpu) == EPISODE_SYNC);
+        break;
+    case OP_ISB:
+        engine_stamp(&v->csync);
+        if (!kernel) {
+            engine_thread_sync(vcpu);
+        }
+        break;
+    case OP_DC:
+    case OP_IC:
+        line_op(vcpu, arg, op == OP_IC);
+        break;
+    case OP_IALLU:
+        engine_stamp(&v->iallu);
+        break;
+    case OP_IALLUIS:
+        __atomic_store_n(&g_iallis, maint_word(engine_event(), vcpu), RELAXED);
+        break;
+    case OP_ERET:
+        engine_stamp(&v->csync);
+        if (engine_episode(vcpu) == EPISODE_SYNC) {
+            engine_thread_sync(vcpu);
+        }
+        break;
+    case OP_VBAR:
+        vbar_write(vcpu, arg);
+        break;
+    case OP_SP_EL0:
+        if (kernel && read_xt(vcpu, arg, &value) && (value >> 55) & 1 && value != load64(&v->task)) {
+            engine_dsb(vcpu, true); /* __switch_to's DSB completes the outgoing thread's maintenance */
+            engine_switch_task(vcpu, value);
+        }
+        break;
+    case OP_SVC:
+        if (!kernel) {
+            syscall_op(vcpu);
+        }
+        break;
+    case OP_TRAP_LOWER_SYNC:
+        engine_stamp(&v->csync);
+        engine_set_episode(vcpu, EPISODE_SYNC);
+        engine_thread_sync(vcpu);
+        break;
+    case OP_TRAP_LOWER_ASYNC:
+        engine_stamp(&v->csync);
+        engine_set_episode(vcpu, EPISODE_ASYNC);
+        break;
+    case OP_TRAP_CURRENT:
+        engine_stamp(&v->csync);
+        break;
     }
 }
 
@@ -271,110 +326,114 @@ static bool is_exempt(uint32_t w)
         || w == 0xaa1e03e9;                   /* MOV X9, X30: Linux's ftrace patch-site entry */
 }
 
-static unsigned arm64_instrument_insn(struct qemu_plugin_insn *insn, const uint8_t *b, size_t len)
+static struct decoded arm64_decode(const uint8_t *b, size_t len)
 {
+    struct decoded d = { 0 };
     if (len != 4) {
-        return 0;
+        return d;
     }
     uint32_t w = b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
     uint32_t rt = w & 31, sys = w & ~31u;
-    enum qemu_plugin_cb_flags r = QEMU_PLUGIN_CB_R_REGS, none = QEMU_PLUGIN_CB_NO_REGS;
+    d.flags = is_exempt(w) ? INSN_EXEMPT : 0;
+    d.arg = rt;
     if (sys == 0xd50b7b20 || sys == 0xd50b7a20 || sys == 0xd50b7e20 || sys == 0xd50b7c20 ||
         sys == 0xd50b7d20) {
-        /* DC CVAU, CVAC, CIVAC, CVAP, CVADP: all clean at least to the PoU */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_line_op, r, (void *)(uintptr_t)rt);
+        d.op = OP_DC; /* DC CVAU, CVAC, CIVAC, CVAP, CVADP: all clean at least to the PoU */
     } else if (sys == 0xd50b7520) {
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_line_op, r, (void *)(uintptr_t)(rt | 32));
+        d.op = OP_IC; /* IC IVAU */
     } else if (w == 0xd508751f) {
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_iallu, none, NULL);
+        d.op = OP_IALLU;
     } else if (w == 0xd508711f) {
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_iallis, none, NULL);
+        d.op = OP_IALLUIS;
     } else if ((w & 0xfffff0ff) == 0xd503309f && ((w >> 8) & 0xf) != 0 && ((w >> 8) & 0xf) != 4) {
-        /* DSB (CRm 0 and 4 are the SSBB and PSSBB speculation barriers) */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_dsb, none, NULL);
-    } else if ((w & 0xfffff0ff) == 0xd50330df || w == 0xd69f03e0 || w == 0xd69f0bff ||
-               w == 0xd69f0fff || (w & 0xffe0001c) == 0xd4000000 || (w & 0xffe0001f) == 0xd4200000) {
-        /* ISB, ERET, ERETAA, ERETAB, SVC/HVC/SMC, BRK */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_csync, none, NULL);
-    } else if ((w & 0xfff8e000) == 0xd5088000 || (w & 0xfffff000) == 0xd5181000 ||
-               (w & 0xfffff000) == 0xd5182000) {
-        /* TLBI (CRn 8, and 9 for the nXS forms); MSR to SCTLR_EL1/TTBR0_EL1/TTBR1_EL1/TCR_EL1 */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_translation_change, none, NULL);
+        d.op = OP_DSB; /* CRm 0 and 4 are the SSBB and PSSBB speculation barriers */
+    } else if ((w & 0xfffff0ff) == 0xd50330df) {
+        d.op = OP_ISB;
+    } else if (w == 0xd69f03e0 || w == 0xd69f0bff || w == 0xd69f0fff) {
+        d.op = OP_ERET; /* ERET, ERETAA, ERETAB */
     } else if (sys == 0xd518c000) {
-        /* MSR VBAR_EL1, Xt: remember the vectors so that exception entry is seen */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_vbar_write, r, (void *)(uintptr_t)rt);
+        d.op = OP_VBAR; /* MSR VBAR_EL1, Xt: the vectors, so that exception entry is seen */
+    } else if (sys == 0xd5184100) {
+        d.op = OP_SP_EL0; /* MSR SP_EL0, Xt */
+    } else if (w == 0xd4000001) {
+        d.op = OP_SVC; /* SVC #0: Linux system calls */
     }
-    return is_exempt(w) ? INSN_EXEMPT : 0;
+    d.reads_regs = d.op == OP_DC || d.op == OP_IC || d.op == OP_VBAR || d.op == OP_SP_EL0 || d.op == OP_SVC;
+    return d;
 }
 
-static void arm64_instrument_tb(struct qemu_plugin_tb *tb, uint64_t vaddr)
+static uint16_t arm64_block_op(uint64_t vaddr)
 {
     unsigned n = __atomic_load_n(&g_nvbar, __ATOMIC_ACQUIRE);
+    n = n < MAX_VECTORS ? n : MAX_VECTORS;
     for (unsigned i = 0; i < n; i++) {
-        if (vaddr - g_vbar[i] < 0x800) {
-            qemu_plugin_register_vcpu_tb_exec_cb(tb, on_csync, QEMU_PLUGIN_CB_NO_REGS, NULL);
-            return;
+        uint64_t vbar = __atomic_load_n(&g_vbar[i], __ATOMIC_ACQUIRE), off = vaddr - vbar;
+        if (vbar && off < 0x800) {
+            /* Four groups of four 0x80-byte entries: Synchronous, IRQ, FIQ, SError. The third and
+               fourth groups are entries from a lower EL (AArch64, AArch32). */
+            if (off < 0x400) {
+                return OP_TRAP_CURRENT;
+            }
+            return (off >> 7) % 4 == 0 ? OP_TRAP_LOWER_SYNC : OP_TRAP_LOWER_ASYNC;
         }
     }
+    return 0;
 }
 
 /* ---- the rule ----------------------------------------------------------------------------- */
 
-static const char *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags)
+static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                      const struct exec_ctx *x)
 {
-    uint32_t w = bytes_seq(l, m);
-    if (!w || (flags & INSN_EXEMPT)) {
+    struct writer w = engine_writer(l, m);
+    if (!w.seq || (flags & INSN_EXEMPT)) {
         return NULL;
     }
-    uint32_t clean, clean_done, ic = 0, ic_done;
-    unsigned clean_vcpu, ic_vcpu = vcpu;
+    uint64_t clean, clean_done, ic_done;
+    unsigned clean_vcpu;
     if (g_idc) {
-        clean = w;
-        clean_vcpu = l->wvcpu;
+        clean = w.seq;
+        clean_vcpu = w.vcpu;
     } else {
-        clean = load32(&l->dc_seq);
-        clean_vcpu = l->dc_vcpu;
-        if (clean <= w) {
-            return "arm64.no_dc_clean";
+        uint64_t dc = load64(&l->dc);
+        clean = maint_seq(dc);
+        clean_vcpu = maint_vcpu(dc);
+        if (clean <= w.seq) {
+            return &no_dc_clean;
         }
     }
-    clean_done = dsb_after(clean_vcpu, clean);
+    bool by_program = x->user && !arm64_is_kernel_pc(w.pc);
+    clean_done = engine_dsb_after(clean_vcpu, clean, by_program);
     if (!clean_done) {
-        return "arm64.no_dsb";
+        return &no_dsb;
     }
     if (g_dic) {
         ic_done = clean_done;
     } else {
-        uint32_t line_ic = load32(&l->ic_seq), all = load32(&g_iallis_seq), local = load32(&g_vcpu[vcpu].iallu);
-        if (line_ic > ic) {
-            ic = line_ic;
-            ic_vcpu = l->ic_vcpu;
-        }
-        if (all > ic) {
-            ic = all;
-            ic_vcpu = g_iallis_vcpu;
+        uint64_t line_ic = load64(&l->ic), all = load64(&g_iallis), local = load64(&g_vcpu[vcpu].iallu);
+        uint64_t ic = maint_seq(line_ic);
+        unsigned ic_vcpu = maint_vcpu(line_ic);
+        if (maint_seq(all) > ic) {
+            ic = maint_seq(all);
+            ic_vcpu = maint_vcpu(all);
         }
         if (local > ic) {
             ic = local;
             ic_vcpu = vcpu;
         }
-        if (ic <= w) {
-            return "arm64.no_ic_invalidate";
+        if (ic <= w.seq) {
+            return &no_ic_invalidate;
         }
         if (ic < clean_done) {
-            return "arm64.no_dsb";
+            return &no_dsb;
         }
-        ic_done = dsb_after(ic_vcpu, ic);
+        ic_done = engine_dsb_after(ic_vcpu, ic, by_program);
         if (!ic_done) {
-            return "arm64.no_dsb";
+            return &no_dsb;
         }
     }
-    return load32(&g_vcpu[vcpu].csync) > ic_done ? NULL : "arm64.no_isb";
-}
-
-static bool arm64_is_kernel_pc(uint64_t pc)
-{
-    return (pc >> 55) & 1; /* TTBR1 half */
+    uint64_t sync = by_program ? x->thread_sync : load64(&g_vcpu[vcpu].csync);
+    return sync > ic_done ? NULL : &no_isb;
 }
 
 const struct arch_ops arch_arm64 = {
@@ -383,9 +442,12 @@ const struct arch_ops arch_arm64 = {
     .parse_arg = arm64_parse_arg,
     .init = arm64_init,
     .vcpu_init = arm64_vcpu_init,
-    .instrument_insn = arm64_instrument_insn,
-    .instrument_tb = arm64_instrument_tb,
+    .decode = arm64_decode,
+    .block_op = arm64_block_op,
+    .event = arm64_event,
     .check = arm64_check,
+    .user_mm = arm64_user_mm,
     .piece = 4,
     .is_kernel_pc = arm64_is_kernel_pc,
+    .rules = rules,
 };

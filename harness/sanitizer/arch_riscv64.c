@@ -14,74 +14,69 @@
  * boot hart patched (alternatives, ftrace) in smp_callin/notify_cpu_starting before their first
  * local FENCE.I; such a hart has never fetched kernel text, so this is not reported.
  *
+ * No interrupt, exception or context switch executes a FENCE.I: every FENCE.I a hart runs was
+ * asked for (by the program, its riscv_flush_icache system call, or the kernel's own code
+ * patching and its deferred flush when a process that called riscv_flush_icache is switched
+ * in), so this per-hart rule does not depend on when the host schedules the harts. A thread
+ * that runs FENCE.I and then migrates to another hart is reported there: FENCE.I is hart-local.
+ *
  * Exemption: Linux patches jump labels and ftrace sites by replacing one aligned 4-byte NOP
  * with a JAL (or back) and lets other harts run the old or the new instruction until its
  * remote FENCE.I arrives. Unlike arm64 the base ISA gives no such guarantee, but a clean
  * kernel must sanitize clean, so an executed NOP (addi x0, x0, 0) or JAL is not checked.
  */
-#include "coherency.h"
+#include "engine.h"
 
-static void riscv64_vcpu_init(unsigned vcpu)
+static const struct rule no_fence_i = { "riscv64.no_fence_i" };
+static const struct rule *const rules[] = { &no_fence_i, NULL };
+
+enum { OP_FENCE_I = 1, OP_MRET };
+
+static bool g_started[MAX_VCPUS]; /* owned by each hart's vCPU thread */
+
+static void riscv64_vcpu_init(unsigned vcpu) { (void)vcpu; }
+
+static void riscv64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
 {
-    (void)vcpu;
-}
-
-static void on_fence_i(unsigned vcpu, void *udata)
-{
-    (void)udata;
-    store32(&g_vcpu[vcpu].fence_i, next_event());
-}
-
-static bool g_started[MAX_VCPUS];
-
-/* funct7 of SFENCE.VMA, SINVAL.VMA, HFENCE.VVMA, HFENCE.GVMA, HINVAL.VVMA, HINVAL.GVMA */
-static bool is_tlb_fence(uint32_t funct7)
-{
-    return funct7 == 0x09 || funct7 == 0x0b || funct7 == 0x11 || funct7 == 0x31 || funct7 == 0x13 ||
-           funct7 == 0x33;
-}
-
-static void on_mret(unsigned vcpu, void *udata)
-{
-    if (!g_started[vcpu]) {
+    (void)arg;
+    (void)kernel;
+    if (op == OP_FENCE_I || (op == OP_MRET && !g_started[vcpu])) {
         g_started[vcpu] = true;
-        on_fence_i(vcpu, udata);
+        engine_stamp(&g_vcpu[vcpu].fence_i);
     }
 }
 
-static unsigned riscv64_instrument_insn(struct qemu_plugin_insn *insn, const uint8_t *b, size_t len)
+static struct decoded riscv64_decode(const uint8_t *b, size_t len)
 {
+    struct decoded d = { 0 };
     if (len != 4) {
-        return 0;
+        return d;
     }
     uint32_t w = b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
-    unsigned funct3 = (w >> 12) & 7;
     if ((w & 0x707f) == 0x100f) { /* MISC-MEM, funct3 001: FENCE.I */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_fence_i, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    } else if (w == 0x30200073) { /* MRET */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mret, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    } else if (((w & 0x7fff) == 0x73 && is_tlb_fence(w >> 25)) ||
-               ((w & 0x7f) == 0x73 && (w >> 20) == 0x180 && funct3 % 4)) {
-        /* SFENCE.VMA, SINVAL.VMA (Svinval; Linux uses it when present), HFENCE/HINVAL, or a CSR
-           write to satp */
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_translation_change, QEMU_PLUGIN_CB_NO_REGS, NULL);
+        d.op = OP_FENCE_I;
+    } else if (w == 0x30200073) {
+        d.op = OP_MRET;
     }
-    return (w == 0x00000013 || (w & 0x7f) == 0x6f) ? INSN_EXEMPT : 0; /* NOP, JAL */
+    d.flags = (w == 0x00000013 || (w & 0x7f) == 0x6f) ? INSN_EXEMPT : 0; /* NOP, JAL */
+    return d;
 }
 
-static void riscv64_instrument_tb(struct qemu_plugin_tb *tb, uint64_t vaddr)
+static uint16_t riscv64_block_op(uint64_t vaddr)
 {
-    (void)tb;
     (void)vaddr;
+    return 0;
 }
 
-static const char *riscv64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags)
+static const struct rule *riscv64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                        const struct exec_ctx *x)
 {
-    uint32_t w = bytes_seq(l, m);
-    if (!w || (flags & INSN_EXEMPT)) {
+    (void)x;
+    struct writer w = engine_writer(l, m);
+    if (!w.seq || (flags & INSN_EXEMPT)) {
         return NULL;
     }
-    return load32(&g_vcpu[vcpu].fence_i) > w ? NULL : "riscv64.no_fence_i";
+    return load64(&g_vcpu[vcpu].fence_i) > w.seq ? NULL : &no_fence_i;
 }
 
 static bool riscv64_is_kernel_pc(uint64_t pc)
@@ -93,9 +88,11 @@ const struct arch_ops arch_riscv64 = {
     .name = "riscv64",
     .qemu_target = "riscv64",
     .vcpu_init = riscv64_vcpu_init,
-    .instrument_insn = riscv64_instrument_insn,
-    .instrument_tb = riscv64_instrument_tb,
+    .decode = riscv64_decode,
+    .block_op = riscv64_block_op,
+    .event = riscv64_event,
     .check = riscv64_check,
     .piece = 2,
     .is_kernel_pc = riscv64_is_kernel_pc,
+    .rules = rules,
 };

@@ -7,7 +7,7 @@
  *     instruction on the executing CPU before it executes them.     x86_64.no_serialize
  *
  * Serializing instructions recognised (SDM Vol. 3A "Serializing Instructions"): CPUID, IRET,
- * SERIALIZE, MOV to CR0/2/3/4/8, MOV to DR, WRMSR (except to IA32_TSC_DEADLINE and the x2APIC
+ * SERIALIZE, MOV to CR0/2/3/4, MOV to DR, WRMSR (except to IA32_TSC_DEADLINE and the x2APIC
  * MSRs, which the SDM excludes; Linux writes them on every timer interrupt), INVD, WBINVD,
  * INVLPG, INVPCID, LGDT, LIDT, LLDT, LTR, RSM. A line written by several CPUs is attributed to
  * its last writer.
@@ -17,46 +17,112 @@
  * instruction of which only the first byte (the INT3 being replaced by the final opcode) was
  * written since the executing CPU last serialized. Other CPUs may run either; both are safe.
  *
+ * Whose serialization counts (see engine.h). Code written by user code is judged by the
+ * program's protocol: the executing thread's own serializing instructions (CPUID, SERIALIZE,
+ * IRET executed in user mode), its process's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)
+ * after registering (Linux serializes every CPU running the process before it returns to user
+ * mode), and a thread's start (Linux returns from fork with IRET). The IRET that ends an
+ * interrupt does not count: interrupts come when the host schedules, not when the program asks.
+ * Bytes a thread wrote itself are legal for it on any CPU: the SDM's self-modifying-code rule is
+ * stated for one processor, but a thread migrated by the kernel (which returns with SYSRET, not
+ * serializing) cannot act on a report, and every JIT relies on it. Code written by the kernel, and
+ * kernel code, is judged per CPU with every serializing instruction (text_poke_bp relies on
+ * interrupts and IRET).
+ *
+ * Threads are known by the kernel's task pointer: __switch_to_asm loads the next task's stack
+ * with MOV RSP, [RSI + disp32] (RSI = next task), the only such instruction in the kernel. System
+ * calls are read at SYSCALL (RAX number, RDI command); the process is CR3's table address.
+ *
+ * MOV to CR8 (the task priority register) is not serializing (SDM "Serializing Instructions").
+ *
  * A CPU started by INIT-SIPI is reset: the first block it runs at the start-up vector (a page-
  * aligned real-mode address below 1 MiB) counts as serializing.
  */
 #include <string.h>
 
-#include "coherency.h"
+#include "engine.h"
 
-static struct qemu_plugin_register *g_rcx[MAX_VCPUS];
+static const struct rule no_serialize = { "x86_64.no_serialize" };
+static const struct rule *const rules[] = { &no_serialize, NULL };
+
+/* Linux's x86_64 system call numbers and membarrier commands (include/uapi/linux/membarrier.h). */
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+#define NR_MEMBARRIER 324
+#define MEMBARRIER_SYNC_CORE 32
+#define MEMBARRIER_REGISTER_SYNC_CORE 64
+/* CR3's table address, without the PCID (bits 11:0) and PTI's user-copy bit (12). */
+#define CR3_TABLE 0x000fffffffffe000ULL
+
+enum { OP_SERIALIZE = 1, OP_WRMSR, OP_SWITCH, OP_SYSCALL, OP_RESET };
+enum { REG_RCX, REG_RSI, REG_RAX, REG_RDI, REG_CR3, N_REGS };
+static const char *const reg_names[N_REGS] = { "rcx", "rsi", "rax", "rdi", "cr3" };
+static int g_regs[MAX_VCPUS][N_REGS];
 
 static void x86_64_vcpu_init(unsigned vcpu)
 {
-    GArray *regs = qemu_plugin_get_registers();
-    for (guint i = 0; i < regs->len; i++) {
-        qemu_plugin_reg_descriptor *d = &g_array_index(regs, qemu_plugin_reg_descriptor, i);
-        if (!strcmp(d->name, "rcx")) {
-            g_rcx[vcpu] = d->handle;
+    for (int r = 0; r < N_REGS; r++) {
+        g_regs[vcpu][r] = host_register(vcpu, reg_names[r]);
+    }
+}
+
+static bool reg(unsigned vcpu, unsigned r, uint64_t *out) { return host_read_register(vcpu, g_regs[vcpu][r], out); }
+
+static uint64_t x86_64_user_mm(unsigned vcpu)
+{
+    uint64_t cr3;
+    return reg(vcpu, REG_CR3, &cr3) ? cr3 & CR3_TABLE : 0;
+}
+
+static void serialize(unsigned vcpu, bool kernel)
+{
+    engine_stamp(&g_vcpu[vcpu].csync);
+    if (!kernel) {
+        engine_thread_sync(vcpu);
+    }
+}
+
+static void syscall_op(unsigned vcpu)
+{
+    uint64_t nr, arg0, mm = x86_64_user_mm(vcpu);
+    if (!reg(vcpu, REG_RAX, &nr) || !reg(vcpu, REG_RDI, &arg0)) {
+        return;
+    }
+    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
+        engine_thread_exit(vcpu, nr == NR_EXIT_GROUP, mm);
+    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
+        engine_process_register(mm);
+    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_SYNC_CORE) {
+        engine_process_sync(mm);
+    }
+}
+
+static void x86_64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
+{
+    (void)arg;
+    uint64_t value;
+    switch (op) {
+    case OP_SERIALIZE:
+    case OP_RESET:
+        serialize(vcpu, kernel);
+        break;
+    case OP_WRMSR:
+        /* WRMSR serializes unless ECX names IA32_TSC_DEADLINE (0x6e0) or an x2APIC MSR (0x800-0x8ff). */
+        if (!reg(vcpu, REG_RCX, &value) || ((uint32_t)value != 0x6e0 && ((uint32_t)value < 0x800 ||
+                                                                          (uint32_t)value > 0x8ff))) {
+            serialize(vcpu, kernel);
         }
-    }
-    g_array_free(regs, true);
-}
-
-static void on_serialize(unsigned vcpu, void *udata)
-{
-    /* The serializing set includes every translation change: MOV CR3, INVLPG, INVPCID. */
-    on_translation_change(vcpu, udata);
-    store32(&g_vcpu[vcpu].serialize, next_event());
-}
-
-/* WRMSR serializes unless ECX names IA32_TSC_DEADLINE (0x6e0) or an x2APIC MSR (0x800-0x8ff). */
-static void on_wrmsr(unsigned vcpu, void *udata)
-{
-    GByteArray *buf = g_byte_array_new();
-    uint32_t msr = 0;
-    bool known = g_rcx[vcpu] && qemu_plugin_read_register(g_rcx[vcpu], buf) >= 4;
-    if (known) {
-        memcpy(&msr, buf->data, 4);
-    }
-    g_byte_array_free(buf, true);
-    if (!known || (msr != 0x6e0 && (msr < 0x800 || msr > 0x8ff))) {
-        on_serialize(vcpu, udata);
+        break;
+    case OP_SWITCH:
+        if (kernel && reg(vcpu, REG_RSI, &value)) {
+            engine_switch_task(vcpu, value);
+        }
+        break;
+    case OP_SYSCALL:
+        if (!kernel) {
+            syscall_op(vcpu);
+        }
+        break;
     }
 }
 
@@ -83,20 +149,23 @@ static bool is_serializing(const uint8_t *b, size_t len)
     if (b[i] != 0x0f || i + 1 >= len) {
         return false;
     }
-    uint8_t op = b[i + 1], modrm = i + 2 < len ? b[i + 2] : 0, reg = (modrm >> 3) & 7;
+    uint8_t op = b[i + 1], modrm = i + 2 < len ? b[i + 2] : 0, reg_field = (modrm >> 3) & 7;
     bool mem = (modrm >> 6) != 3;
     switch (op) {
+    case 0x22: { /* MOV CRn, r: CR0, CR2, CR3, CR4; not CR8 (REX.R with CR0's number) */
+        bool rex_r = i > 0 && (b[i - 1] & 0xf4) == 0x44;
+        return !(rex_r && reg_field == 0);
+    }
     case 0xa2: /* CPUID */
-    case 0x22: /* MOV CRn, r */
     case 0x23: /* MOV DRn, r */
     case 0x08: /* INVD */
     case 0x09: /* WBINVD */
     case 0xaa: /* RSM */
         return true;
     case 0x01:
-        return modrm == 0xe8 /* SERIALIZE */ || (mem && (reg == 2 || reg == 3 || reg == 7)); /* LGDT LIDT INVLPG */
+        return modrm == 0xe8 /* SERIALIZE */ || (mem && (reg_field == 2 || reg_field == 3 || reg_field == 7)); /* LGDT LIDT INVLPG */
     case 0x00:
-        return reg == 2 || reg == 3; /* LLDT, LTR */
+        return reg_field == 2 || reg_field == 3; /* LLDT, LTR */
     case 0x38:
         return opsize && modrm == 0x82; /* INVPCID */
     default:
@@ -104,42 +173,31 @@ static bool is_serializing(const uint8_t *b, size_t len)
     }
 }
 
-static unsigned x86_64_instrument_insn(struct qemu_plugin_insn *insn, const uint8_t *b, size_t len)
+static struct decoded x86_64_decode(const uint8_t *b, size_t len)
 {
+    struct decoded d = { 0 };
     size_t i = 0;
     while (i + 1 < len && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0x2e || b[i] == 0x3e || (b[i] & 0xf0) == 0x40)) {
         i++;
     }
     if (i + 1 < len && b[i] == 0x0f && b[i + 1] == 0x30) {
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_wrmsr, QEMU_PLUGIN_CB_R_REGS, NULL);
+        d.op = OP_WRMSR;
+    } else if (len == 7 && b[0] == 0x48 && b[1] == 0x8b && b[2] == 0xa6) {
+        d.op = OP_SWITCH; /* MOV RSP, [RSI + disp32] */
+    } else if (len == 2 && b[0] == 0x0f && b[1] == 0x05) {
+        d.op = OP_SYSCALL;
     } else if (is_serializing(b, len)) {
-        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_serialize, QEMU_PLUGIN_CB_NO_REGS, NULL);
+        d.op = OP_SERIALIZE;
     }
-    return (len == 1 && b[0] == 0xcc) ? INSN_EXEMPT : 0;
+    d.reads_regs = d.op == OP_WRMSR || d.op == OP_SWITCH || d.op == OP_SYSCALL;
+    d.flags = (len == 1 && b[0] == 0xcc) ? INSN_EXEMPT : 0;
+    return d;
 }
 
-static void x86_64_instrument_tb(struct qemu_plugin_tb *tb, uint64_t vaddr)
+static uint16_t x86_64_block_op(uint64_t vaddr)
 {
-    if (vaddr < 0x100000 && vaddr % 4096 == 0) {
-        qemu_plugin_register_vcpu_tb_exec_cb(tb, on_serialize, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    }
-}
-
-static const char *x86_64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags)
-{
-    uint32_t w = bytes_seq(l, m), serialized = load32(&g_vcpu[vcpu].serialize);
-    if (!w || (flags & INSN_EXEMPT) || l->wvcpu == vcpu || serialized > w) {
-        return NULL;
-    }
-    if (flags & INSN_STARTS_HERE) {
-        /* The last step of the INT3 protocol: only the first byte (an INT3 until now) was
-           written since this CPU last serialized. */
-        uint64_t first = m & -m;
-        if (bytes_seq(l, first) == w && serialized > bytes_seq(l, m & ~first)) {
-            return NULL;
-        }
-    }
-    return "x86_64.no_serialize";
+    /* A CPU started by INIT-SIPI begins at a page-aligned real-mode vector below 1 MiB. */
+    return vaddr < 0x100000 && vaddr % 4096 == 0 ? OP_RESET : 0;
 }
 
 static bool x86_64_is_kernel_pc(uint64_t pc)
@@ -147,13 +205,42 @@ static bool x86_64_is_kernel_pc(uint64_t pc)
     return pc >= 0xffff800000000000ULL;
 }
 
+static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                       const struct exec_ctx *x)
+{
+    struct writer w = engine_writer(l, m);
+    if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == vcpu) {
+        return NULL;
+    }
+    bool by_program = x->user && !x86_64_is_kernel_pc(w.pc);
+    if (by_program && x->task && w.task == x->task) {
+        return NULL;
+    }
+    uint64_t serialized = by_program ? x->thread_sync : load64(&g_vcpu[vcpu].csync);
+    if (serialized > w.seq) {
+        return NULL;
+    }
+    if (flags & INSN_STARTS_HERE) {
+        /* The last step of the INT3 protocol: only the first byte (an INT3 until now) was
+           written since this CPU last serialized. */
+        uint64_t first = m & -m;
+        if (engine_writer(l, first).seq == w.seq && serialized > engine_writer(l, m & ~first).seq) {
+            return NULL;
+        }
+    }
+    return &no_serialize;
+}
+
 const struct arch_ops arch_x86_64 = {
     .name = "x86_64",
     .qemu_target = "x86_64",
     .vcpu_init = x86_64_vcpu_init,
-    .instrument_insn = x86_64_instrument_insn,
-    .instrument_tb = x86_64_instrument_tb,
+    .decode = x86_64_decode,
+    .block_op = x86_64_block_op,
+    .event = x86_64_event,
     .check = x86_64_check,
+    .user_mm = x86_64_user_mm,
     .piece = 8,
     .is_kernel_pc = x86_64_is_kernel_pc,
+    .rules = rules,
 };

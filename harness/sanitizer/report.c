@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "coherency.h"
+#include <glib.h>
+
+#include "report.h"
 
 struct violation {
-    const char *rule;
+    const struct rule *rule;
     uint64_t pc, paddr, writer_pc;
     unsigned vcpu, writer_vcpu, size;
     uint8_t insn[MAX_INSN_BYTES];
@@ -52,23 +54,28 @@ static void write_violation(FILE *f, const struct violation *v)
             "{\"kind\": \"violation\", \"rule\": \"%s\", \"pc\": \"0x%" PRIx64 "\", \"vcpu\": %u, "
             "\"paddr\": \"0x%" PRIx64 "\", \"insn\": \"%s\", \"writer_pc\": \"0x%" PRIx64 "\", "
             "\"writer_vcpu\": %u, \"count\": %" PRIu64 ", \"space\": \"%s\"}\n",
-            v->rule, v->pc, v->vcpu, v->paddr, hex, v->writer_pc, v->writer_vcpu, v->count,
-            g_arch->is_kernel_pc(v->pc) ? "kernel" : "user");
+            v->rule->name, v->pc, v->vcpu, v->paddr, hex, v->writer_pc, v->writer_vcpu,
+            __atomic_load_n(&v->count, RELAXED), g_arch->is_kernel_pc(v->pc) ? "kernel" : "user");
 }
 
-void report_violation(const char *rule, const struct check_entry *e, const struct line *l, unsigned vcpu)
+void report_violation(struct violation_cache *cache, const struct rule *rule, const struct check_entry *e,
+                      struct writer w, unsigned vcpu)
 {
+    struct violation *last = __atomic_load_n(&cache->last, __ATOMIC_ACQUIRE);
+    if (last && last->rule == rule) {
+        __atomic_add_fetch(&last->count, 1, RELAXED);
+        return;
+    }
     char key[96];
-    snprintf(key, sizeof(key), "%s %" PRIx64 " %" PRIx64, rule, e->vaddr, e->pa);
+    snprintf(key, sizeof(key), "%s %" PRIx64 " %" PRIx64, rule->name, e->vaddr, e->pa);
     pthread_mutex_lock(&g_lock);
     struct violation *v = g_hash_table_lookup(g_violations, key);
     if (v) {
-        v->count++;
+        __atomic_add_fetch(&v->count, 1, RELAXED);
     } else {
         v = g_new0(struct violation, 1);
         *v = (struct violation){ .rule = rule, .pc = e->vaddr, .paddr = e->pa, .vcpu = vcpu,
-                                 .writer_pc = l->wpc, .writer_vcpu = l->wvcpu, .size = e->size,
-                                 .count = 1 };
+                                 .writer_pc = w.pc, .writer_vcpu = w.vcpu, .size = e->size, .count = 1 };
         memcpy(v->insn, e->insn, sizeof(v->insn));
         g_hash_table_insert(g_violations, g_strdup(key), v);
         if (g_out) {
@@ -76,6 +83,7 @@ void report_violation(const char *rule, const struct check_entry *e, const struc
             fflush(g_out);
         }
     }
+    __atomic_store_n(&cache->last, v, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&g_lock);
 }
 

@@ -1,0 +1,505 @@
+/*
+ * The rule engine's state: lines and pages of guest RAM, vCPUs, threads and processes.
+ * Design in engine.h; QEMU glue in plugin.c.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "engine.h"
+
+const struct arch_ops *g_arch;
+struct vcpu_state g_vcpu[MAX_VCPUS];
+unsigned g_granule = 64;
+
+static uint64_t g_ram_base, g_ram_size;
+static unsigned g_vcpus = 1;
+static uint64_t g_epoch = 1;
+static bool g_overflow;
+
+/* ---- pages ----------------------------------------------------------------------------------
+
+   Until code is translated from a page or cache maintenance names it, only which pieces (the
+   architecture's smallest instruction; 8 bytes on x86_64) were stored to at the page's last
+   store stamp, and before it, is kept: cheap for the many pages that never hold code. Then the
+   page becomes "tracked" and its lines take over, seeded from that: pieces written at the last
+   stamp get it, older ones the page's first stamp. That under-estimates their age on purpose: a
+   later store elsewhere in the page (Linux's ftrace rewrites NOPs in module text after the
+   module's icache flush) must not make the whole page look freshly written; the price is that an
+   unsynchronized store buried under later stores to other pieces can go unreported.
+
+   The bitmaps change together with the stamp, so they are updated under a per-page spin lock;
+   a store that changes nothing (the common case in a copy loop) takes no lock. */
+#define PIECE_WORDS (4096 / 2 / 64)
+struct page {
+    uint64_t cur[PIECE_WORDS];    /* pieces stored to at stamp seq */
+    uint64_t before[PIECE_WORDS]; /* pieces stored to earlier (at seq_first or later) */
+    uint64_t wpc, wtask;
+    uint64_t seq, seq_first;
+    uint8_t wvcpu, tracked, lock;
+};
+static struct line *g_lines; /* one record per granule of guest RAM */
+static struct page *g_pages; /* one record per 4 KiB page of guest RAM */
+
+static void page_lock(struct page *pg)
+{
+    while (__atomic_exchange_n(&pg->lock, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&pg->lock, RELAXED)) {
+            sched_yield(); /* the holder's vCPU thread may be descheduled on a loaded host */
+        }
+    }
+}
+
+static void page_unlock(struct page *pg) { __atomic_store_n(&pg->lock, 0, __ATOMIC_RELEASE); }
+
+bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_size, unsigned n_vcpus)
+{
+    g_arch = arch;
+    g_ram_base = ram_base;
+    g_ram_size = ram_size;
+    g_vcpus = n_vcpus < 1 ? 1 : n_vcpus > MAX_VCPUS ? MAX_VCPUS : n_vcpus;
+    /* Reserved, not committed: only the lines and pages the guest writes are ever touched. */
+    g_lines = mmap(NULL, ram_size / g_granule * sizeof(struct line), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    g_pages = mmap(NULL, ram_size / PAGE_SIZE * sizeof(struct page), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (g_lines == MAP_FAILED || g_pages == MAP_FAILED) {
+        perror("jitprobe sanitizer: mmap of the line and page tables");
+        return false;
+    }
+    return true;
+}
+
+unsigned engine_vcpus(void) { return g_vcpus; }
+
+uint64_t engine_event(void)
+{
+    uint64_t s = __atomic_add_fetch(&g_epoch, 1, RELAXED);
+    if (s >= SEQ_LIMIT) {
+        __atomic_store_n(&g_overflow, true, RELAXED);
+    }
+    return s;
+}
+
+uint64_t engine_events(void) { return load64(&g_epoch); }
+bool engine_overflowed(void) { return __atomic_load_n(&g_overflow, RELAXED); }
+
+struct line *engine_line(uint64_t pa)
+{
+    uint64_t off = pa - g_ram_base;
+    return off < g_ram_size ? &g_lines[off / g_granule] : NULL;
+}
+
+/* Raise chunk c of l to the stamp in w (bytes merged when equal) and its writer; never lowers. */
+static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uint64_t task)
+{
+    uint64_t old = load64(&l->chunk[c]);
+    for (;;) {
+        uint64_t want;
+        if (chunk_seq(old) > chunk_seq(w)) {
+            return;
+        }
+        if (chunk_seq(old) == chunk_seq(w)) {
+            want = chunk_word(chunk_seq(w), chunk_bytes(old) | chunk_bytes(w), chunk_vcpu(w));
+        } else {
+            want = w;
+        }
+        if (want == old) {
+            break;
+        }
+        if (__atomic_compare_exchange_n(&l->chunk[c], &old, want, true, RELAXED, RELAXED)) {
+            break;
+        }
+    }
+    if (load64(&l->wpc[c]) != pc) {
+        __atomic_store_n(&l->wpc[c], pc, RELAXED);
+    }
+    if (load64(&l->wtask[c]) != task) {
+        __atomic_store_n(&l->wtask[c], task, RELAXED);
+    }
+}
+
+static uint64_t full_mask(void) { return g_granule == 64 ? ~0ULL : (1ULL << g_granule) - 1; }
+
+void engine_track_page(uint64_t pa)
+{
+    uint64_t off = pa - g_ram_base;
+    if (off >= g_ram_size) {
+        return;
+    }
+    struct page *pg = &g_pages[off / PAGE_SIZE];
+    if (__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    page_lock(pg);
+    if (pg->tracked) {
+        page_unlock(pg);
+        return;
+    }
+    unsigned per = g_granule / CHUNKS, piece = g_arch->piece, step = piece < per ? piece : per;
+    uint64_t base = off & ~(PAGE_SIZE - 1);
+    for (uint64_t p = base; p < base + PAGE_SIZE; p += g_granule) {
+        struct line *l = &g_lines[p / g_granule];
+        for (unsigned c = 0; c < CHUNKS; c++) {
+            /* The chunk's stamp is its newest piece's; its bytes, those of the pieces with it. */
+            uint64_t seq = 0;
+            unsigned bytes = 0;
+            for (unsigned b = 0; b < per; b += step) {
+                unsigned index = (p % PAGE_SIZE + c * per + b) / piece;
+                uint64_t bit = 1ULL << (index % 64);
+                uint64_t s = (pg->cur[index / 64] & bit) ? pg->seq
+                           : (pg->before[index / 64] & bit) ? pg->seq_first : 0;
+                unsigned piece_bytes = ((1u << step) - 1) << b;
+                if (s > seq) {
+                    seq = s;
+                    bytes = piece_bytes;
+                } else if (s && s == seq) {
+                    bytes |= piece_bytes;
+                }
+            }
+            if (seq) {
+                chunk_raise(l, c, chunk_word(seq, bytes, pg->wvcpu), pg->wpc, pg->wtask);
+            }
+        }
+        __atomic_fetch_or(&l->mask, full_mask(), RELAXED);
+    }
+    __atomic_store_n(&pg->tracked, 1, __ATOMIC_RELEASE);
+    page_unlock(pg);
+}
+
+static bool page_bits_set(const struct page *pg, unsigned first, unsigned last)
+{
+    for (unsigned i = first; i <= last; i++) {
+        if (!(__atomic_load_n(&pg->cur[i / 64], RELAXED) & (1ULL << (i % 64)))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Note a store in an untracked page's record; false when the page turned out tracked. */
+static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcpu, uint64_t pc,
+                       uint64_t task, uint64_t epoch)
+{
+    unsigned piece = g_arch->piece;
+    unsigned first = pa % PAGE_SIZE / piece, last = (pa % PAGE_SIZE + size - 1) / piece;
+    bool changed = load64(&pg->seq) != epoch || !page_bits_set(pg, first, last);
+    if (changed) {
+        page_lock(pg);
+        if (pg->tracked) {
+            page_unlock(pg);
+            return false;
+        }
+        if (pg->seq < epoch) {
+            for (unsigned i = 0; i < PIECE_WORDS; i++) {
+                pg->before[i] |= pg->cur[i];
+                pg->cur[i] = 0;
+            }
+            if (!pg->seq_first) {
+                pg->seq_first = epoch;
+            }
+            __atomic_store_n(&pg->seq, epoch, RELAXED);
+        }
+        for (unsigned i = first; i <= last; i++) {
+            __atomic_fetch_or(&pg->cur[i / 64], 1ULL << (i % 64), RELAXED);
+        }
+    }
+    if (load64(&pg->wpc) != pc || load64(&pg->wtask) != task || pg->wvcpu != vcpu) {
+        __atomic_store_n(&pg->wpc, pc, RELAXED);
+        __atomic_store_n(&pg->wtask, task, RELAXED);
+        __atomic_store_n(&pg->wvcpu, (uint8_t)vcpu, RELAXED);
+    }
+    if (changed) {
+        page_unlock(pg);
+    }
+    return true;
+}
+
+void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
+{
+    uint64_t epoch = load64(&g_epoch), task = load64(&g_vcpu[vcpu].task);
+    g_vcpu[vcpu].stores++;
+    while (size) {
+        uint64_t off_ram = pa - g_ram_base;
+        if (off_ram >= g_ram_size) {
+            return;
+        }
+        struct page *pg = &g_pages[off_ram / PAGE_SIZE];
+        uint64_t to_page_end = PAGE_SIZE - (pa & (PAGE_SIZE - 1));
+        unsigned in_page = size < to_page_end ? size : (unsigned)to_page_end;
+        if (!__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) &&
+            page_store(pg, pa, in_page, vcpu, pc, task, epoch)) {
+            pa += in_page;
+            size -= in_page;
+            continue;
+        }
+        struct line *l = &g_lines[off_ram / g_granule];
+        unsigned off = pa % g_granule, n = size < g_granule - off ? size : g_granule - off;
+        uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
+        unsigned per = g_granule / CHUNKS;
+        for (unsigned c = off / per; c <= (off + n - 1) / per; c++) {
+            unsigned bytes = (m >> (c * per)) & ((1u << per) - 1);
+            chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task);
+        }
+        if ((load64(&l->mask) & m) != m) {
+            __atomic_fetch_or(&l->mask, m, RELAXED);
+        }
+        pa += n;
+        size -= n;
+    }
+}
+
+struct writer engine_writer(const struct line *l, uint64_t m)
+{
+    struct writer w = { 0 };
+    unsigned per = g_granule / CHUNKS;
+    for (unsigned c = 0; c < CHUNKS; c++) {
+        unsigned in_chunk = (m >> (c * per)) & ((1u << per) - 1);
+        uint64_t word = load64(&l->chunk[c]);
+        if ((in_chunk & chunk_bytes(word)) && chunk_seq(word) > w.seq) {
+            w.seq = chunk_seq(word);
+            w.vcpu = chunk_vcpu(word);
+            w.pc = load64(&l->wpc[c]);
+            w.task = load64(&l->wtask[c]);
+        }
+    }
+    return w;
+}
+
+bool engine_kernel_written(const struct line *l, uint64_t m)
+{
+    struct writer w = engine_writer(l, m);
+    return w.seq && g_arch->is_kernel_pc(w.pc);
+}
+
+void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s)
+{
+    engine_track_page(pa);
+    for (unsigned off = 0; off < size; off += g_granule) {
+        struct line *l = engine_line(pa + off);
+        if (l) {
+            __atomic_store_n(icache ? &l->ic : &l->dc, maint_word(s, vcpu), RELAXED);
+        }
+    }
+}
+
+/* ---- vCPU events ------------------------------------------------------------------------- */
+
+void engine_dsb(unsigned vcpu, bool by_program)
+{
+    struct vcpu_state *v = &g_vcpu[vcpu];
+    uint64_t s = engine_event();
+    for (unsigned k = 0; k <= (unsigned)by_program; k++) {
+        uint64_t n = load64(&v->dsb_count[k]);
+        __atomic_store_n(&v->dsb[k][n % DSB_HISTORY], s, RELAXED);
+        __atomic_store_n(&v->dsb_count[k], n + 1, __ATOMIC_RELEASE);
+    }
+}
+
+uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program)
+{
+    const struct vcpu_state *ev = &g_vcpu[v];
+    uint64_t count = __atomic_load_n(&ev->dsb_count[by_program], __ATOMIC_ACQUIRE), best = 0, oldest = UINT64_MAX;
+    unsigned n = count < DSB_HISTORY ? (unsigned)count : DSB_HISTORY;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t d = load64(&ev->dsb[by_program][i]);
+        if (d > seq && (!best || d < best)) {
+            best = d;
+        }
+        if (d < oldest) {
+            oldest = d;
+        }
+    }
+    if (count > DSB_HISTORY && oldest > seq) {
+        return seq + 1; /* the earliest may have left the ring: assume the best, never a false report */
+    }
+    return best;
+}
+
+/* ---- threads and processes ----------------------------------------------------------------
+
+   A thread's record: its own latest synchronization (usync), its address space (mm, once
+   seen) and why it last entered the kernel from user mode. Found by the architecture's thread
+   identity (the kernel's task pointer) in an open-addressed table; a full table falls back to
+   one record per vCPU (counted in the summary). A record is only written by the vCPU running
+   the thread, and read by others. */
+#define TASKS 16384
+#define PROCESSES 256
+struct task {
+    uint64_t key, usync, mm;
+    uint8_t episode, reborn;
+};
+static struct task g_tasks[TASKS];
+static struct task g_vcpu_task[MAX_VCPUS]; /* fallbacks, and the thread before any switch is seen */
+static struct task *g_cur[MAX_VCPUS];     /* owned by the vCPU thread */
+static uint64_t g_untracked;
+static struct { uint64_t mm, sync; uint8_t registered; } g_procs[PROCESSES];
+static unsigned g_nprocs;
+
+static struct task *task_find(uint64_t key)
+{
+    for (unsigned i = 0; i < TASKS; i++) {
+        struct task *t = &g_tasks[(key / 64 + i) % TASKS];
+        uint64_t k = load64(&t->key);
+        if (k == key) {
+            return t;
+        }
+        if (!k) {
+            uint64_t expected = 0;
+            if (__atomic_compare_exchange_n(&t->key, &expected, key, false, RELAXED, RELAXED)) {
+                __atomic_store_n(&t->reborn, 1, RELAXED);
+                return t;
+            }
+            if (expected == key) {
+                return t;
+            }
+        }
+    }
+    __atomic_add_fetch(&g_untracked, 1, RELAXED);
+    return NULL;
+}
+
+static struct task *current(unsigned vcpu)
+{
+    struct task *t = g_cur[vcpu];
+    return t ? t : &g_vcpu_task[vcpu];
+}
+
+void engine_switch_task(unsigned vcpu, uint64_t task)
+{
+    struct vcpu_state *v = &g_vcpu[vcpu];
+    if (load64(&v->task) == task) {
+        return;
+    }
+    __atomic_store_n(&v->task, task, RELAXED);
+    __atomic_store_n(&v->switches, v->switches + 1, RELAXED);
+    struct task *t = task ? task_find(task) : NULL;
+    g_cur[vcpu] = t;
+    if (t && __atomic_load_n(&t->reborn, RELAXED)) {
+        /* A new thread (or a task pointer reused after its thread exited) starts synchronized:
+           it reaches user mode through the kernel's return from fork (arm64 ERET, x86_64 IRET). */
+        __atomic_store_n(&t->usync, engine_event(), RELAXED);
+        __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
+        __atomic_store_n(&t->mm, 0, RELAXED);
+        __atomic_store_n(&t->reborn, 0, RELAXED);
+    }
+}
+
+void engine_thread_sync(unsigned vcpu) { engine_stamp(&current(vcpu)->usync); }
+
+void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm)
+{
+    struct task *self = current(vcpu);
+    __atomic_store_n(&self->reborn, 1, RELAXED);
+    if (!whole_process || !mm) {
+        return;
+    }
+    for (unsigned i = 0; i < TASKS; i++) {
+        if (load64(&g_tasks[i].key) && load64(&g_tasks[i].mm) == mm) {
+            __atomic_store_n(&g_tasks[i].reborn, 1, RELAXED);
+        }
+    }
+}
+
+void engine_set_episode(unsigned vcpu, enum episode e) { __atomic_store_n(&current(vcpu)->episode, e, RELAXED); }
+enum episode engine_episode(unsigned vcpu) { return __atomic_load_n(&current(vcpu)->episode, RELAXED); }
+
+/* The process record of mm, created when create; NULL when the table is full or mm unknown. */
+static unsigned proc_slot(uint64_t mm, bool create)
+{
+    unsigned n = __atomic_load_n(&g_nprocs, __ATOMIC_ACQUIRE);
+    n = n < PROCESSES ? n : PROCESSES;
+    for (unsigned i = 0; i < n; i++) {
+        if (__atomic_load_n(&g_procs[i].mm, __ATOMIC_ACQUIRE) == mm) {
+            return i;
+        }
+    }
+    if (!create) {
+        return PROCESSES;
+    }
+    unsigned slot = __atomic_fetch_add(&g_nprocs, 1, __ATOMIC_ACQ_REL);
+    if (slot < PROCESSES) {
+        __atomic_store_n(&g_procs[slot].mm, mm, __ATOMIC_RELEASE);
+    }
+    return slot;
+}
+
+void engine_process_register(uint64_t mm)
+{
+    unsigned i = mm ? proc_slot(mm, true) : PROCESSES;
+    if (i < PROCESSES) {
+        __atomic_store_n(&g_procs[i].registered, 1, RELAXED);
+    }
+}
+
+void engine_process_sync(uint64_t mm)
+{
+    unsigned i = mm ? proc_slot(mm, false) : PROCESSES;
+    if (i < PROCESSES && __atomic_load_n(&g_procs[i].registered, RELAXED)) {
+        engine_stamp(&g_procs[i].sync);
+    }
+}
+
+bool engine_process_syncs(void) { return __atomic_load_n(&g_nprocs, RELAXED) > 0; }
+
+static uint64_t process_sync(uint64_t mm)
+{
+    unsigned i = mm ? proc_slot(mm, false) : PROCESSES;
+    return i < PROCESSES ? load64(&g_procs[i].sync) : 0;
+}
+
+static uint64_t task_sync(const struct task *t, uint64_t mm)
+{
+    uint64_t own = load64(&t->usync), proc = process_sync(mm ? mm : load64(&t->mm));
+    return own > proc ? own : proc;
+}
+
+uint64_t engine_user_sync(unsigned vcpu, uint64_t mm)
+{
+    struct task *t = current(vcpu);
+    if (mm && load64(&t->mm) != mm) {
+        __atomic_store_n(&t->mm, mm, RELAXED);
+    }
+    return task_sync(t, mm);
+}
+
+uint64_t engine_tasks_untracked(void) { return load64(&g_untracked); }
+
+/* ---- checks ---------------------------------------------------------------------------------- */
+
+const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user)
+{
+    struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
+    if (user) {
+        uint64_t mm = g_arch->user_mm && engine_process_syncs() ? g_arch->user_mm(vcpu) : 0;
+        x.thread_sync = engine_user_sync(vcpu, mm);
+    }
+    return g_arch->check(l, m, vcpu, flags, &x);
+}
+
+uint64_t engine_min_thread_sync(void)
+{
+    uint64_t least = UINT64_MAX;
+    for (unsigned i = 0; i < TASKS + MAX_VCPUS; i++) {
+        const struct task *t = i < TASKS ? &g_tasks[i] : &g_vcpu_task[i - TASKS];
+        if ((i < TASKS && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
+            continue; /* a free slot, or a thread that exited */
+        }
+        uint64_t s = task_sync(t, 0);
+        least = s < least ? s : least;
+    }
+    return least;
+}
+
+bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least)
+{
+    struct exec_ctx x = { .user = user, .thread_sync = least };
+    for (unsigned v = 0; v < g_vcpus; v++) {
+        if (g_arch->check(l, m, v, flags, &x)) {
+            return false;
+        }
+    }
+    return true;
+}

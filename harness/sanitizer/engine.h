@@ -1,0 +1,224 @@
+/*
+ * jitprobe coherency sanitizer: the rule engine, independent of QEMU.
+ *
+ * The QEMU glue (plugin.c) turns guest activity into calls of this interface: stores with their
+ * physical address, ordering events decoded by the architecture's rule file (arch_<arch>.c), and
+ * checks of executed instructions. engine_test.c drives the same interface with written event
+ * sequences, without QEMU, and under ThreadSanitizer.
+ *
+ * Model. Every event that can order code modification (a cache maintenance instruction, a
+ * barrier, a context synchronization, a FENCE.I, a serializing instruction) takes a number from
+ * one 64-bit counter. A store does not advance the counter; it stamps the chunks of the line it
+ * writes with the counter's current value, so "event e happened after the last write to an
+ * instruction's bytes" is e > the instruction's newest stamp. Stamps are kept per 1/8 line with
+ * the bytes they cover and their writer (vCPU, thread, PC), each chunk's stamp, bytes and vCPU in
+ * one atomic word, so a reader never pairs one store's stamp with another store's writer.
+ *
+ * Whose synchronization counts. An instruction's bytes written by user code are judged by the
+ * protocol of the program: the executing *thread's* own context synchronizations (arm64 ISB, a
+ * synchronous exception it took and its return; x86_64 a serializing instruction it ran) and the
+ * synchronizations its process requested (membarrier SYNC_CORE). An asynchronous interrupt that
+ * happened to arrive in between does not count, so a missing synchronization is reported whatever
+ * the host's load. Bytes written by the kernel, and kernel code, are judged per vCPU with every
+ * event (the kernel's own code patching relies on IPIs). README.md gives the manual sections.
+ */
+#ifndef JITPROBE_ENGINE_H
+#define JITPROBE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAX_VCPUS 64
+#define MAX_INSN_BYTES 16
+#define PAGE_SIZE 4096ULL
+#define CHUNKS 8
+#define RELAXED __ATOMIC_RELAXED
+
+/* Event numbers live in the top 48 bits of packed words; the engine refuses to go past them
+   (engine_overflowed) rather than wrap and compare wrongly. */
+#define SEQ_LIMIT (1ULL << 48)
+
+/* A rule the architecture defines; checks return the broken one or NULL. */
+struct rule {
+    const char *name;
+};
+
+/* chunk word: seq << 16 | bytes << 8 | vcpu. maint word (DC, IC): seq << 8 | vcpu. */
+static inline uint64_t chunk_word(uint64_t seq, unsigned bytes, unsigned vcpu)
+{
+    return seq << 16 | (uint64_t)(bytes & 0xff) << 8 | (vcpu & 0xff);
+}
+static inline uint64_t chunk_seq(uint64_t w) { return w >> 16; }
+static inline unsigned chunk_bytes(uint64_t w) { return (w >> 8) & 0xff; }
+static inline unsigned chunk_vcpu(uint64_t w) { return w & 0xff; }
+static inline uint64_t maint_word(uint64_t seq, unsigned vcpu) { return seq << 8 | (vcpu & 0xff); }
+static inline uint64_t maint_seq(uint64_t w) { return w >> 8; }
+static inline unsigned maint_vcpu(uint64_t w) { return w & 0xff; }
+
+/* One tracked line of guest RAM (granule bytes, at most 64). */
+struct line {
+    uint64_t mask;            /* bytes written since the line was last found synchronized everywhere */
+    uint64_t chunk[CHUNKS];   /* chunk_word of the newest store to each 1/8 line; 0 = none */
+    uint64_t wpc[CHUNKS];     /* PC of that store (reports; kernel or user writer) */
+    uint64_t wtask[CHUNKS];   /* thread of that store (0 = unknown) */
+    uint64_t dc, ic;          /* maint_word of the last D-side clean / I-side invalidate covering it */
+};
+
+/* The newest store to the bytes m of a line. */
+struct writer {
+    uint64_t seq, pc, task;
+    unsigned vcpu;
+};
+
+/* Per-vCPU state. Written only by its own vCPU thread, read (atomically) by the others. */
+#define DSB_HISTORY 64
+struct vcpu_state {
+    uint64_t dsb[2][DSB_HISTORY]; /* the last DSBs, a ring: [0] all, [1] the program's (see engine_dsb) */
+    uint64_t dsb_count[2];
+    uint64_t csync;            /* any context synchronization, interrupts included (kernel judgements) */
+    uint64_t iallu;            /* arm64: last IC IALLU (local to this PE) */
+    uint64_t fence_i;          /* riscv64: last FENCE.I */
+    uint64_t task;             /* the thread now running (arch-defined identity, 0 = unknown) */
+    uint64_t switches;         /* thread switches so far (a block validated for one thread is not for the next) */
+    uint64_t stores, checks;   /* statistics */
+    uint64_t line_ops, untranslated;
+} __attribute__((aligned(128)));
+
+/* Why the current thread last entered the kernel from user mode (arm64), decides whether the
+   return counts as its synchronization. */
+enum episode { EPISODE_NONE, EPISODE_SYNC, EPISODE_ASYNC };
+
+/* Who executes: user or kernel code, the thread (0 = unknown) and its own synchronization
+   (engine_user_sync; meaningful for user code only). */
+struct exec_ctx {
+    bool user;
+    uint64_t task;
+    uint64_t thread_sync;
+};
+
+/* Flags of an instruction (arch decode). */
+#define INSN_EXEMPT 1      /* the architecture lets another CPU see old-or-new while it is patched */
+#define INSN_STARTS_HERE 2 /* the instruction's first byte is in this granule */
+
+/* One executed instruction's bytes within one granule, as the check needs them. */
+struct check_entry {
+    uint64_t pa;       /* physical address of the granule */
+    uint64_t vaddr;    /* the instruction's virtual address when translated */
+    uint64_t bytes;    /* which bytes of the granule the instruction covers */
+    uint8_t size, flags;
+    uint8_t insn[MAX_INSN_BYTES];
+};
+
+/* What an instruction is, for the engine (arch decode); op 0 = nothing to do. */
+struct decoded {
+    uint16_t op;
+    uint8_t arg;       /* arch-defined (a register number) */
+    bool reads_regs;   /* the event reads guest registers */
+    unsigned flags;    /* INSN_* */
+};
+
+struct arch_ops {
+    const char *name;        /* jitprobe's name of the architecture */
+    const char *qemu_target; /* qemu_info_t.target_name */
+    /* An architecture argument (key=value); false with a message naming the valid range.
+       NULL: the architecture takes none. */
+    bool (*parse_arg)(const char *key, const char *value);
+    /* Validate the arguments; sets the line size used for identity (at most 64 bytes).
+       NULL: 64-byte lines. */
+    bool (*init)(unsigned *granule);
+    unsigned piece;          /* smallest instruction size and alignment (x86_64: 8, coarser) */
+    void (*vcpu_init)(unsigned vcpu);
+    struct decoded (*decode)(const uint8_t *bytes, size_t len);
+    /* A block starting at vaddr is itself an event (exception vector, CPU reset); op or 0. */
+    uint16_t (*block_op)(uint64_t vaddr);
+    void (*event)(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel);
+    /* The rule broken when vCPU `vcpu` executes the bytes m of line l, or NULL. */
+    const struct rule *(*check)(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                const struct exec_ctx *x);
+    /* The executing vCPU's user address space (for process-wide synchronization), 0 if unknown;
+       NULL: the architecture has none. */
+    uint64_t (*user_mm)(unsigned vcpu);
+    bool (*is_kernel_pc)(uint64_t pc);
+    const struct rule *const *rules; /* NULL-terminated: every rule this architecture reports */
+};
+
+/* ---- the engine ----------------------------------------------------------------------------- */
+
+extern const struct arch_ops *g_arch;
+extern struct vcpu_state g_vcpu[MAX_VCPUS];
+extern unsigned g_granule;
+
+/* Set up tracking of [ram_base, ram_base + ram_size) for arch with n_vcpus; false on failure
+   (message on stderr). */
+bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_size, unsigned n_vcpus);
+unsigned engine_vcpus(void);
+/* A new event number, later than every store stamped so far. */
+uint64_t engine_event(void);
+uint64_t engine_events(void);
+bool engine_overflowed(void);
+
+/* A store of size bytes at physical pa by vcpu (PC pc, kernel or user mode). */
+void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc);
+/* The line record of guest physical address pa, or NULL outside guest RAM. */
+struct line *engine_line(uint64_t pa);
+/* Switch the page of pa to line-level tracking (idempotent). */
+void engine_track_page(uint64_t pa);
+/* The newest store to the bytes m of l (seq 0: none known). */
+struct writer engine_writer(const struct line *l, uint64_t m);
+/* Record a D-side clean / I-side invalidate by vcpu of the size bytes at pa (event number s). */
+void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s);
+
+/* vCPU events */
+/* A DSB on vcpu; by_program: executed by the program (in user mode, within a system call or
+   fault it took, or at a thread switch, where the kernel guarantees one) rather than by an
+   interrupt handler. */
+void engine_dsb(unsigned vcpu, bool by_program);
+/* The earliest DSB by vCPU v numbered after seq (by_program: of the program's), 0 if none
+   (optimistic when history overflowed). */
+uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program);
+static inline void engine_stamp(uint64_t *field) { __atomic_store_n(field, engine_event(), RELAXED); }
+static inline uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, RELAXED); }
+
+/* Threads (program-level synchronization). */
+void engine_switch_task(unsigned vcpu, uint64_t task);
+/* A context synchronization the current thread of vcpu caused (or, with mm, its process
+   requested for all its threads: membarrier SYNC_CORE). */
+void engine_thread_sync(unsigned vcpu);
+void engine_process_sync(uint64_t mm);
+/* mm registered for process-wide synchronization (membarrier REGISTER_..._SYNC_CORE); until
+   then engine_process_sync does nothing, as the kernel refuses the command. */
+void engine_process_register(uint64_t mm);
+/* The current thread of vcpu exits (whole_process: every thread of its address space mm); a
+   thread later found at the same identity is new. */
+void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm);
+/* The executing thread's kernel entry kind (arm64), and the thread's pending membarrier. */
+void engine_set_episode(unsigned vcpu, enum episode e);
+enum episode engine_episode(unsigned vcpu);
+/* The latest synchronization the thread now on vcpu has by its own program; mm (0: unknown) is
+   its process's address space, read by the caller on vcpu itself. */
+uint64_t engine_user_sync(unsigned vcpu, uint64_t mm);
+/* Whether any process has requested a synchronization of all its threads (then checks need mm). */
+bool engine_process_syncs(void);
+uint64_t engine_tasks_untracked(void);
+
+/* Checks. */
+/* The least synchronization any live thread has by its own program (for engine_clean_everywhere). */
+uint64_t engine_min_thread_sync(void);
+/* Whether every vCPU, and for user code every thread whose own synchronization is at least
+   `least`, could run the bytes m of l now (then no check is needed). */
+bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least);
+/* The rule broken when vcpu executes the bytes m of l now (user: at a user PC), or NULL. */
+const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user);
+/* Whether the newest store to the bytes m of l was made by kernel code. */
+bool engine_kernel_written(const struct line *l, uint64_t m);
+
+/* ---- what the host provides (plugin.c under QEMU, engine_test.c in tests) ---------------------- */
+
+/* A guest register by its QEMU gdbstub name on vcpu: a handle >= 0, or -1 if QEMU has none. */
+int host_register(unsigned vcpu, const char *name);
+bool host_read_register(unsigned vcpu, int handle, uint64_t *out);
+/* Read guest physical memory (page tables); false outside guest RAM. */
+bool host_read_phys(uint64_t pa, void *buf, size_t len);
+
+#endif
