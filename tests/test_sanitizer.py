@@ -12,7 +12,8 @@ from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
 from harness.errors import InfraError, InputError
-from harness.sanitizer import REPORT_NAME, plugin_spec, read_report, read_violations
+from harness.sanitizer import REPORT_NAME, check_ctr_el0, plugin_spec, read_report, read_violations
+from harness.qemu_cmdline import PluginSpec
 from harness.sanitizer.build import check_header_matches, ensure_plugin, upstream_version
 
 
@@ -117,6 +118,15 @@ def test_unusable_reports_are_infrastructure_errors(tmp_path: Path) -> None:
         read_violations(tmp_path, "arm64")
     with pytest.raises(InputError, match="mips"):
         read_violations(tmp_path, "mips")
+    _write_report(tmp_path, [{"kind": "summary", "calibrated": True, "events": 1 << 48, "events_overflowed": True}])
+    with pytest.raises(InfraError, match="ran out of event numbers"):
+        read_violations(tmp_path, "arm64")
+
+
+@pytest.mark.parametrize("value", [0x8440C004, 0x8444C000, 0x844AC004, 0x1_8444_C004])
+def test_a_ctr_el0_the_plugin_would_refuse_is_refused_before_qemu(value: int) -> None:
+    with pytest.raises(InfraError, match=rf"ctr_el0={value:#x} .*DminLine.*1 to 9"):
+        check_ctr_el0("some-cpu", value)
 
 
 def test_codegen_variants_are_told_apart_by_pc() -> None:
@@ -133,3 +143,21 @@ def test_plugin_refuses_a_mismatched_target(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode != 0 and "arch=arm64 but QEMU emulates x86_64" in proc.stderr
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [("ctr_el0=0x4", "ctr_el0=0x4 is not a CTR_EL0 value; valid:"),
+     ("ram_size=12", "ram_size=12 is not valid; valid: a number from 0x1000"),
+     ("ram_base=-5", "ram_base=-5 is not valid; valid: a number from 0")],
+)  # fmt: skip
+def test_the_plugin_names_a_bad_argument_and_its_valid_range(argument: str, message: str, tmp_path: Path) -> None:
+    spec = plugin_spec("arm64", "cortex-a57", tmp_path)
+    key, value = argument.split("=")
+    bad = PluginSpec(spec.path, {**spec.args, key: value})
+    proc = subprocess.run(
+        ["qemu-system-aarch64", "-M", "none", "-display", "none", *bad.qemu_args()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -13,7 +13,8 @@ architecture does not guarantee to be the new one. Rules, with the manual sectio
 - ``arm64.no_dsb``: the clean (with IDC=1: the store) or the invalidation was not completed by a
   DSB of the PE that issued it, or the invalidation came before that DSB.
 - ``arm64.no_isb``: the executing PE had no context synchronization (ISB, exception entry,
-  ERET) after the last DSB.
+  ERET) after the last DSB; for code a program wrote, only those the executing thread caused
+  (not an interrupt's).
 - ``riscv64.no_fence_i``: the executing hart ran no FENCE.I after the store.
 - ``x86_64.no_serialize``: another CPU stored the bytes and the executing CPU ran no serializing
   instruction since.
@@ -88,8 +89,21 @@ def plugin_spec(arch: str, cpu: str | None, run_dir: Path, memory_mb: int | None
     if arch == "arm64":
         if model.ctr_el0 is None:
             raise InfraError(f"profile arm64 gives no ctr_el0 for CPU model {model.name}")
+        check_ctr_el0(model.name, model.ctr_el0)
         args["ctr_el0"] = hex(model.ctr_el0)
     return PluginSpec(ensure_plugin(), args)
+
+
+def check_ctr_el0(cpu: str, value: int) -> None:
+    """Refuse a CTR_EL0 the plugin would refuse, before QEMU starts: a 32-bit value whose DminLine
+    (bits 19:16) and IminLine (bits 3:0) give lines of 8 bytes to 2 KiB. Raises InfraError naming
+    the argument, its value and the valid range (the profile is the project's data)."""
+    dmin, imin = (value >> 16) & 0xF, value & 0xF
+    if not (0 <= value < 1 << 32 and 1 <= dmin <= 9 and 1 <= imin <= 9):
+        raise InfraError(
+            f"sanitizer argument ctr_el0={value:#x} (profile arm64, CPU model {cpu}) is not valid: "
+            "expected a 32-bit CTR_EL0 whose DminLine (bits 19:16) and IminLine (bits 3:0) are 1 to 9"
+        )
 
 
 def read_report(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -136,6 +150,8 @@ def read_violations(
     records, summary = read_report(run_dir)
     if summary is not None and not summary.get("calibrated"):
         raise InfraError("the sanitizer never located guest RAM (no calibration): nothing was checked")
+    if summary is not None and summary.get("events_overflowed"):
+        raise InfraError(f"the sanitizer ran out of event numbers ({summary['events']}): its verdicts are void")
     symbols = Symbolizer(binaries, system_map)
     out = []
     for rec in records:

@@ -114,6 +114,9 @@ static bool arm64_init(unsigned *granule)
         fprintf(stderr, "jitprobe sanitizer: arm64 needs ctr_el0= (the CPU model's CTR_EL0)\n");
         return false;
     }
+    g_iallis = 0;
+    g_nvbar = 0;
+    memset(g_vbar, 0, sizeof(g_vbar));
     g_idc = g_ctr & CTR_IDC;
     g_dic = g_ctr & CTR_DIC;
     g_dline = 4u << ((g_ctr >> 16) & 0xf);

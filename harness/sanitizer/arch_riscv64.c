@@ -25,6 +25,8 @@
  * remote FENCE.I arrives. Unlike arm64 the base ISA gives no such guarantee, but a clean
  * kernel must sanitize clean, so an executed NOP (addi x0, x0, 0) or JAL is not checked.
  */
+#include <string.h>
+
 #include "engine.h"
 
 static const struct rule no_fence_i = { "riscv64.no_fence_i" };
@@ -33,6 +35,13 @@ static const struct rule *const rules[] = { &no_fence_i, NULL };
 enum { OP_FENCE_I = 1, OP_MRET };
 
 static bool g_started[MAX_VCPUS]; /* owned by each hart's vCPU thread */
+
+static bool riscv64_init(unsigned *granule)
+{
+    memset(g_started, 0, sizeof(g_started));
+    *granule = 64;
+    return true;
+}
 
 static void riscv64_vcpu_init(unsigned vcpu) { (void)vcpu; }
 
@@ -87,6 +96,7 @@ static bool riscv64_is_kernel_pc(uint64_t pc)
 const struct arch_ops arch_riscv64 = {
     .name = "riscv64",
     .qemu_target = "riscv64",
+    .init = riscv64_init,
     .vcpu_init = riscv64_vcpu_init,
     .decode = riscv64_decode,
     .block_op = riscv64_block_op,

@@ -16,6 +16,20 @@ unsigned g_granule = 64;
 
 static uint64_t g_ram_base, g_ram_size;
 static unsigned g_vcpus = 1;
+
+/* Threads and processes (see engine_switch_task and below). */
+#define TASKS 16384
+#define PROCESSES 256
+struct task {
+    uint64_t key, usync, mm;
+    uint8_t episode, reborn;
+};
+static struct task g_tasks[TASKS];
+static struct task g_vcpu_task[MAX_VCPUS]; /* fallbacks, and the thread before any switch is seen */
+static struct task *g_cur[MAX_VCPUS];     /* owned by the vCPU thread */
+static uint64_t g_untracked;
+static struct { uint64_t mm, sync; uint8_t registered; } g_procs[PROCESSES];
+static unsigned g_nprocs;
 static uint64_t g_epoch = 1;
 static bool g_overflow;
 
@@ -57,6 +71,15 @@ static void page_unlock(struct page *pg) { __atomic_store_n(&pg->lock, 0, __ATOM
 bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_size, unsigned n_vcpus)
 {
     g_arch = arch;
+    g_epoch = 1;
+    g_overflow = false;
+    memset(g_vcpu, 0, sizeof(g_vcpu));
+    memset(g_tasks, 0, sizeof(g_tasks));
+    memset(g_vcpu_task, 0, sizeof(g_vcpu_task));
+    memset(g_cur, 0, sizeof(g_cur));
+    memset(g_procs, 0, sizeof(g_procs));
+    g_nprocs = 0;
+    g_untracked = 0;
     g_ram_base = ram_base;
     g_ram_size = ram_size;
     g_vcpus = n_vcpus < 1 ? 1 : n_vcpus > MAX_VCPUS ? MAX_VCPUS : n_vcpus;
@@ -84,6 +107,13 @@ uint64_t engine_event(void)
 }
 
 uint64_t engine_events(void) { return load64(&g_epoch); }
+
+void engine_advance(uint64_t n)
+{
+    if (__atomic_add_fetch(&g_epoch, n, RELAXED) >= SEQ_LIMIT) {
+        __atomic_store_n(&g_overflow, true, RELAXED);
+    }
+}
 bool engine_overflowed(void) { return __atomic_load_n(&g_overflow, RELAXED); }
 
 struct line *engine_line(uint64_t pa)
@@ -325,19 +355,6 @@ uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program)
    identity (the kernel's task pointer) in an open-addressed table; a full table falls back to
    one record per vCPU (counted in the summary). A record is only written by the vCPU running
    the thread, and read by others. */
-#define TASKS 16384
-#define PROCESSES 256
-struct task {
-    uint64_t key, usync, mm;
-    uint8_t episode, reborn;
-};
-static struct task g_tasks[TASKS];
-static struct task g_vcpu_task[MAX_VCPUS]; /* fallbacks, and the thread before any switch is seen */
-static struct task *g_cur[MAX_VCPUS];     /* owned by the vCPU thread */
-static uint64_t g_untracked;
-static struct { uint64_t mm, sync; uint8_t registered; } g_procs[PROCESSES];
-static unsigned g_nprocs;
-
 static struct task *task_find(uint64_t key)
 {
     for (unsigned i = 0; i < TASKS; i++) {

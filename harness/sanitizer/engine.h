@@ -149,13 +149,15 @@ extern const struct arch_ops *g_arch;
 extern struct vcpu_state g_vcpu[MAX_VCPUS];
 extern unsigned g_granule;
 
-/* Set up tracking of [ram_base, ram_base + ram_size) for arch with n_vcpus; false on failure
-   (message on stderr). */
+/* Set up tracking of [ram_base, ram_base + ram_size) for arch with n_vcpus, forgetting any
+   earlier state; false on failure (message on stderr). */
 bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_size, unsigned n_vcpus);
 unsigned engine_vcpus(void);
 /* A new event number, later than every store stamped so far. */
 uint64_t engine_event(void);
 uint64_t engine_events(void);
+/* Skip n event numbers (tests of long runs). */
+void engine_advance(uint64_t n);
 bool engine_overflowed(void);
 
 /* A store of size bytes at physical pa by vcpu (PC pc, kernel or user mode). */

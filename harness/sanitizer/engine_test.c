@@ -1,0 +1,494 @@
+/*
+ * The rule engine and the three rule files, driven without QEMU: written event sequences on
+ * chosen vCPUs and the verdict each must give, including the orderings that must NOT be
+ * reported; then several threads feeding events at once (run under ThreadSanitizer by
+ * `make test-tsan`, which fails on any report).
+ *
+ *   engine_test            every sequence test; exit 1 and a line per failure if any fails
+ *   engine_test threads    the concurrent stress only
+ *
+ * Guest registers and physical memory are a small table here (host_register and friends), as
+ * QEMU would give them: a guest with the MMU off (SCTLR 0), so DC/IC operands are physical
+ * addresses, and every thread in one process (the same TTBR0_EL1 and CR3).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+extern const struct arch_ops arch_arm64, arch_riscv64, arch_x86_64;
+
+/* ---- the guest, as the engine's host interface sees it ---------------------------------------- */
+
+#define NREGS 10
+static const char *const reg_names[NREGS] = { "x0", "x8", "x9", "SCTLR", "TTBR0_EL1", "rax", "rdi", "rcx",
+                                              "rsi", "cr3" };
+static uint64_t g_regs[MAX_VCPUS][NREGS];
+
+int host_register(unsigned vcpu, const char *name)
+{
+    (void)vcpu;
+    for (int i = 0; i < NREGS; i++) {
+        if (!strcmp(reg_names[i], name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+bool host_read_register(unsigned vcpu, int handle, uint64_t *out)
+{
+    if (handle < 0) {
+        return false;
+    }
+    *out = __atomic_load_n(&g_regs[vcpu][handle], RELAXED);
+    return true;
+}
+
+bool host_read_phys(uint64_t pa, void *buf, size_t len)
+{
+    (void)pa;
+    memset(buf, 0, len);
+    return false;
+}
+
+static void set_reg(unsigned vcpu, const char *name, uint64_t value)
+{
+    __atomic_store_n(&g_regs[vcpu][host_register(vcpu, name)], value, RELAXED);
+}
+
+/* ---- driving an architecture ------------------------------------------------------------------ */
+
+#define RAM_BASE 0x40000000ULL
+#define RAM_SIZE (16ULL << 20)
+#define CODE (RAM_BASE + 0x100000)
+#define USER_PC 0x400000ULL
+#define KERNEL_PC 0xffff800080001000ULL
+#define X86_KERNEL_PC 0xffffffff81000000ULL
+
+static const struct arch_ops *A;
+static int g_failures, g_checks;
+
+static void setup(const struct arch_ops *arch, const char *ctr)
+{
+    memset(g_regs, 0, sizeof(g_regs));
+    g_granule = 64;
+    if (arch->parse_arg && ctr && !arch->parse_arg("ctr_el0", ctr)) {
+        abort();
+    }
+    if (arch->init && !arch->init(&g_granule)) {
+        abort();
+    }
+    if (!engine_init(arch, RAM_BASE, RAM_SIZE, 4)) {
+        abort();
+    }
+    A = arch;
+    for (unsigned v = 0; v < 4; v++) {
+        arch->vcpu_init(v);
+    }
+}
+
+/* Execute one instruction (its bytes) on vcpu as QEMU would deliver it to the plugin. */
+static void insn(unsigned vcpu, const void *bytes, size_t len, bool kernel)
+{
+    struct decoded d = A->decode(bytes, len);
+    if (d.op) {
+        A->event(vcpu, d.op, d.arg, kernel);
+    }
+}
+
+static void insn32(unsigned vcpu, uint32_t w, bool kernel) { insn(vcpu, &w, 4, kernel); }
+
+static void block(unsigned vcpu, uint64_t vaddr)
+{
+    uint16_t op = A->block_op(vaddr);
+    if (op) {
+        A->event(vcpu, op, 0, A->is_kernel_pc(vaddr));
+    }
+}
+
+static void store(unsigned vcpu, uint64_t pc) { engine_store(vcpu, CODE, 4, pc); }
+
+/* The rule (or "clean") the executing vCPU gets for the stored bytes, as user or kernel code. */
+static const char *run(unsigned vcpu, bool user)
+{
+    engine_track_page(CODE);
+    const struct line *l = engine_line(CODE);
+    const struct rule *r = engine_check(l, 0xf, vcpu, INSN_STARTS_HERE, user);
+    return r ? r->name : "clean";
+}
+
+#define EXPECT(what, got, want)                                                                   \
+    do {                                                                                          \
+        g_checks++;                                                                               \
+        if (strcmp((got), (want))) {                                                              \
+            printf("FAIL %s:%d %s: got %s, want %s\n", __FILE__, __LINE__, (what), (got), (want)); \
+            g_failures++;                                                                         \
+        }                                                                                         \
+    } while (0)
+
+/* ---- arm64 ---------------------------------------------------------------------------------- */
+
+enum {
+    DSB_ISH = 0xd5033b9f, ISB = 0xd5033fdf, ERET = 0xd69f03e0, SVC0 = 0xd4000001,
+    DC_CVAU_X9 = 0xd50b7b29, IC_IVAU_X9 = 0xd50b7529, IC_IALLU = 0xd508751f,
+    MSR_VBAR_X9 = 0xd518c009, MSR_SP_EL0_X9 = 0xd5184109, SSBB = 0xd503309f,
+};
+#define VBAR 0xffff800080010000ULL
+#define IRQ_FROM_USER (VBAR + 0x480)
+#define SYNC_FROM_USER (VBAR + 0x400)
+#define IRQ_FROM_KERNEL (VBAR + 0x280)
+#define A57 "0x8444c004"
+#define N1 "0x9444c004"
+#define V1 "0xb444c004"
+
+static void arm64_boot(const char *ctr)
+{
+    setup(&arch_arm64, ctr);
+    for (unsigned v = 0; v < 4; v++) {
+        set_reg(v, "x9", VBAR);
+        insn32(v, MSR_VBAR_X9, true);
+        set_reg(v, "x9", 0xffff000000100000ULL + v * 0x1000); /* each vCPU's own thread */
+        insn32(v, MSR_SP_EL0_X9, true);
+    }
+}
+
+/* DC CVAU / IC IVAU of the code line: the test guest has the MMU off, VA == PA. */
+static void maintain(unsigned vcpu, uint32_t op)
+{
+    set_reg(vcpu, "x9", CODE);
+    insn32(vcpu, op, false);
+}
+
+/* The program's steps, with `skip` (an instruction word) left out. */
+static void arm64_install(unsigned vcpu, uint32_t skip)
+{
+    store(vcpu, USER_PC);
+    uint32_t steps[] = { DC_CVAU_X9, DSB_ISH, IC_IVAU_X9, DSB_ISH, ISB };
+    for (unsigned i = 0; i < 5; i++) {
+        if (steps[i] == skip) {
+            continue;
+        }
+        if (steps[i] == DC_CVAU_X9 || steps[i] == IC_IVAU_X9) {
+            maintain(vcpu, steps[i]);
+        } else {
+            insn32(vcpu, steps[i], false);
+        }
+    }
+}
+
+static void arm64_user_interrupt(unsigned vcpu, bool with_dsb)
+{
+    block(vcpu, IRQ_FROM_USER);
+    if (with_dsb) {
+        insn32(vcpu, DSB_ISH, true);
+    }
+    insn32(vcpu, ERET, true);
+}
+
+static void arm64_syscall(unsigned vcpu, uint64_t nr, uint64_t arg0)
+{
+    set_reg(vcpu, "x8", nr);
+    set_reg(vcpu, "x0", arg0);
+    insn32(vcpu, SVC0, false);
+    block(vcpu, SYNC_FROM_USER);
+    insn32(vcpu, ERET, true);
+}
+
+static void arm64_same_process(void)
+{
+    for (unsigned v = 0; v < 4; v++) {
+        set_reg(v, "TTBR0_EL1", 0x7654000);
+    }
+}
+
+static void test_arm64(void)
+{
+    /* Same thread: each step's omission is its own rule (cortex-a57: IDC=0, DIC=0). */
+    const struct { uint32_t skip; const char *rule; } steps[] = {
+        { 0, "clean" }, { DC_CVAU_X9, "arm64.no_dc_clean" }, { IC_IVAU_X9, "arm64.no_ic_invalidate" },
+        { DSB_ISH, "arm64.no_dsb" }, { ISB, "arm64.no_isb" },
+    };
+    for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        arm64_boot(A57);
+        arm64_install(0, steps[i].skip);
+        EXPECT("cortex-a57 same thread", run(0, true), steps[i].rule);
+    }
+    /* IDC=1: no clean needed, but the store still needs its DSB; DIC=1: no invalidate either. */
+    arm64_boot(N1);
+    arm64_install(0, DC_CVAU_X9);
+    EXPECT("neoverse-n1 without DC", run(0, true), "clean");
+    arm64_boot(N1);
+    arm64_install(0, IC_IVAU_X9);
+    EXPECT("neoverse-n1 without IC", run(0, true), "arm64.no_ic_invalidate");
+    arm64_boot(V1);
+    store(0, USER_PC);
+    insn32(0, DSB_ISH, false);
+    insn32(0, ISB, false);
+    EXPECT("neoverse-v1 DSB ISB", run(0, true), "clean");
+    arm64_boot(V1);
+    store(0, USER_PC);
+    insn32(0, ISB, false);
+    EXPECT("neoverse-v1 without DSB", run(0, true), "arm64.no_dsb");
+
+    /* An interrupt's DSB is not the program's: the invalidation still came before any DSB of it. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    maintain(0, DC_CVAU_X9);
+    arm64_user_interrupt(0, true);
+    maintain(0, IC_IVAU_X9);
+    insn32(0, DSB_ISH, false);
+    insn32(0, ISB, false);
+    EXPECT("interrupt DSB between DC and IC", run(0, true), "arm64.no_dsb");
+
+    /* Cross-modification: the executor's own ISB is needed; an interrupt must not hide its absence. */
+    arm64_boot(A57);
+    arm64_install(0, 0);
+    EXPECT("executor without ISB", run(1, true), "arm64.no_isb");
+    arm64_user_interrupt(1, false);
+    EXPECT("executor interrupted (IRQ entry and ERET)", run(1, true), "arm64.no_isb");
+    block(1, IRQ_FROM_KERNEL);
+    insn32(1, ISB, true); /* an ISB in an interrupt handler is the kernel's, not the thread's */
+    insn32(1, ERET, true);
+    EXPECT("executor interrupted, handler ISB", run(1, true), "arm64.no_isb");
+    arm64_syscall(1, 172 /* getpid */, 0);
+    EXPECT("executor after a system call", run(1, true), "clean");
+    arm64_boot(A57);
+    arm64_install(0, 0);
+    insn32(1, ISB, false);
+    EXPECT("executor ISB", run(1, true), "clean");
+
+    /* The same event sequence judged as kernel-written code: every context synchronization of
+       the PE counts (Linux's kick_all_cpus_sync relies on interrupts). */
+    arm64_boot(A57);
+    store(0, KERNEL_PC);
+    maintain(0, DC_CVAU_X9);
+    insn32(0, DSB_ISH, true);
+    maintain(0, IC_IVAU_X9);
+    insn32(0, DSB_ISH, true);
+    EXPECT("kernel code before the IPI", run(1, false), "arm64.no_isb");
+    block(1, IRQ_FROM_KERNEL);
+    EXPECT("kernel code after the IPI", run(1, false), "clean");
+
+    /* membarrier: SYNC_CORE after registering synchronizes the process's other threads. */
+    for (int registered = 0; registered < 2; registered++) {
+        arm64_boot(A57);
+        arm64_same_process();
+        arm64_install(0, 0);
+        if (registered) {
+            arm64_syscall(0, 283, 64);
+        }
+        arm64_syscall(0, 283, 32);
+        EXPECT(registered ? "membarrier SYNC_CORE registered" : "membarrier SYNC_CORE unregistered",
+               run(1, true), registered ? "clean" : "arm64.no_isb");
+        arm64_syscall(0, 283, 8); /* MEMBARRIER_CMD_PRIVATE_EXPEDITED: no core serialization */
+        store(0, USER_PC);
+        arm64_install(0, 0);
+        arm64_syscall(0, 283, 8);
+        EXPECT("plain membarrier", run(1, true), "arm64.no_isb");
+    }
+
+    /* A thread that synchronized and then migrated stays synchronized; another thread on the
+       vCPU it left does not inherit it. */
+    arm64_boot(A57);
+    arm64_install(0, 0);
+    set_reg(1, "x9", 0xffff000000100000ULL); /* vCPU 0's thread now runs on vCPU 1 */
+    insn32(1, MSR_SP_EL0_X9, true);
+    EXPECT("migrated writer", run(1, true), "clean");
+    set_reg(0, "x9", 0xffff000000200000ULL);
+    insn32(0, MSR_SP_EL0_X9, true);
+    EXPECT("new thread on the writer's vCPU", run(0, true), "clean"); /* a new thread starts synchronized */
+
+    /* Exempt instructions (B, NOP, ...) are never reported. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    engine_track_page(CODE);
+    EXPECT("exempt", engine_check(engine_line(CODE), 0xf, 0, INSN_EXEMPT, true) ? "reported" : "clean", "clean");
+
+    /* Decoding: SSBB is not a DSB; IC IALLU on the executing PE stands in for IC IVAU. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    maintain(0, DC_CVAU_X9);
+    insn32(0, SSBB, false);
+    insn32(0, IC_IALLU, false);
+    insn32(0, DSB_ISH, false);
+    insn32(0, ISB, false);
+    EXPECT("SSBB is no DSB", run(0, true), "arm64.no_dsb");
+
+    /* Plugin arguments: line sizes out of range are refused (8-byte to 2 KiB lines). */
+    EXPECT("ctr_el0 with DminLine 0", arch_arm64.parse_arg("ctr_el0", "0x8440c004") ? "accepted" : "refused", "refused");
+    EXPECT("ctr_el0 not a number", arch_arm64.parse_arg("ctr_el0", "0x84zz") ? "accepted" : "refused", "refused");
+    EXPECT("ctr_el0 wider than 32 bits", arch_arm64.parse_arg("ctr_el0", "0x18444c004") ? "accepted" : "refused", "refused");
+    EXPECT("ctr_el0 of cortex-a57", arch_arm64.parse_arg("ctr_el0", A57) ? "accepted" : "refused", "accepted");
+}
+
+/* ---- riscv64 ------------------------------------------------------------------------------ */
+
+static void test_riscv64(void)
+{
+    const uint32_t fence_i = 0x0000100f, mret = 0x30200073;
+    setup(&arch_riscv64, NULL);
+    for (unsigned v = 0; v < 4; v++) {
+        insn32(v, mret, false); /* the first MRET of a hart (SBI start) counts as its FENCE.I */
+    }
+    store(0, USER_PC);
+    EXPECT("no FENCE.I", run(0, true), "riscv64.no_fence_i");
+    insn32(0, fence_i, false);
+    EXPECT("FENCE.I on the writer", run(0, true), "clean");
+    EXPECT("FENCE.I on the writer only", run(1, true), "riscv64.no_fence_i");
+    insn32(1, mret, false); /* a later MRET is not a FENCE.I */
+    EXPECT("later MRET", run(1, true), "riscv64.no_fence_i");
+    insn32(1, fence_i, true);
+    EXPECT("remote FENCE.I (riscv_flush_icache)", run(1, true), "clean");
+}
+
+/* ---- x86_64 ------------------------------------------------------------------------------- */
+
+static const uint8_t CPUID[] = { 0x0f, 0xa2 }, IRETQ[] = { 0x48, 0xcf }, SYSCALL[] = { 0x0f, 0x05 },
+                     MOV_CR8_RAX[] = { 0x44, 0x0f, 0x22, 0xc0 }, MOV_CR3_RAX[] = { 0x0f, 0x22, 0xd8 },
+                     SWITCH[] = { 0x48, 0x8b, 0xa6, 0x18, 0x15, 0x00, 0x00 };
+
+static void x86_switch(unsigned vcpu, uint64_t task)
+{
+    set_reg(vcpu, "rsi", task);
+    insn(vcpu, SWITCH, sizeof(SWITCH), true);
+}
+
+static void x86_boot(void)
+{
+    setup(&arch_x86_64, NULL);
+    for (unsigned v = 0; v < 4; v++) {
+        x86_switch(v, 0xffff888000100000ULL + v * 0x1000);
+    }
+}
+
+static void test_x86_64(void)
+{
+    x86_boot();
+    store(0, USER_PC);
+    EXPECT("same CPU", run(0, true), "clean");
+    EXPECT("other CPU", run(1, true), "x86_64.no_serialize");
+    insn(1, IRETQ, sizeof(IRETQ), true); /* the return from an interrupt */
+    EXPECT("other CPU after an interrupt's IRET", run(1, true), "x86_64.no_serialize");
+    insn(1, CPUID, sizeof(CPUID), false);
+    EXPECT("executor CPUID", run(1, true), "clean");
+    store(0, USER_PC);
+    insn(1, MOV_CR8_RAX, sizeof(MOV_CR8_RAX), true);
+    EXPECT("MOV CR8 is not serializing", run(1, false), "x86_64.no_serialize");
+    insn(1, MOV_CR3_RAX, sizeof(MOV_CR3_RAX), true);
+    EXPECT("MOV CR3 serializes", run(1, false), "clean");
+
+    /* The writing thread migrated to another CPU: its own bytes. */
+    x86_boot();
+    store(0, USER_PC);
+    x86_switch(2, 0xffff888000100000ULL);
+    EXPECT("migrated writer", run(2, true), "clean");
+
+    /* Kernel-written code (text_poke) on another CPU: the IPI's IRET serializes it. */
+    x86_boot();
+    store(0, X86_KERNEL_PC);
+    EXPECT("kernel code before IPI", run(1, false), "x86_64.no_serialize");
+    insn(1, IRETQ, sizeof(IRETQ), true);
+    EXPECT("kernel code after IPI", run(1, false), "clean");
+
+    /* membarrier SYNC_CORE after registering. */
+    for (int registered = 0; registered < 2; registered++) {
+        x86_boot();
+        store(0, USER_PC);
+        set_reg(0, "cr3", 0x1234000);
+        set_reg(1, "cr3", 0x1234000);
+        set_reg(0, "rax", 324);
+        if (registered) {
+            set_reg(0, "rdi", 64);
+            insn(0, SYSCALL, sizeof(SYSCALL), false);
+        }
+        set_reg(0, "rdi", 32);
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        EXPECT(registered ? "membarrier registered" : "membarrier unregistered", run(1, true),
+               registered ? "clean" : "x86_64.no_serialize");
+    }
+}
+
+/* ---- event numbers ---------------------------------------------------------------------------- */
+
+static void test_event_numbers(void)
+{
+    /* Past 2^32 every comparison still holds; the limit of the packed words is reported. */
+    setup(&arch_riscv64, NULL);
+    engine_advance(1ULL << 33);
+    store(0, USER_PC);
+    EXPECT("store past 2^32, no FENCE.I", run(0, true), "riscv64.no_fence_i");
+    insn32(0, 0x0000100f, false);
+    EXPECT("store past 2^32, FENCE.I", run(0, true), "clean");
+    EXPECT("no overflow yet", engine_overflowed() ? "overflow" : "ok", "ok");
+    engine_advance(SEQ_LIMIT);
+    EXPECT("overflow detected", engine_overflowed() ? "overflow" : "ok", "overflow");
+}
+
+/* ---- concurrency (ThreadSanitizer) ------------------------------------------------------------- */
+
+#define THREADS 4
+#define ROUNDS 20000
+
+static void *vcpu_thread(void *arg)
+{
+    unsigned v = (unsigned)(uintptr_t)arg;
+    for (unsigned i = 0; i < ROUNDS; i++) {
+        uint64_t pa = CODE + (i % 64) * 64 + (i % 8) * 4, other = RAM_BASE + 0x200000 + (i % 512) * 8;
+        engine_store(v, pa, 4, USER_PC + i);
+        engine_store(v, other, 8, USER_PC);
+        if (i % 3 == 0) {
+            set_reg(v, "x9", pa);
+            insn32(v, DC_CVAU_X9, false);
+            insn32(v, DSB_ISH, false);
+            insn32(v, IC_IVAU_X9, false);
+            insn32(v, DSB_ISH, false);
+            insn32(v, ISB, false);
+        }
+        if (i % 7 == 0) {
+            arm64_user_interrupt(v, true);
+        }
+        if (i % 101 == 0) {
+            set_reg(v, "x9", 0xffff000000100000ULL + (v * 7 + i) % 16 * 0x1000);
+            insn32(v, MSR_SP_EL0_X9, true);
+            engine_track_page(other);
+        }
+        const struct line *l = engine_line(pa);
+        engine_check(l, 0xfULL << (pa % 64), v, 0, true);
+        engine_clean_everywhere(l, 0xfULL << (pa % 64), 0, true, engine_min_thread_sync());
+        engine_writer(l, ~0ULL);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    arm64_boot(A57);
+    pthread_t t[THREADS];
+    for (unsigned v = 0; v < THREADS; v++) {
+        pthread_create(&t[v], NULL, vcpu_thread, (void *)(uintptr_t)v);
+    }
+    for (unsigned v = 0; v < THREADS; v++) {
+        pthread_join(t[v], NULL);
+    }
+    /* After everyone stopped: a last full install on vCPU 0 is clean for its thread. */
+    arm64_install(0, 0);
+    EXPECT("after the concurrent rounds", run(0, true), "clean");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "threads")) {
+        test_threads();
+    } else {
+        test_arm64();
+        test_riscv64();
+        test_x86_64();
+        test_event_numbers();
+        test_threads();
+    }
+    printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
+    return g_failures ? 1 : 0;
+}
