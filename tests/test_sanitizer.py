@@ -12,8 +12,8 @@ from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
 from harness.errors import InfraError, InputError
-from harness.sanitizer import REPORT_NAME, check_ctr_el0, plugin_spec, read_report, read_violations
 from harness.qemu_cmdline import PluginSpec
+from harness.sanitizer import REPORT_NAME, check_ctr_el0, plugin_spec, read_report, read_violations
 from harness.sanitizer.build import check_header_matches, ensure_plugin, upstream_version
 
 
@@ -118,7 +118,8 @@ def test_unusable_reports_are_infrastructure_errors(tmp_path: Path) -> None:
         read_violations(tmp_path, "arm64")
     with pytest.raises(InputError, match="mips"):
         read_violations(tmp_path, "mips")
-    _write_report(tmp_path, [{"kind": "summary", "calibrated": True, "events": 1 << 48, "events_overflowed": True}])
+    overflowed = {"kind": "summary", "calibrated": True, "events": 1 << 48, "events_overflowed": True}
+    _write_report(tmp_path, [overflowed])
     with pytest.raises(InfraError, match="ran out of event numbers"):
         read_violations(tmp_path, "arm64")
 
@@ -152,7 +153,7 @@ def test_plugin_refuses_a_mismatched_target(tmp_path: Path) -> None:
      ("ram_size=12", "ram_size=12 is not valid; valid: a number from 0x1000"),
      ("ram_base=-5", "ram_base=-5 is not valid; valid: a number from 0")],
 )  # fmt: skip
-def test_the_plugin_names_a_bad_argument_and_its_valid_range(argument: str, message: str, tmp_path: Path) -> None:
+def test_the_plugin_names_a_bad_argument_and_its_range(argument: str, message: str, tmp_path: Path) -> None:
     spec = plugin_spec("arm64", "cortex-a57", tmp_path)
     key, value = argument.split("=")
     bad = PluginSpec(spec.path, {**spec.args, key: value})

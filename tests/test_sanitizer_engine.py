@@ -14,7 +14,8 @@ SANITIZER = Path(__file__).resolve().parent.parent / "harness" / "sanitizer"
 
 
 def _make(target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", "-C", str(SANITIZER), target], capture_output=True, text=True, timeout=600)
+    command = ["make", "-s", "-C", str(SANITIZER), target]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("target", ["test", "test-tsan"])

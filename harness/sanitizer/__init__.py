@@ -151,7 +151,9 @@ def read_violations(
     if summary is not None and not summary.get("calibrated"):
         raise InfraError("the sanitizer never located guest RAM (no calibration): nothing was checked")
     if summary is not None and summary.get("events_overflowed"):
-        raise InfraError(f"the sanitizer ran out of event numbers ({summary['events']}): its verdicts are void")
+        raise InfraError(
+            f"the sanitizer ran out of event numbers ({summary['events']}): its verdicts are void"
+        )
     symbols = Symbolizer(binaries, system_map)
     out = []
     for rec in records:
