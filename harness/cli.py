@@ -141,7 +141,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
             command = _guest_command(args, guest)
             with status(f"running {command}"):
                 outcome = guest.run(command, timeout=args.timeout)
-            if args.sanitize and guest.alive:
+            if args.sanitize and guest.alive and sanitizer.kernel_violations_seen(run_dir):
                 kernel_symbols = sanitizer.save_kernel_symbols(guest)
         result.update(
             verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,

@@ -177,6 +177,25 @@ def read_violations(
     return sorted(out, key=lambda v: (v["rule"], v["pc"], v["paddr"]))
 
 
+def kernel_violations_seen(run_dir: Path) -> bool:
+    """Whether the plugin has reported a violation at a kernel PC so far (it appends each first
+    occurrence at once). Only then are the guest's kernel symbols worth dumping: the dump costs a
+    second or more of a sanitized guest. A torn last line (QEMU still writing) is ignored."""
+    path = Path(run_dir) / REPORT_NAME
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("kind") == "violation" and rec.get("space") == "kernel":
+            return True
+    return False
+
+
 KALLSYMS_NAME = "kallsyms"
 
 
