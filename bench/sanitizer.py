@@ -2,6 +2,8 @@
 
 For each architecture, alternating plain and sanitized guests (so that host load drifts hit both
 alike), this measures:
+  command  wall seconds of the whole command a user runs, `jitprobe exec --arch A [--sanitize]
+        --guest-cmd true` as a separate process (boot, command, shutdown, report);
   boot  seconds from QEMU start to the readiness marker (Guest.ready_s);
   jit   wall seconds of a JIT-heavy guest command: tests/sanitizer_progs/codegen.c installing a
         function (64 instructions), synchronizing it with __builtin___clear_cache and calling it,
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +37,7 @@ from harness.profiles import load_profile  # noqa: E402
 from harness.sanitizer import plugin_spec, read_report  # noqa: E402
 
 ARCHES = ("x86_64", "arm64", "riscv64")
+WORKLOADS = ("command", "boot", "jit")
 
 
 def measure(arch: str, sanitize: bool, iterations: int, workdir: Path) -> tuple[float, float, dict]:
@@ -58,6 +63,20 @@ def measure(arch: str, sanitize: bool, iterations: int, workdir: Path) -> tuple[
     return boot, jit, summary
 
 
+def whole_command(arch: str, sanitize: bool, runs_dir: Path) -> float:
+    """Wall seconds of `jitprobe exec --guest-cmd true`, as the user waits for it."""
+    command = [sys.executable, "-m", "harness.cli", "exec", "--arch", arch, "--json", "--guest-cmd", "true"]
+    started = time.monotonic()
+    proc = subprocess.run(
+        command + (["--sanitize"] if sanitize else []), cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "JITPROBE_RUNS": str(runs_dir)},
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{arch}: `{' '.join(command)}` failed ({proc.returncode}): {proc.stderr.strip()}")
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="all", choices=(*ARCHES, "all"))
@@ -70,19 +89,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="jitprobe-bench-san-") as tmp:
         workdir = Path(tmp)
         for arch in arches:
-            times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+            times: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
             summary: dict = {}
             try:
                 for _ in range(args.runs):
                     for sanitize in (False, True):
+                        command = whole_command(arch, sanitize, workdir / "runs")
                         boot, jit, s = measure(arch, sanitize, args.iterations, workdir)
-                        times[sanitize].append((boot, jit))
+                        times[sanitize].append((command, boot, jit))
                         summary = s or summary
             except JitprobeError as exc:
                 print(f"{arch}: {exc}", file=sys.stderr)
                 return exc.exit_code
             row = {"arch": arch, "runs": args.runs, "iterations": args.iterations, "summary": summary}
-            for i, name in enumerate(("boot", "jit")):
+            for i, name in enumerate(WORKLOADS):
                 plain = statistics.median(t[i] for t in times[False])
                 san = statistics.median(t[i] for t in times[True])
                 row[name] = {
@@ -96,7 +116,7 @@ def main() -> int:
         return 0
     print(f"{'arch':8} {'workload':8} {'plain s':>8} {'sanitized s':>12} {'ratio':>6}")
     for row in rows:
-        for name in ("boot", "jit"):
+        for name in WORKLOADS:
             r = row[name]
             print(f"{row['arch']:8} {name:8} {r['plain_s']:8.2f} {r['sanitized_s']:12.2f} {r['ratio']:6.2f}")
     return 0
