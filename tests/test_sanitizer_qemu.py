@@ -31,8 +31,8 @@ from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core.intrinsics import MUTATIONS
 
 pytestmark = pytest.mark.qemu
-ITERATIONS = 100  # per variant: a stray interrupt (a real context synchronization) can hide one
-CROSS_ITERATIONS = 400  # the window between publication and execution is short and often interrupted
+ITERATIONS = 100  # per variant
+CROSS_ITERATIONS = 100  # interrupts no longer hide a missing synchronization: no need for many
 
 
 def run_sanitized(
@@ -85,6 +85,10 @@ PATCHING = [
     "mount -t tracefs none /sys/kernel/tracing && cd /sys/kernel/tracing && echo 'vfs_*' > set_ftrace_filter"
     " && echo function > current_tracer && ls / > /dev/null && sleep 1 && echo nop > current_tracer",
     "modprobe -r ext4 && modprobe ext4",
+    # module init memory freed and module memory reused: each load writes symbol tables into init
+    # data (add_kallsyms) that the next module's text may then occupy (a false report seen before)
+    "for i in 1 2 3 4 5 6; do modprobe -r erofs squashfs virtio_net && modprobe erofs && modprobe squashfs"
+    " && modprobe virtio_net || exit 1; done",
 ]
 
 
