@@ -44,6 +44,10 @@ _WORK = ".jitprobe"
 """Folder inside the share for command scripts and their output."""
 _PR_SET_PDEATHSIG = 1
 _QMP_TIMEOUT_S = 5.0
+# A TCG plugin (the sanitizer) may make a guest up to this much slower (bench/sanitizer.py
+# measures at most 2x); time limits grow with it, so that a loaded host does not turn a
+# sanitized boot into a timeout.
+PLUGIN_SLOWDOWN = 2.0
 _POLL_S = 0.02
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,100}$")
 
@@ -147,6 +151,10 @@ class Guest:
         """Whether QEMU is running."""
         return self._child is not None and self._child.isalive()
 
+    def _scaled(self, seconds: float) -> float:
+        """A time limit scaled by the profile, JITPROBE_SLOWDOWN and the plugin's slowdown."""
+        return self.profile.scaled(seconds) * (PLUGIN_SLOWDOWN if self.plugin is not None else 1.0)
+
     def start(self) -> None:
         """Boot the guest and wait for its readiness marker.
 
@@ -193,13 +201,13 @@ class Guest:
                 self.argv[0], self.argv[1:], env=os.environ.copy(), echo=False, use_poll=True,
                 dimensions=(50, 400), preexec_fn=lambda: _die_with_parent(parent),
             )  # fmt: skip
-            deadline = started + self.profile.scaled(self.profile.timeouts.boot_s)
+            deadline = started + self._scaled(self.profile.timeouts.boot_s)
             self._connect_qmp(spec.qmp_socket, deadline)
             outcome, _ = self._wait_for(
                 re.compile(re.escape(f"JITPROBE-READY-{self.token}".encode())), 0, deadline
             )
             if outcome == "timeout":
-                limit = self.profile.scaled(self.profile.timeouts.boot_s)
+                limit = self._scaled(self.profile.timeouts.boot_s)
                 raise GuestTimeout(
                     f"{self.profile.arch} guest not ready within {limit:.1f} s", self.console_tail()
                 )
@@ -213,7 +221,7 @@ class Guest:
                     boot_crash.excerpt,
                 )
             self._usable = True
-            self._prepare_shell(time.monotonic() + self.profile.scaled(self.profile.timeouts.command_s))
+            self._prepare_shell(time.monotonic() + self._scaled(self.profile.timeouts.command_s))
         except BaseException:
             self.stop()
             raise
@@ -228,7 +236,7 @@ class Guest:
                 with contextlib.suppress(Exception):  # QEMU may be gone already; the kill below covers it
                     qmp.cmd("quit")
             if child is not None:
-                deadline = time.monotonic() + self.profile.scaled(self.profile.timeouts.stop_s)
+                deadline = time.monotonic() + self._scaled(self.profile.timeouts.stop_s)
                 while child.isalive() and time.monotonic() < deadline:
                     self._drain(_POLL_S)
         finally:
@@ -319,7 +327,7 @@ class Guest:
                     f"QMP at {socket_path} did not answer in time ({error or 'no socket'}):\n"
                     f"{self.console_tail(20)}"
                 ) from error
-        qmp.settimeout(self.profile.scaled(_QMP_TIMEOUT_S))
+        qmp.settimeout(self._scaled(_QMP_TIMEOUT_S))
         self._qmp = qmp
         version = (greeting or {}).get("QMP", {}).get("version", {}).get("qemu", {})
         if version:
@@ -398,7 +406,7 @@ class Guest:
         work_host = self.share_dir / _WORK
         work = f"{GUEST_SHARE}/{_WORK}"
         (work_host / f"cmd-{n}.sh").write_text(command + "\n")
-        limit = self.profile.scaled(self.profile.timeouts.command_s if timeout is None else timeout)
+        limit = self._scaled(self.profile.timeouts.command_s if timeout is None else timeout)
         started = time.monotonic()
         start = len(self._buffer)
         outcome, match = self._send(
