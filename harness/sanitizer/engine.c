@@ -249,23 +249,19 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
 
 void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
 {
-    uint64_t epoch = load64(&g_epoch), task = load64(&g_vcpu[vcpu].task);
+    uint64_t epoch = load64(&g_epoch), task = load64(&g_vcpu[vcpu].task), off_ram = pa - g_ram_base;
+    if (off_ram >= g_ram_size || !size) {
+        return;
+    }
     g_vcpu[vcpu].stores++;
+    uint64_t to_page_end = PAGE_SIZE - (pa & (PAGE_SIZE - 1));
+    size = size < to_page_end ? size : (unsigned)to_page_end; /* the next frame is not the next page */
+    struct page *pg = &g_pages[off_ram / PAGE_SIZE];
+    if (!__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) && page_store(pg, pa, size, vcpu, pc, task, epoch)) {
+        return;
+    }
     while (size) {
-        uint64_t off_ram = pa - g_ram_base;
-        if (off_ram >= g_ram_size) {
-            return;
-        }
-        struct page *pg = &g_pages[off_ram / PAGE_SIZE];
-        uint64_t to_page_end = PAGE_SIZE - (pa & (PAGE_SIZE - 1));
-        unsigned in_page = size < to_page_end ? size : (unsigned)to_page_end;
-        if (!__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) &&
-            page_store(pg, pa, in_page, vcpu, pc, task, epoch)) {
-            pa += in_page;
-            size -= in_page;
-            continue;
-        }
-        struct line *l = &g_lines[off_ram / g_granule];
+        struct line *l = &g_lines[(pa - g_ram_base) / g_granule];
         unsigned off = pa % g_granule, n = size < g_granule - off ? size : g_granule - off;
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
         unsigned per = g_granule / CHUNKS;

@@ -160,7 +160,9 @@ uint64_t engine_events(void);
 void engine_advance(uint64_t n);
 bool engine_overflowed(void);
 
-/* A store of size bytes at physical pa by vcpu (PC pc, kernel or user mode). */
+/* A store of size bytes at physical pa by vcpu (PC pc, kernel or user mode). Bytes past the end
+   of pa's page are ignored: the next virtual page maps some other frame, so the caller records
+   that part with its own translation. */
 void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc);
 /* The line record of guest physical address pa, or NULL outside guest RAM. */
 struct line *engine_line(uint64_t pa);

@@ -411,6 +411,23 @@ static void test_x86_64(void)
     }
 }
 
+/* ---- stores across a page end ------------------------------------------------------------------ */
+
+static void test_page_crossing_store(void)
+{
+    /* An unaligned 16-byte store ending 8 bytes into the next virtual page: that page maps some
+       other frame, so the physically next frame (here: synchronized code) must not be stamped. */
+    setup(&arch_riscv64, NULL);
+    store(0, USER_PC);
+    insn32(0, 0x0000100f, false);
+    EXPECT("code synchronized", run(0, true), "clean");
+    engine_store(1, CODE - 8, 16, USER_PC + 0x100);
+    EXPECT("store ending in the previous frame", run(0, true), "clean");
+    const struct line *prev = engine_line(CODE - 8);
+    engine_track_page(CODE - 8);
+    EXPECT("its own page's part", engine_writer(prev, 0xffULL << 56).seq ? "stamped" : "not", "stamped");
+}
+
 /* ---- event numbers ---------------------------------------------------------------------------- */
 
 static void test_event_numbers(void)
@@ -486,6 +503,7 @@ int main(int argc, char **argv)
         test_arm64();
         test_riscv64();
         test_x86_64();
+        test_page_crossing_store();
         test_event_numbers();
         test_threads();
     }

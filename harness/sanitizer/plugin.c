@@ -202,7 +202,18 @@ static void on_store(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t va, voi
         calibrate_store(info, pa, va);
         return;
     }
-    engine_store(vcpu, pa, 1u << qemu_plugin_mem_size_shift(info), (uint64_t)(uintptr_t)udata);
+    /* An access that crosses a virtual page end continues in whatever frame the next page maps,
+       not in the physically next one: each part is translated on its own. */
+    unsigned size = 1u << qemu_plugin_mem_size_shift(info);
+    unsigned first = size < PAGE_SIZE - va % PAGE_SIZE ? size : (unsigned)(PAGE_SIZE - va % PAGE_SIZE);
+    uint64_t pc = (uint64_t)(uintptr_t)udata;
+    engine_store(vcpu, pa, first, pc);
+    if (first < size) {
+        hw = qemu_plugin_get_hwaddr(info, va + first);
+        if (hw && !qemu_plugin_hwaddr_is_io(hw)) {
+            engine_store(vcpu, qemu_plugin_hwaddr_phys_addr(hw), size - first, pc);
+        }
+    }
 }
 
 /* udata of an event callback: op << 16 | arg << 8 | kernel */

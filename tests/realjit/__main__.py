@@ -1,0 +1,5 @@
+import sys
+
+from realjit import main
+
+sys.exit(main(sys.argv))
