@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +47,7 @@ _ERR = progress.STDERR
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        progress.print_json(result)
     else:
         human()
 
@@ -291,22 +292,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jitprobe`` console script; returns the exit status."""
+    """Entry point of the ``jitprobe`` console script; returns the exit status.
+
+    With --json, exactly one JSON object reaches stdout whatever happens: the command's result, or
+    ``{"verdict", "error", "exit_code"}`` when the command could not give one (verdict ``usage``
+    for bad input, ``infra``, or ``interrupted`` by Ctrl-C, SIGTERM or SIGHUP)."""
     guest_mod.install_signal_handlers()
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    want_json = "--json" in words
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed what is wrong and the usage on stderr
+        if want_json and exc.code:
+            progress.print_json({"verdict": "usage", "error": "invalid arguments", "exit_code": 2})
+        raise
+    verdict, status, message = "usage", EXIT_USAGE, ""
     try:
         return int(args.func(args))
     except JitprobeError as exc:
-        print(f"jitprobe: {exc}", file=sys.stderr)
-        return exc.exit_code
+        verdict = "usage" if exc.exit_code == EXIT_USAGE else "infra"
+        status, message = exc.exit_code, str(exc)
     except JitError as exc:  # a program or suite jit_core refuses is the user's input
-        print(f"jitprobe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        message = str(exc)
     except KeyboardInterrupt:
-        print("jitprobe: interrupted", file=sys.stderr)
-        return 130
+        verdict, status, message = "interrupted", 130, "interrupted"
+    except SystemExit as exc:  # SIGTERM or SIGHUP (install_signal_handlers)
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code <= 128:
+            raise
+        name = signal.Signals(code - 128).name
+        verdict, status, message = "interrupted", code, f"interrupted by {name}"
     finally:
         guest_mod.stop_all()
+    print(f"jitprobe: {message}", file=sys.stderr)
+    if getattr(args, "json", False) and not progress.json_printed():
+        progress.print_json({"verdict": verdict, "error": message, "exit_code": status})
+    return status
 
 
 if __name__ == "__main__":

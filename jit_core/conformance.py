@@ -111,8 +111,15 @@ def parse_test(name: str, text: str) -> ConformanceTest:
 
 
 def load_test(path: Path) -> ConformanceTest:
-    """Read and parse one ``.data`` file (see parse_test)."""
-    return parse_test(path.stem, path.read_text())
+    """Read and parse one ``.data`` file (see parse_test). Raises JitError for a file that cannot
+    be read or is not UTF-8 text."""
+    try:
+        return parse_test(path.stem, path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise JitError(f"{path}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from exc
+    except OSError as exc:
+        raise JitError(f"{path}: cannot be read: {exc.strerror}") from exc
 
 
 def load_suite(directory: Path) -> list[ConformanceTest]:

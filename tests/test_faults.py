@@ -1,0 +1,129 @@
+"""The harness under injected faults and hostile input (no guest needed): results files torn by
+SIGKILL, NaN and non-UTF-8 inputs, read-only caches, damaged images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.runs import RESULTS_FILE, RESULTS_SCHEMA, append_result, read_results
+
+ROOT = Path(__file__).resolve().parent.parent
+Completed = subprocess.CompletedProcess[str]
+
+
+def test_a_torn_record_does_not_swallow_the_next(tmp_path: Path) -> None:
+    results = tmp_path / "res"
+    append_result(results, {"n": 1})
+    with open(results / RESULTS_FILE, "ab") as fh:
+        fh.write(b'{"n": 2, "stdout": "aaaa')  # a writer killed mid-record
+    append_result(results, {"n": 3})
+    records, skipped = read_results(results)
+    assert [r["n"] for r in records] == [1, 3]
+    assert all(r["schema"] == RESULTS_SCHEMA for r in records)
+    assert len(skipped) == 1 and ":2: not JSON" in skipped[0]
+
+
+def test_a_torn_last_record_is_reported_as_torn(tmp_path: Path) -> None:
+    results = tmp_path / "res"
+    append_result(results, {"n": 1})
+    with open(results / RESULTS_FILE, "ab") as fh:
+        fh.write(b'{"n": 2, "std')
+    records, skipped = read_results(results)
+    assert [r["n"] for r in records] == [1] and "torn record" in skipped[0]
+
+
+def test_records_of_another_schema_are_skipped_and_named(tmp_path: Path) -> None:
+    (tmp_path / RESULTS_FILE).write_text('{"verdict": "pass"}\n{"schema": 99}\n')
+    records, skipped = read_results(tmp_path)
+    assert records == [] and "schema None" in skipped[0] and "schema 99" in skipped[1]
+
+
+def test_sigkill_while_appending_a_large_record_loses_only_that_record(tmp_path: Path) -> None:
+    results = tmp_path / "res"
+    append_result(results, {"n": 1})
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from harness.runs import append_result\n"
+         "while True: append_result(Path(sys.argv[1]), {'n': 2, 'stdout': 'x' * 300_000_000})",
+         str(results)],
+        cwd=ROOT,
+    )  # fmt: skip
+    path = results / RESULTS_FILE
+    deadline = time.monotonic() + 120
+    start = path.stat().st_size
+    while path.stat().st_size < start + 1_000_000 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the worst moment: the record is partly written
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    append_result(results, {"n": 3})
+    records, _ = read_results(results)
+    assert records[0]["n"] == 1 and records[-1]["n"] == 3
+    assert json.loads(path.read_bytes().splitlines()[-1])["n"] == 3
+
+
+def _jitprobe(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs"), **(env or {})},
+    )  # fmt: skip
+
+
+def test_non_utf8_assembler_is_an_input_error(tmp_path: Path) -> None:
+    source = tmp_path / "prog.s"
+    source.write_bytes(b"mov r0, 1\n\xff\xfeexit\n")
+    proc = _jitprobe(tmp_path, "jit", "build", str(source), "--arch", "arm64", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and str(source) in proc.stderr
+    assert "byte 0xff at offset 10" in proc.stderr
+
+
+def test_non_utf8_conformance_file_is_an_input_error(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "bad.data").write_bytes(b"-- asm\nmov %r0, 1\n\xc3(exit\n-- result\n0x1\n")
+    proc = _jitprobe(tmp_path, "jit", "conformance", str(suite), "--arch", "x86_64", "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "bad.data: not UTF-8 text" in proc.stderr
+
+
+def _one_json(stdout: str) -> dict[str, object]:
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout[:500]
+    obj = json.loads(lines[0])
+    assert isinstance(obj, dict)
+    return obj
+
+
+def test_an_input_error_with_json_still_prints_one_object(tmp_path: Path) -> None:
+    proc = _jitprobe(tmp_path, "exec", "--arch", "sparc", "--json", "--guest-cmd", "true")
+    assert proc.returncode == 2 and "sparc" in proc.stderr
+    assert _one_json(proc.stdout)["verdict"] == "usage"
+    proc = _jitprobe(tmp_path, "exec", "--json", "--guest-cmd", "true")  # argparse: --arch missing
+    assert proc.returncode == 2 and _one_json(proc.stdout) == {
+        "verdict": "usage", "error": "invalid arguments", "exit_code": 2}
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_an_interrupted_run_says_so_on_stderr_and_in_its_json(signum: int, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "exec", "--arch", "riscv64", "--json", "--guest-cmd", "sleep 9"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")},
+    )  # fmt: skip
+    time.sleep(3)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    name = signal.Signals(signum).name
+    assert _one_json(stdout)["verdict"] == "interrupted"
+    assert ("interrupted" in stderr) and (signum == signal.SIGINT or f"by {name}" in stderr), stderr
+    assert proc.returncode == 128 + signum if signum != signal.SIGINT else proc.returncode == 130
+    assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no QEMU left
