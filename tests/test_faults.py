@@ -114,8 +114,9 @@ def test_an_input_error_with_json_still_prints_one_object(tmp_path: Path) -> Non
 @pytest.mark.qemu
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_an_interrupted_run_says_so_on_stderr_and_in_its_json(signum: int, tmp_path: Path) -> None:
+    command = ["exec", "--arch", "riscv64", "--json", "--guest-cmd", "sleep 30"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "exec", "--arch", "riscv64", "--json", "--guest-cmd", "sleep 9"],
+        [sys.executable, "-m", "harness.cli", *command],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")},
     )  # fmt: skip
