@@ -341,8 +341,7 @@ class Guest:
         work = f"{GUEST_SHARE}/{_WORK}"
         result = self._send(
             "stty -echo 2>/dev/null; dmesg -n 7; echo 1 >/proc/sys/debug/exception-trace; "
-            f"dmesg -c >{work}/kmsg-boot 2>&1; echo JP-DONE-0-$?",
-            0,
+            f"dmesg -c >{work}/kmsg-boot 2>&1; echo {{done}}-$?",
             deadline,
         )
         if result[0] != "match":
@@ -350,12 +349,19 @@ class Guest:
                 f"guest shell did not answer after the readiness marker:\n{self.console_tail(20)}"
             )
 
-    def _send(self, line: str, number: int, deadline: float) -> tuple[str, re.Match[bytes] | None]:
+    def _send(self, line: str, deadline: float) -> tuple[str, re.Match[bytes] | None]:
+        """Type ``line`` into the guest shell, its ``{done}`` replaced by the command-finished
+        marker, and wait for the marker followed by an exit status.
+
+        The marker holds a fresh random token: a program that prints a marker-like line (on the
+        console or into the kernel log) cannot end its own command. The token reaches the guest
+        only in this typed line, after the program's files were written, and echo is off."""
         assert self._child is not None
+        marker = f"JP-DONE-{secrets.token_hex(12)}"
         start = len(self._buffer)
-        self._child.send((line + "\n").encode())
+        self._child.send((line.replace("{done}", marker) + "\n").encode())
         # The line end is part of the marker: a status split across two reads must not match half.
-        return self._wait_for(re.compile(rf"JP-DONE-{number}-(\d+)\r*\n".encode()), start, deadline)
+        return self._wait_for(re.compile(rf"{marker}-(\d+)\r*\n".encode()), start, deadline)
 
     # -- files and commands ----------------------------------------------------------------
 
@@ -403,8 +409,7 @@ class Guest:
         start = len(self._buffer)
         outcome, match = self._send(
             f"sh {work}/cmd-{n}.sh </dev/null >{work}/out-{n} 2>{work}/err-{n}; s=$?; "
-            f"dmesg -c >{work}/kmsg-{n} 2>&1; echo JP-DONE-{n}-$s",
-            n,
+            f"dmesg -c >{work}/kmsg-{n} 2>&1; echo {{done}}-$s",
             started + limit,
         )
         wall = time.monotonic() - started

@@ -128,3 +128,13 @@ def test_an_interrupted_run_says_so_on_stderr_and_in_its_json(signum: int, tmp_p
     assert ("interrupted" in stderr) and (signum == signal.SIGINT or f"by {name}" in stderr), stderr
     assert proc.returncode == 128 + signum if signum != signal.SIGINT else proc.returncode == 130
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no QEMU left
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("channel", ["/dev/console", "/dev/kmsg"])
+def test_a_guest_cannot_forge_the_end_of_its_command(channel: str, tmp_path: Path) -> None:
+    forge = " ".join(f"echo JP-DONE-{n}-0 > {channel};" for n in range(0, 4))
+    proc = _jitprobe(tmp_path, "exec", "--arch", "riscv64", "--json", "--guest-cmd",
+                     f"{forge} sleep 2; echo real; exit 5")  # fmt: skip
+    result = _one_json(proc.stdout)
+    assert (result["verdict"], result["exit_code"], result["stdout"]) == ("fail", 5, "real\n"), result
