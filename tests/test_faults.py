@@ -138,3 +138,38 @@ def test_a_guest_cannot_forge_the_end_of_its_command(channel: str, tmp_path: Pat
                      f"{forge} sleep 2; echo real; exit 5")  # fmt: skip
     result = _one_json(proc.stdout)
     assert (result["verdict"], result["exit_code"], result["stdout"]) == ("fail", 5, "real\n"), result
+
+
+def _read_only(path: Path) -> list[str]:
+    """A command prefix that runs the rest with ``path`` mounted read-only (a private mount)."""
+    return ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{path}" "{path}" && exec "$@"', "ro"]
+
+
+@pytest.mark.qemu
+def test_a_read_only_cache_boots_its_good_image(tmp_path: Path) -> None:
+    from images.build import ensure_images
+    from images.cache import cache_root
+
+    ensure_images("riscv64")
+    boot = [sys.executable, "-m", "harness.cli", "boot", "--arch", "riscv64", "--json"]
+    proc = subprocess.run(
+        [*_read_only(cache_root()), *boot], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "JITPROBE_RUNS": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and _one_json(proc.stdout)["verdict"] == "pass", proc.stderr
+
+
+def test_a_read_only_empty_cache_is_an_infrastructure_error(tmp_path: Path) -> None:
+    cache_home = tmp_path / "cache"
+    cache_home.mkdir()
+    for command in (["boot", "--arch", "riscv64", "--json"], ["images", "build", "--arch", "riscv64"]):
+        proc = subprocess.run(
+            [*_read_only(cache_home), sys.executable, "-m", "harness.cli", *command], cwd=ROOT,
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "XDG_CACHE_HOME": str(cache_home), "JITPROBE_RUNS": str(tmp_path / "runs")},
+        )  # fmt: skip
+        assert proc.returncode == 3, proc.stderr
+        assert "Traceback" not in proc.stderr and "Read-only file system" in proc.stderr, proc.stderr
+        assert "XDG_CACHE_HOME" in proc.stderr
+        if "--json" in command:
+            assert _one_json(proc.stdout)["verdict"] == "infra"
