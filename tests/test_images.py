@@ -363,7 +363,12 @@ def test_boot_files_are_hashed_on_every_check(tmp_path: Path, monkeypatch: pytes
     hashed: list[str] = []
     monkeypatch.setattr(cache, "_HASHED", {})
     real = cache._hash
-    monkeypatch.setattr(cache, "_hash", lambda path: hashed.append(path.name) or real(path))
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(cache, "_hash", counting)
     assert cache.verify(tree) == [] and hashed == []  # nothing changed: the side file is trusted
     assert cache.verify(tree, always=["kernel"]) == [] and hashed == ["kernel"]
     assert cache.verify(tree, always=["kernel"]) == [] and hashed == ["kernel"]  # once per process
