@@ -120,12 +120,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     """Run a host executable, or a shell command, in a fresh guest."""
     if (args.file is None) == (args.guest_cmd is None):
         raise InputError("program", args.file, hint="give either FILE [ARGS...] or --guest-cmd CMD, not both")
-    if args.file is not None and not Path(args.file).is_file():
+    if args.file is not None and not Path(args.file).exists():
         raise InputError("FILE", args.file, hint="no such file")
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         raise InputError("--timeout", args.timeout, hint="a positive, finite number of seconds")
     profile = _profile(args)
-    _check_elf_machine(args.file, profile)
+    _check_program(args.file, profile)
     run_dir = new_run_dir("exec", profile.arch)
     result: dict[str, Any] = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
@@ -181,14 +181,26 @@ def _report(arch: str, exc: GuestError | InfraError) -> str:
     return "infra"
 
 
-def _check_elf_machine(file: str | None, profile: Profile) -> None:
-    """Refuse an ELF file built for another architecture. Raises InputError."""
+def _check_program(file: str | None, profile: Profile) -> None:
+    """Refuse a FILE the guest cannot run: a directory, an empty file, something that is neither
+    a script (#!) nor an ELF executable, an ELF for another architecture, or a dynamically linked
+    one (the guest has no libraries). Raises InputError naming the file and what it is."""
     if file is None:
         return
-    with open(file, "rb") as fh:
-        header = fh.read(20)
+    path = Path(file)
+    if path.is_dir():
+        raise InputError("FILE", file, hint="a directory, not a program")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(64)
+    except OSError as exc:
+        raise InputError("FILE", file, hint=exc.strerror or "cannot be read") from exc
+    if not header:
+        raise InputError("FILE", file, hint="an empty file, not a program")
+    if header.startswith(b"#!"):
+        return  # a script; the guest's shell runs its interpreter
     if header[:4] != b"\x7fELF":
-        return  # a script; the guest's shell says what it makes of it
+        raise InputError("FILE", file, hint="neither an ELF executable nor a script starting with #!")
     if len(header) < 20:
         raise InputError("FILE", file, hint="a truncated ELF header")
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
@@ -196,6 +208,26 @@ def _check_elf_machine(file: str | None, profile: Profile) -> None:
         raise InputError(
             "FILE", file, hint=f"an ELF for machine {machine}, not {profile.arch} ({profile.elf_machine})"
         )
+    interpreter = _elf_interpreter(path)
+    if interpreter is not None:
+        raise InputError("FILE", file, hint=f"dynamically linked (it asks for {interpreter}), and the guest "
+                         "has no shared libraries: link it statically")  # fmt: skip
+
+
+def _elf_interpreter(path: Path) -> str | None:
+    """The PT_INTERP path of an ELF file, or None. Raises InputError for a damaged ELF."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import InterpSegment
+
+    try:
+        with open(path, "rb") as fh:
+            for segment in ELFFile(fh).iter_segments():
+                if isinstance(segment, InterpSegment):
+                    return str(segment.get_interp_name())
+    except (ELFError, OSError, ValueError) as exc:
+        raise InputError("FILE", str(path), hint=f"a damaged ELF file ({exc})") from exc
+    return None
 
 
 def _print_exec(result: dict[str, Any], run_dir: Path) -> None:

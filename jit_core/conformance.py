@@ -90,6 +90,7 @@ def parse_test(name: str, text: str) -> ConformanceTest:
     """Parse the text of one ``.data`` file. Never raises: an unusable file gets ``problem``."""
     sections = _sections(text)
     expects_error = "error" in sections
+    result = None  # kept when a later section is unusable, so the report says what was expected
     try:
         result_words = [w for line in sections.get("result", []) for w in line.split()
                         if not w.startswith("#")]
@@ -106,7 +107,7 @@ def parse_test(name: str, text: str) -> ConformanceTest:
         if not prog:
             raise JitError("the program has no instructions")
     except (JitError, ValueError) as exc:
-        return ConformanceTest(name, [], b"", None, expects_error, str(exc))
+        return ConformanceTest(name, [], b"", result, expects_error, str(exc))
     return ConformanceTest(name, prog, mem, result, expects_error)
 
 

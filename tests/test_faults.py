@@ -173,3 +173,47 @@ def test_a_read_only_empty_cache_is_an_infrastructure_error(tmp_path: Path) -> N
         assert "XDG_CACHE_HOME" in proc.stderr
         if "--json" in command:
             assert _one_json(proc.stdout)["verdict"] == "infra"
+
+
+def _dynamic_x86_64_elf(tmp_path: Path) -> Path:
+    source = tmp_path / "hello.c"
+    source.write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-o", str(tmp_path / "hello"), str(source)], check=True, timeout=120)
+    return tmp_path / "hello"
+
+
+def test_programs_the_guest_cannot_run_are_input_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "text").write_text("just some words\n")
+    (tmp_path / "random").write_bytes(os.urandom(4096).replace(b"#!", b"xx").replace(b"\x7fELF", b"xxxx"))
+    (tmp_path / "folder").mkdir()
+    cases = {
+        str(_dynamic_x86_64_elf(tmp_path)): "dynamically linked (it asks for /lib64/ld-linux-x86-64.so.2)",
+        str(tmp_path / "empty"): "an empty file",
+        str(tmp_path / "text"): "neither an ELF executable nor a script",
+        str(tmp_path / "random"): "neither an ELF executable nor a script",
+        str(tmp_path / "folder"): "a directory, not a program",
+    }
+    for path, why in cases.items():
+        proc = _jitprobe(tmp_path, "exec", "--arch", "x86_64", "--json", path)
+        assert proc.returncode == 2, (path, proc.stderr)
+        assert path in proc.stderr and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert _one_json(proc.stdout)["verdict"] == "usage"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no guest started
+
+
+def test_jit_build_errors_name_the_programs_own_instructions(tmp_path: Path) -> None:
+    (tmp_path / "jump.s").write_text("mov %r0, 1\nja +5\nexit\n")
+    (tmp_path / "empty.s").write_text("")
+    jump = "instruction 1 (ja +5): target slot 7 is outside the program (slots 0..2)"
+    for name, message in (("jump.s", jump), ("empty.s", "the program is empty")):
+        output = str(tmp_path / "o")
+        proc = _jitprobe(tmp_path, "jit", "build", str(tmp_path / name), "--arch", "riscv64", "-o", output)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_a_broken_conformance_file_reports_what_it_expected() -> None:
+    from jit_core.conformance import parse_test
+
+    test = parse_test("broken", "-- asm\nmov %r0, 1\nbogus %r1\nexit\n-- result\n0x1\n")
+    assert test.problem and "bogus" in test.problem and test.result == 1
