@@ -30,7 +30,7 @@ from harness.errors import (
     InputError,
     JitprobeError,
 )
-from harness.guest import Guest
+from harness.guest import OUTPUT_DISK_LIMIT, Guest
 from harness.jit_commands import add_jit_parser
 from harness.profiles import Profile, available_arches, env_slowdown, load_profile
 from harness.progress import status
@@ -130,23 +130,28 @@ def cmd_exec(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "verdict": "infra", "exit_code": None, "stdout": "", "console_tail": "", "wall_s": None,
-        "violations": [],
+        "violations": [], "stderr": "", "stdout_bytes": 0, "stderr_bytes": 0, "stdout_truncated": False,
+        "stderr_truncated": False,
     }  # fmt: skip
     started = time.monotonic()
     guest: Guest | None = None
     kernel_symbols: Path | None = None
     try:
         plugin = sanitizer.plugin_spec(profile.arch, args.cpu, run_dir) if args.sanitize else None
-        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin)
+        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin,
+                      output_disk_limit=args.output_disk_limit)  # fmt: skip
         with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
             command = _guest_command(args, guest)
             with status(f"running {command}"):
-                outcome = guest.run(command, timeout=args.timeout)
+                outcome = guest.run(command, timeout=args.timeout, keep=args.output_limit)
             if args.sanitize and guest.alive and sanitizer.kernel_violations_seen(run_dir):
                 kernel_symbols = sanitizer.save_kernel_symbols(guest)
         result.update(
             verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
             stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
+            stderr=outcome.stderr.decode("utf-8", errors="backslashreplace"),
+            stdout_bytes=outcome.stdout_bytes, stderr_bytes=outcome.stderr_bytes,
+            stdout_truncated=outcome.stdout_truncated, stderr_truncated=outcome.stderr_truncated,
         )  # fmt: skip
         if outcome.crash is not None:
             _ERR.print(
@@ -179,6 +184,20 @@ def _report(arch: str, exc: GuestError | InfraError) -> str:
         return exc.verdict
     _ERR.print(f"jitprobe: infrastructure error: {exc}", markup=False, highlight=False)
     return "infra"
+
+
+OUTPUT_LIMIT = 1 << 20  # of each stream, in the JSON result
+
+
+def _byte_count(text: str) -> int:
+    """A --output-limit value: a whole number of bytes, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid byte count: {text!r} (a whole number, at least 1)")
+    return value
 
 
 def _check_program(file: str | None, profile: Profile) -> None:
@@ -307,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guest_options(exe)
     exe.add_argument("--sanitize", action="store_true", help="load the coherency sanitizer plugin")
     exe.add_argument("--timeout", type=float, metavar="S", help="time limit of the program (seconds)")
+    exe.add_argument("--output-limit", type=_byte_count, default=OUTPUT_LIMIT, metavar="BYTES",
+                     help=f"bytes of stdout and of stderr kept in the result (default {OUTPUT_LIMIT})")
+    exe.add_argument("--output-disk-limit", type=_byte_count, default=OUTPUT_DISK_LIMIT, metavar="BYTES",
+                     help="bytes of each stream kept in the run folder; the rest is only counted "
+                          f"(default {OUTPUT_DISK_LIMIT})")  # fmt: skip
     exe.add_argument("--results", metavar="DIR", help="append the result to DIR/results.jsonl")
     exe.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     exe.add_argument("--guest-cmd", metavar="CMD", help="command for the guest's /bin/sh instead of FILE")

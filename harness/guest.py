@@ -68,6 +68,22 @@ class CommandResult:
     wall_s: float
     crash: CrashReport | None = None
     crashes: list[CrashReport] = field(default_factory=list)
+    stdout_bytes: int = 0  # how much the program wrote, also beyond what stdout/stderr keep
+    stderr_bytes: int = 0
+
+    @property
+    def stdout_truncated(self) -> bool:
+        return self.stdout_bytes > len(self.stdout)
+
+    @property
+    def stderr_truncated(self) -> bool:
+        return self.stderr_bytes > len(self.stderr)
+
+
+# What a guest keeps on disk of each output stream of a command (run folder's share/); the rest
+# is only counted. The host reads back at most what the caller keeps (Guest.run's ``keep``).
+OUTPUT_DISK_LIMIT = 64 << 20
+_BLOCK = 65536
 
 
 MAX_SMP = 64
@@ -106,6 +122,7 @@ class Guest:
         image: Any = None,
         memory_mb: int | None = None,
         extra_append: str = "",
+        output_disk_limit: int = OUTPUT_DISK_LIMIT,
     ):
         self.profile = profile
         self.cpu = profile.cpu_model(cpu).name
@@ -119,6 +136,7 @@ class Guest:
         self.image = image
         self.memory_mb = memory_mb
         self.extra_append = extra_append
+        self.output_disk_limit = output_disk_limit
         self.token = secrets.token_hex(8)
         self.qemu_version: str | None = None
         self.ready_s: float | None = None
@@ -388,10 +406,13 @@ class Guest:
             ) from exc
         return f"{GUEST_SHARE}/{name}"
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, keep: int | None = None) -> CommandResult:
         """Run ``command`` with the guest's /bin/sh and return its result.
 
         ``timeout`` (seconds, default the profile's command time) is scaled like every wait.
+        Of each output stream, the guest stores at most ``output_disk_limit`` bytes (rounded up
+        to 64 KiB) in the share and counts the rest; the result holds at most ``keep`` bytes
+        (default: all that was stored) and the total counts, so host memory stays bounded.
         A command that does not finish in time (verdict timeout, or crash when the console shows
         a kernel crash) or that ends QEMU stops the guest; later calls raise InfraError.
         Raises InfraError if the guest is not running or QEMU fails."""
@@ -407,8 +428,16 @@ class Guest:
         limit = self.profile.scaled(self.profile.timeouts.command_s if timeout is None else timeout)
         started = time.monotonic()
         start = len(self._buffer)
+        blocks = -(-self.output_disk_limit // _BLOCK)
+
+        def bounded(stream: str) -> str:  # keep the first blocks of a stream, count the rest
+            return (f"{{ dd bs={_BLOCK} count={blocks} iflag=fullblock of={work}/{stream}-{n} 2>/dev/null; "
+                    f"wc -c >{work}/{stream}-more-{n}; }}")  # fmt: skip
+
         outcome, match = self._send(
-            f"sh {work}/cmd-{n}.sh </dev/null >{work}/out-{n} 2>{work}/err-{n}; s=$?; "
+            f"mkfifo {work}/fifo-{n}; {bounded('err')} <{work}/fifo-{n} & "
+            f"{{ sh {work}/cmd-{n}.sh </dev/null 2>{work}/fifo-{n}; echo $? >{work}/status-{n}; }} | "
+            f"{bounded('out')}; wait; s=$(cat {work}/status-{n}); "
             f"dmesg -c >{work}/kmsg-{n} 2>&1; echo {{done}}-$s",
             started + limit,
         )
@@ -437,14 +466,16 @@ class Guest:
             command=command,
             verdict=verdict,
             exit_code=exit_code,
-            stdout=_read_bytes(work_host / f"out-{n}"),
-            stderr=_read_bytes(work_host / f"err-{n}"),
+            stdout=_read_bytes(work_host / f"out-{n}", keep),
+            stderr=_read_bytes(work_host / f"err-{n}", keep),
             console=text,
             kmsg=kmsg,
             console_tail=console.tail_with_crash(self.console_tail(), crashes[0] if crashes else None),
             wall_s=wall,
             crash=crashes[0] if crashes else None,
             crashes=crashes,
+            stdout_bytes=_stream_bytes(work_host, "out", n),
+            stderr_bytes=_stream_bytes(work_host, "err", n),
         )
         if outcome != "match":
             self.stop()
@@ -460,11 +491,23 @@ class Guest:
         self._child.logfile_read = None
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The first ``limit`` bytes of a file (all when None); b"" if it is missing."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(-1 if limit is None else limit)
     except FileNotFoundError:
         return b""
+
+
+def _stream_bytes(work: Path, stream: str, n: int) -> int:
+    """How many bytes a command wrote to a stream: what the guest stored plus what it counted."""
+    try:
+        stored = (work / f"{stream}-{n}").stat().st_size
+    except FileNotFoundError:
+        return 0
+    more = _read_text(work / f"{stream}-more-{n}").strip()
+    return stored + (int(more) if more.isdigit() else 0)
 
 
 def _read_text(path: Path) -> str:

@@ -217,3 +217,18 @@ def test_a_broken_conformance_file_reports_what_it_expected() -> None:
 
     test = parse_test("broken", "-- asm\nmov %r0, 1\nbogus %r1\nexit\n-- result\n0x1\n")
     assert test.problem and "bogus" in test.problem and test.result == 1
+
+
+@pytest.mark.qemu
+def test_guest_output_is_bounded_in_the_result_and_the_run_folder(tmp_path: Path) -> None:
+    proc = _jitprobe(tmp_path, "exec", "--arch", "riscv64", "--json", "--output-limit", "1000",
+                     "--output-disk-limit", "131072", "--results", str(tmp_path / "res"), "--guest-cmd",
+                     "yes | head -c 3000000; yes e | head -c 200000 >&2; exit 3")  # fmt: skip
+    result = _one_json(proc.stdout)
+    assert (result["verdict"], result["exit_code"]) == ("fail", 3)
+    assert (result["stdout_bytes"], result["stderr_bytes"]) == (3_000_000, 200_000)
+    assert result["stdout_truncated"] and result["stderr_truncated"]
+    assert len(result["stdout"]) == 1000 and len(result["stderr"]) == 1000
+    assert len(proc.stdout) < 20_000
+    stored = sum(f.stat().st_size for f in (tmp_path / "runs").rglob("*") if f.is_file())
+    assert stored < 2 * 131072 + 500_000, stored  # both streams' files, the console log, the records
