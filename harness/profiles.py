@@ -293,6 +293,9 @@ def load_profile_file(path: Path) -> Profile:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise ProfileError(f"{path}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     return parse_profile(data, path)
