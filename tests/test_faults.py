@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_non_utf8_conformance_file_is_an_input_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "bad.data: not UTF-8 text" in proc.stderr
 
 
-def _one_json(stdout: str) -> dict[str, object]:
+def _one_json(stdout: str) -> dict[str, Any]:
     lines = stdout.splitlines()
     assert len(lines) == 1, stdout[:500]
     obj = json.loads(lines[0])
