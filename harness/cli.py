@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from harness.errors import (
     InputError,
     JitprobeError,
 )
-from harness.guest import Guest
+from harness.guest import OUTPUT_DISK_LIMIT, Guest
 from harness.jit_commands import add_jit_parser
 from harness.profiles import Profile, available_arches, env_slowdown, load_profile
 from harness.progress import status
@@ -46,7 +47,7 @@ _ERR = progress.STDERR
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        progress.print_json(result)
     else:
         human()
 
@@ -119,33 +120,38 @@ def cmd_exec(args: argparse.Namespace) -> int:
     """Run a host executable, or a shell command, in a fresh guest."""
     if (args.file is None) == (args.guest_cmd is None):
         raise InputError("program", args.file, hint="give either FILE [ARGS...] or --guest-cmd CMD, not both")
-    if args.file is not None and not Path(args.file).is_file():
+    if args.file is not None and not Path(args.file).exists():
         raise InputError("FILE", args.file, hint="no such file")
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         raise InputError("--timeout", args.timeout, hint="a positive, finite number of seconds")
     profile = _profile(args)
-    _check_elf_machine(args.file, profile)
+    _check_program(args.file, profile)
     run_dir = new_run_dir("exec", profile.arch)
     result: dict[str, Any] = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "verdict": "infra", "exit_code": None, "stdout": "", "console_tail": "", "wall_s": None,
-        "violations": [],
+        "violations": [], "stderr": "", "stdout_bytes": 0, "stderr_bytes": 0, "stdout_truncated": False,
+        "stderr_truncated": False,
     }  # fmt: skip
     started = time.monotonic()
     guest: Guest | None = None
     kernel_symbols: Path | None = None
     try:
         plugin = sanitizer.plugin_spec(profile.arch, args.cpu, run_dir) if args.sanitize else None
-        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin)
+        guest = Guest(profile, run_dir=run_dir, cpu=args.cpu, smp=args.smp, accel=args.accel, plugin=plugin,
+                      output_disk_limit=args.output_disk_limit)  # fmt: skip
         with status(f"booting {profile.arch} ({guest.cpu}, {guest.accel})"), guest:
             command = _guest_command(args, guest)
             with status(f"running {command}"):
-                outcome = guest.run(command, timeout=args.timeout)
+                outcome = guest.run(command, timeout=args.timeout, keep=args.output_limit)
             if args.sanitize and guest.alive and sanitizer.kernel_violations_seen(run_dir):
                 kernel_symbols = sanitizer.save_kernel_symbols(guest)
         result.update(
             verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
             stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
+            stderr=outcome.stderr.decode("utf-8", errors="backslashreplace"),
+            stdout_bytes=outcome.stdout_bytes, stderr_bytes=outcome.stderr_bytes,
+            stdout_truncated=outcome.stdout_truncated, stderr_truncated=outcome.stderr_truncated,
         )  # fmt: skip
         if outcome.crash is not None:
             _ERR.print(
@@ -180,14 +186,40 @@ def _report(arch: str, exc: GuestError | InfraError) -> str:
     return "infra"
 
 
-def _check_elf_machine(file: str | None, profile: Profile) -> None:
-    """Refuse an ELF file built for another architecture. Raises InputError."""
+OUTPUT_LIMIT = 1 << 20  # of each stream, in the JSON result
+
+
+def _byte_count(text: str) -> int:
+    """A --output-limit value: a whole number of bytes, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid byte count: {text!r} (a whole number, at least 1)")
+    return value
+
+
+def _check_program(file: str | None, profile: Profile) -> None:
+    """Refuse a FILE the guest cannot run: a directory, an empty file, something that is neither
+    a script (#!) nor an ELF executable, an ELF for another architecture, or a dynamically linked
+    one (the guest has no libraries). Raises InputError naming the file and what it is."""
     if file is None:
         return
-    with open(file, "rb") as fh:
-        header = fh.read(20)
+    path = Path(file)
+    if path.is_dir():
+        raise InputError("FILE", file, hint="a directory, not a program")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(64)
+    except OSError as exc:
+        raise InputError("FILE", file, hint=exc.strerror or "cannot be read") from exc
+    if not header:
+        raise InputError("FILE", file, hint="an empty file, not a program")
+    if header.startswith(b"#!"):
+        return  # a script; the guest's shell runs its interpreter
     if header[:4] != b"\x7fELF":
-        return  # a script; the guest's shell says what it makes of it
+        raise InputError("FILE", file, hint="neither an ELF executable nor a script starting with #!")
     if len(header) < 20:
         raise InputError("FILE", file, hint="a truncated ELF header")
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
@@ -195,6 +227,26 @@ def _check_elf_machine(file: str | None, profile: Profile) -> None:
         raise InputError(
             "FILE", file, hint=f"an ELF for machine {machine}, not {profile.arch} ({profile.elf_machine})"
         )
+    interpreter = _elf_interpreter(path)
+    if interpreter is not None:
+        raise InputError("FILE", file, hint=f"dynamically linked (it asks for {interpreter}), and the guest "
+                         "has no shared libraries: link it statically")  # fmt: skip
+
+
+def _elf_interpreter(path: Path) -> str | None:
+    """The PT_INTERP path of an ELF file, or None. Raises InputError for a damaged ELF."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import InterpSegment
+
+    try:
+        with open(path, "rb") as fh:
+            for segment in ELFFile(fh).iter_segments():
+                if isinstance(segment, InterpSegment):
+                    return str(segment.get_interp_name())
+    except (ELFError, OSError, ValueError) as exc:
+        raise InputError("FILE", str(path), hint=f"a damaged ELF file ({exc})") from exc
+    return None
 
 
 def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
@@ -274,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guest_options(exe)
     exe.add_argument("--sanitize", action="store_true", help="load the coherency sanitizer plugin")
     exe.add_argument("--timeout", type=float, metavar="S", help="time limit of the program (seconds)")
+    exe.add_argument("--output-limit", type=_byte_count, default=OUTPUT_LIMIT, metavar="BYTES",
+                     help=f"bytes of stdout and of stderr kept in the result (default {OUTPUT_LIMIT})")
+    exe.add_argument("--output-disk-limit", type=_byte_count, default=OUTPUT_DISK_LIMIT, metavar="BYTES",
+                     help="bytes of each stream kept in the run folder; the rest is only counted "
+                          f"(default {OUTPUT_DISK_LIMIT})")  # fmt: skip
     exe.add_argument("--results", metavar="DIR", help="append the result to DIR/results.jsonl")
     exe.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     exe.add_argument("--guest-cmd", metavar="CMD", help="command for the guest's /bin/sh instead of FILE")
@@ -291,22 +348,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jitprobe`` console script; returns the exit status."""
+    """Entry point of the ``jitprobe`` console script; returns the exit status.
+
+    With --json, exactly one JSON object reaches stdout whatever happens: the command's result, or
+    ``{"verdict", "error", "exit_code"}`` when the command could not give one (verdict ``usage``
+    for bad input, ``infra``, or ``interrupted`` by Ctrl-C, SIGTERM or SIGHUP)."""
     guest_mod.install_signal_handlers()
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    want_json = "--json" in words
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed what is wrong and the usage on stderr
+        if want_json and exc.code:
+            progress.print_json({"verdict": "usage", "error": "invalid arguments", "exit_code": 2})
+        raise
+    verdict, status, message = "usage", EXIT_USAGE, ""
     try:
         return int(args.func(args))
     except JitprobeError as exc:
-        print(f"jitprobe: {exc}", file=sys.stderr)
-        return exc.exit_code
+        verdict = "usage" if exc.exit_code == EXIT_USAGE else "infra"
+        status, message = exc.exit_code, str(exc)
     except JitError as exc:  # a program or suite jit_core refuses is the user's input
-        print(f"jitprobe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        message = str(exc)
     except KeyboardInterrupt:
-        print("jitprobe: interrupted", file=sys.stderr)
-        return 130
+        verdict, status, message = "interrupted", 130, "interrupted"
+    except SystemExit as exc:  # SIGTERM or SIGHUP (install_signal_handlers)
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code <= 128:
+            raise
+        name = signal.Signals(code - 128).name
+        verdict, status, message = "interrupted", code, f"interrupted by {name}"
     finally:
         guest_mod.stop_all()
+    print(f"jitprobe: {message}", file=sys.stderr)
+    if getattr(args, "json", False) and not progress.json_printed():
+        progress.print_json({"verdict": verdict, "error": message, "exit_code": status})
+    return status
 
 
 if __name__ == "__main__":

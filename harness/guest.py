@@ -72,6 +72,22 @@ class CommandResult:
     wall_s: float
     crash: CrashReport | None = None
     crashes: list[CrashReport] = field(default_factory=list)
+    stdout_bytes: int = 0  # how much the program wrote, also beyond what stdout/stderr keep
+    stderr_bytes: int = 0
+
+    @property
+    def stdout_truncated(self) -> bool:
+        return self.stdout_bytes > len(self.stdout)
+
+    @property
+    def stderr_truncated(self) -> bool:
+        return self.stderr_bytes > len(self.stderr)
+
+
+# What a guest keeps on disk of each output stream of a command (run folder's share/); the rest
+# is only counted. The host reads back at most what the caller keeps (Guest.run's ``keep``).
+OUTPUT_DISK_LIMIT = 64 << 20
+_BLOCK = 65536
 
 
 MAX_SMP = 64
@@ -110,6 +126,7 @@ class Guest:
         image: Any = None,
         memory_mb: int | None = None,
         extra_append: str = "",
+        output_disk_limit: int = OUTPUT_DISK_LIMIT,
     ):
         self.profile = profile
         self.cpu = profile.cpu_model(cpu).name
@@ -123,6 +140,7 @@ class Guest:
         self.image = image
         self.memory_mb = memory_mb
         self.extra_append = extra_append
+        self.output_disk_limit = output_disk_limit
         self.token = secrets.token_hex(8)
         self.qemu_version: str | None = None
         self.ready_s: float | None = None
@@ -349,8 +367,7 @@ class Guest:
         work = f"{GUEST_SHARE}/{_WORK}"
         result = self._send(
             "stty -echo 2>/dev/null; dmesg -n 7; echo 1 >/proc/sys/debug/exception-trace; "
-            f"dmesg -c >{work}/kmsg-boot 2>&1; echo JP-DONE-0-$?",
-            0,
+            f"dmesg -c >{work}/kmsg-boot 2>&1; echo {{done}}-$?",
             deadline,
         )
         if result[0] != "match":
@@ -358,12 +375,19 @@ class Guest:
                 f"guest shell did not answer after the readiness marker:\n{self.console_tail(20)}"
             )
 
-    def _send(self, line: str, number: int, deadline: float) -> tuple[str, re.Match[bytes] | None]:
+    def _send(self, line: str, deadline: float) -> tuple[str, re.Match[bytes] | None]:
+        """Type ``line`` into the guest shell, its ``{done}`` replaced by the command-finished
+        marker, and wait for the marker followed by an exit status.
+
+        The marker holds a fresh random token: a program that prints a marker-like line (on the
+        console or into the kernel log) cannot end its own command. The token reaches the guest
+        only in this typed line, after the program's files were written, and echo is off."""
         assert self._child is not None
+        marker = f"JP-DONE-{secrets.token_hex(12)}"
         start = len(self._buffer)
-        self._child.send((line + "\n").encode())
+        self._child.send((line.replace("{done}", marker) + "\n").encode())
         # The line end is part of the marker: a status split across two reads must not match half.
-        return self._wait_for(re.compile(rf"JP-DONE-{number}-(\d+)\r*\n".encode()), start, deadline)
+        return self._wait_for(re.compile(rf"{marker}-(\d+)\r*\n".encode()), start, deadline)
 
     # -- files and commands ----------------------------------------------------------------
 
@@ -390,10 +414,13 @@ class Guest:
             ) from exc
         return f"{GUEST_SHARE}/{name}"
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, keep: int | None = None) -> CommandResult:
         """Run ``command`` with the guest's /bin/sh and return its result.
 
         ``timeout`` (seconds, default the profile's command time) is scaled like every wait.
+        Of each output stream, the guest stores at most ``output_disk_limit`` bytes (rounded up
+        to 64 KiB) in the share and counts the rest; the result holds at most ``keep`` bytes
+        (default: all that was stored) and the total counts, so host memory stays bounded.
         A command that does not finish in time (verdict timeout, or crash when the console shows
         a kernel crash) or that ends QEMU stops the guest; later calls raise InfraError.
         Raises InfraError if the guest is not running or QEMU fails."""
@@ -409,10 +436,17 @@ class Guest:
         limit = self._scaled(self.profile.timeouts.command_s if timeout is None else timeout)
         started = time.monotonic()
         start = len(self._buffer)
+        blocks = -(-self.output_disk_limit // _BLOCK)
+
+        def bounded(stream: str) -> str:  # keep the first blocks of a stream, count the rest
+            return (f"{{ dd bs={_BLOCK} count={blocks} iflag=fullblock of={work}/{stream}-{n} 2>/dev/null; "
+                    f"wc -c >{work}/{stream}-more-{n}; }}")  # fmt: skip
+
         outcome, match = self._send(
-            f"sh {work}/cmd-{n}.sh </dev/null >{work}/out-{n} 2>{work}/err-{n}; s=$?; "
-            f"dmesg -c >{work}/kmsg-{n} 2>&1; echo JP-DONE-{n}-$s",
-            n,
+            f"mkfifo {work}/fifo-{n}; {bounded('err')} <{work}/fifo-{n} & "
+            f"{{ sh {work}/cmd-{n}.sh </dev/null 2>{work}/fifo-{n}; echo $? >{work}/status-{n}; }} | "
+            f"{bounded('out')}; wait; s=$(cat {work}/status-{n}); "
+            f"dmesg -c >{work}/kmsg-{n} 2>&1; echo {{done}}-$s",
             started + limit,
         )
         wall = time.monotonic() - started
@@ -440,14 +474,16 @@ class Guest:
             command=command,
             verdict=verdict,
             exit_code=exit_code,
-            stdout=_read_bytes(work_host / f"out-{n}"),
-            stderr=_read_bytes(work_host / f"err-{n}"),
+            stdout=_read_bytes(work_host / f"out-{n}", keep),
+            stderr=_read_bytes(work_host / f"err-{n}", keep),
             console=text,
             kmsg=kmsg,
             console_tail=console.tail_with_crash(self.console_tail(), crashes[0] if crashes else None),
             wall_s=wall,
             crash=crashes[0] if crashes else None,
             crashes=crashes,
+            stdout_bytes=_stream_bytes(work_host, "out", n),
+            stderr_bytes=_stream_bytes(work_host, "err", n),
         )
         if outcome != "match":
             self.stop()
@@ -463,11 +499,23 @@ class Guest:
         self._child.logfile_read = None
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The first ``limit`` bytes of a file (all when None); b"" if it is missing."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(-1 if limit is None else limit)
     except FileNotFoundError:
         return b""
+
+
+def _stream_bytes(work: Path, stream: str, n: int) -> int:
+    """How many bytes a command wrote to a stream: what the guest stored plus what it counted."""
+    try:
+        stored = (work / f"{stream}-{n}").stat().st_size
+    except FileNotFoundError:
+        return 0
+    more = _read_text(work / f"{stream}-more-{n}").strip()
+    return stored + (int(more) if more.isdigit() else 0)
 
 
 def _read_text(path: Path) -> str:

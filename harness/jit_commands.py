@@ -8,7 +8,6 @@ executable, all run by one shell loop: see harness.batch).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from .batch import run_batch
 from .errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
 from .guest import Guest
 from .profiles import expand_arch, load_profile
-from .progress import status
+from .progress import print_json, status
 from .runs import new_run_dir
 
 
@@ -78,7 +77,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         raise InputError("conformance folder", args.directory, hint="not a directory")
     result, errors = run_conformance(directory, expand_arch(args.arch))
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        print_json(result)
     else:
         _print_conformance(result)
     if any(isinstance(e, InfraError) for e in errors):
@@ -89,7 +88,11 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     source = Path(args.source)
     try:
-        text = source.read_text()
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise InputError("assembler file", args.source, hint=f"expected UTF-8 text; byte {bad:#04x} at "
+                         f"offset {exc.start} is not") from exc  # fmt: skip
     except OSError as exc:
         raise InputError("assembler file", args.source, hint=str(exc.strerror)) from exc
     try:

@@ -193,12 +193,12 @@ def _kind_name(kind: Any) -> str:
         return "a mapping of names to mappings"
     if kind is list:
         return "a list of strings"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+    return {str: "a string", int: "an integer", float: "a finite number", bool: "true or false"}[kind]
 
 
 def _matches(value: Any, kind: Any) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is float:  # NaN and infinities pass every comparison wrongly: not numbers here
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is list:
@@ -293,6 +293,9 @@ def load_profile_file(path: Path) -> Profile:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise ProfileError(f"{path}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     return parse_profile(data, path)

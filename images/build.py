@@ -76,27 +76,44 @@ def current_image_dir(arch: str) -> Path:
 def ensure_images(arch: str) -> GuestImage:
     """The verified image of ``arch``, built first when missing or damaged.
 
-    Quick when nothing changed: files are re-hashed only if their size or mtime moved since the
-    last check. Raises InputError for an unknown arch (listing the valid ones) and InfraError when
-    the lock, a download, a package or a host tool fails.
+    The kernel and initramfs are checked against the manifest's sha256 on every call (once per
+    process while their stat is unchanged); other files are re-hashed only if their size, mtime
+    or ctime moved since the last check. Raises InputError for an unknown arch (listing the valid
+    ones) and InfraError when the lock, a download, a package or a host tool fails, or when the
+    image must be (re)built and the cache cannot be written.
     """
     lock = load_lock()
     kernel_pkg, busybox_pkg = lock.entry(arch, "kernel"), lock.entry(arch, "busybox")
     tree = images_root(arch) / image_key(kernel_pkg, busybox_pkg)
-    if not cache.verify(tree):  # a missing tree or manifest is a problem too
+    problems = cache.verify(tree, always=_boot_files(tree))
+    if not problems:  # a missing tree or manifest is a problem too
         return load_image(tree)
-    with cache.file_lock(images_root(arch) / ".lock"):
-        if tree.exists():
-            problems = cache.verify(tree)
-            if not problems:
-                return load_image(tree)  # another process built it while we waited
-            print(f"jitprobe: rebuilding damaged {arch} image: {'; '.join(problems[:3])}", file=sys.stderr)
-            _remove_tree(tree)
-        _build(arch, kernel_pkg, fetch_deb(kernel_pkg, lock.suite), fetch_deb(busybox_pkg, lock.suite), tree)
-        _prune(tree)
-    if problems := cache.verify(tree):
+    try:
+        with cache.file_lock(images_root(arch) / ".lock"):
+            if tree.exists():
+                problems = cache.verify(tree, always=_boot_files(tree))
+                if not problems:
+                    return load_image(tree)  # another process built it while we waited
+                damage = "; ".join(problems[:3])
+                print(f"jitprobe: rebuilding damaged {arch} image: {damage}", file=sys.stderr)
+                _remove_tree(tree)
+            kernel_deb, busybox_deb = fetch_deb(kernel_pkg, lock.suite), fetch_deb(busybox_pkg, lock.suite)
+            _build(arch, kernel_pkg, kernel_deb, busybox_deb, tree)
+            _prune(tree)
+    except OSError as exc:
+        raise InfraError(
+            f"the {arch} image must be built ({problems[0]}) but the image cache {images_root(arch)} "
+            f"cannot be written: {exc.strerror}; set XDG_CACHE_HOME to a writable folder"
+        ) from exc
+    if problems := cache.verify(tree, always=_boot_files(tree)):
         raise InfraError(f"the freshly built {arch} image does not verify: {'; '.join(problems[:3])}")
     return load_image(tree)
+
+
+def _boot_files(tree: Path) -> tuple[str, ...]:
+    """The files every boot reads whole (kernel, initramfs), as manifest paths; () if unknown."""
+    meta = manifest_meta(tree)
+    return tuple(meta[k] for k in ("kernel", "initramfs") if isinstance(meta.get(k), str))
 
 
 def load_image(tree: Path) -> GuestImage:

@@ -1,19 +1,23 @@
 """The cache folder, atomic writes, and manifests that make cached files checkable.
 
 A manifest lists every file of a cached tree with its size and sha256. Checking a tree against
-its manifest hashes each file once; afterwards a small side file remembers the size and mtime
-each file had when its hash last matched, so later checks re-hash only files that changed.
-A truncated or rewritten file changes size or mtime and is hashed again; ``verify`` with
-``full=True`` ignores the side file (for `jitprobe images verify`).
+its manifest hashes each file once; afterwards a small side file remembers the size, mtime and
+ctime each file had when its hash last matched, so later checks re-hash only files that changed.
+A truncated or rewritten file changes size or ctime (which no program can set back, unlike
+mtime) and is hashed again; the files named in ``always`` (the kernel and initramfs a boot
+uses) are hashed on every check, once per process; ``verify`` with ``full=True`` ignores the
+side file (for `jitprobe images verify`). The side file is an optimization: a cache that cannot
+be written (read-only) is still checked, only more slowly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,8 +32,24 @@ def cache_root() -> Path:
     return Path(base) / "jitprobe"
 
 
+_HASHED: dict[tuple[str, int, int, int, int], str] = {}  # this process's hashes, by path and stat
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's contents. Raises OSError if it cannot be read."""
+    """Hex sha256 of a file's contents (remembered for this process while its stat is unchanged).
+    Raises OSError if it cannot be read."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = _hash(path)
+    return _HASHED[key]
+
+
+def _hash(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -90,9 +110,10 @@ def read_manifest(tree: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def verify(tree: Path, full: bool = False) -> list[str]:
+def verify(tree: Path, full: bool = False, always: Collection[str] = ()) -> list[str]:
     """Problems found checking ``tree`` against its manifest (an empty list means good).
 
+    ``always``: files (relative paths) whose content is hashed whatever the side file says.
     Each problem names the file and what is wrong (missing, size, sha256).
     """
     manifest = read_manifest(tree)
@@ -113,7 +134,7 @@ def verify(tree: Path, full: bool = False) -> list[str]:
         if st.st_size != want["size"]:
             problems.append(f"{path}: size {st.st_size}, expected {want['size']}")
             continue
-        if known.get(rel) != [st.st_size, st.st_mtime_ns]:
+        if rel in always or known.get(rel) != _stamp(st):
             rehashed = True
             actual = sha256_file(path)
             if actual != want["sha256"]:
@@ -126,11 +147,9 @@ def verify(tree: Path, full: bool = False) -> list[str]:
 
 
 def _remember(tree: Path, files: dict[str, dict[str, object]]) -> None:
-    state = {}
-    for rel in files:
-        st = (tree / rel).stat()
-        state[rel] = [st.st_size, st.st_mtime_ns]
-    write_json(tree / _VERIFIED, state)
+    # A read-only cache keeps no side file: every check re-hashes, which is slower but as sure.
+    with contextlib.suppress(OSError):
+        write_json(tree / _VERIFIED, {rel: _stamp((tree / rel).stat()) for rel in files})
 
 
 def _remembered(tree: Path) -> dict[str, list[int]]:

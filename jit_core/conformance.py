@@ -90,6 +90,7 @@ def parse_test(name: str, text: str) -> ConformanceTest:
     """Parse the text of one ``.data`` file. Never raises: an unusable file gets ``problem``."""
     sections = _sections(text)
     expects_error = "error" in sections
+    result = None  # kept when a later section is unusable, so the report says what was expected
     try:
         result_words = [w for line in sections.get("result", []) for w in line.split()
                         if not w.startswith("#")]
@@ -106,13 +107,20 @@ def parse_test(name: str, text: str) -> ConformanceTest:
         if not prog:
             raise JitError("the program has no instructions")
     except (JitError, ValueError) as exc:
-        return ConformanceTest(name, [], b"", None, expects_error, str(exc))
+        return ConformanceTest(name, [], b"", result, expects_error, str(exc))
     return ConformanceTest(name, prog, mem, result, expects_error)
 
 
 def load_test(path: Path) -> ConformanceTest:
-    """Read and parse one ``.data`` file (see parse_test)."""
-    return parse_test(path.stem, path.read_text())
+    """Read and parse one ``.data`` file (see parse_test). Raises JitError for a file that cannot
+    be read or is not UTF-8 text."""
+    try:
+        return parse_test(path.stem, path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise JitError(f"{path}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from exc
+    except OSError as exc:
+        raise JitError(f"{path}: cannot be read: {exc.strerror}") from exc
 
 
 def load_suite(directory: Path) -> list[ConformanceTest]:

@@ -32,6 +32,7 @@ from .isa import ALU64, CALL_LOCAL, JMP, LDDW_OPCODE, MODE_MEM, MOV, SIZE_DW, ST
 from .isa import CALL as OP_CALL
 from .isa import EXIT_OPCODE as OP_EXIT
 from .syscalls import syscall_number
+from .verify import verify
 
 PAGE = 0x1000
 TEXT_OFFSET = 0x1000
@@ -122,6 +123,7 @@ def build_executable(arch: str, prog: Sequence[Insn], mem: bytes = b"", *,
     """
     if arch not in MACHINES:
         raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
+    verify(prog)  # first alone, so that an error names the program's own instruction numbers
     layout = data_layout(mem, blobs, results_size)
     start = start_program(arch, len(mem), results_size)
     compiled = compile_program(arch, [*start, *prog], mutation)

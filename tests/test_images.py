@@ -347,14 +347,43 @@ def test_manifest_detects_rewritten_file(tmp_path: Path) -> None:
     assert any("kernel: sha256" in p for p in cache.verify(tree))
 
 
-def test_full_verify_ignores_remembered_state(tmp_path: Path) -> None:
+def test_a_same_size_same_mtime_corruption_is_found_by_the_quick_check(tmp_path: Path) -> None:
     tree = _tree(tmp_path)
     cache.verify(tree)
     st = (tree / "kernel").stat()
     (tree / "kernel").write_bytes(b"Y" * 5000)
     os.utime(tree / "kernel", ns=(st.st_atime_ns, st.st_mtime_ns))  # disguised as unchanged
-    assert cache.verify(tree) == []  # the quick check trusts size and mtime
+    assert any("kernel: sha256" in p for p in cache.verify(tree))  # its ctime moved
     assert any("kernel: sha256" in p for p in cache.verify(tree, full=True))
+
+
+def test_boot_files_are_hashed_on_every_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = _tree(tmp_path)
+    cache.verify(tree)
+    hashed: list[str] = []
+    monkeypatch.setattr(cache, "_HASHED", {})
+    real = cache._hash
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(cache, "_hash", counting)
+    assert cache.verify(tree) == [] and hashed == []  # nothing changed: the side file is trusted
+    assert cache.verify(tree, always=["kernel"]) == [] and hashed == ["kernel"]
+    assert cache.verify(tree, always=["kernel"]) == [] and hashed == ["kernel"]  # once per process
+
+
+def test_a_read_only_cache_is_still_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = _tree(tmp_path)
+    (tree / "verified.json").unlink(missing_ok=True)
+
+    def read_only(path: Path, value: object) -> None:
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(cache, "write_json", read_only)
+    assert cache.verify(tree) == [] and cache.verify(tree, full=True) == []
+    assert not (tree / "verified.json").exists()
 
 
 def test_tree_without_manifest_is_not_trusted(tmp_path: Path) -> None:

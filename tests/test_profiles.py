@@ -85,6 +85,10 @@ def test_unknown_cpu_lists_the_known_models() -> None:
         ),
         (lambda d: d.update(smp=0), "field 'smp': expected at least 1, got 0"),
         (lambda d: d["timeouts"].update(boot_s="slow"), "field 'timeouts.boot_s'"),
+        (lambda d: d["timeouts"].update(boot_s=float("nan")),
+         "'timeouts.boot_s' (from QEMU start to the readiness marker): expected a finite number, got nan"),
+        (lambda d: d.update(slowdown=float("inf")), "field 'slowdown' (factor applied to every time limit): "
+         "expected a finite number, got inf"),
         (
             lambda d: d["accel"].update(default="hvf"),
             "field 'accel.default': expected one of tcg, kvm, auto, got 'hvf'",
