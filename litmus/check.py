@@ -1,0 +1,187 @@
+"""Exhaustive check of a litmus program under a memory model: final states, verdict, witnesses.
+
+Read values are drawn from a per-location value domain computed as a fixed point: start with
+the initial values, run every thread with reads returning any domain value, add the values
+written, repeat. The rounds are bounded by the number of writes plus one, which is the longest
+chain of values any real execution can build (each write's value comes from at most one read
+of an earlier write); values found past a real execution's reach simply have no write to read
+from and are pruned by the enumeration.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .events import Kind, ThreadRun, ThreadSemantics, thread_runs
+from .execution import Execution, Model, executions
+from .syntax import LitmusTest, Quantifier, Symbol, Value, Var, evaluate
+
+M64 = (1 << 64) - 1
+LOCATION_BASE = 0x1000_0000
+LOCATION_STRIDE = 0x1000
+
+
+class Verdict(enum.Enum):
+    """herd7's kinds: the condition's predicate holds in some, no or every final state."""
+
+    ALLOWED = "Allowed"
+    FORBIDDEN = "Forbidden"
+    REQUIRED = "Required"
+
+
+class Observation(enum.Enum):
+    SOMETIMES = "Sometimes"
+    NEVER = "Never"
+    ALWAYS = "Always"
+
+
+VERDICT_OF = {Observation.SOMETIMES: Verdict.ALLOWED, Observation.NEVER: Verdict.FORBIDDEN,
+              Observation.ALWAYS: Verdict.REQUIRED}
+
+State = tuple[tuple[str, str], ...]
+"""A final state: (variable, value) pairs in the test's observed order, values printed."""
+
+
+@dataclass
+class Program:
+    """A litmus test made executable: location addresses, initial memory and each thread's
+    semantics. ``register`` maps a condition's register name to the semantics' name."""
+
+    test: LitmusTest
+    addresses: dict[str, int]
+    init_memory: dict[int, int]
+    threads: list[ThreadSemantics]
+    register: Callable[[str], str] = str
+
+    def value(self, value: Value) -> int:
+        return self.addresses[value.name] if isinstance(value, Symbol) else value & M64
+
+    def show(self, value: int) -> str:
+        names = {a: n for n, a in self.addresses.items()}
+        if value in names:
+            return names[value]
+        return str(value - (1 << 64) if value >> 63 else value)
+
+
+def allocate(test: LitmusTest) -> tuple[dict[str, int], dict[int, int]]:
+    """Addresses for the test's locations and the initial memory (0 unless the test says)."""
+    addresses = {name: LOCATION_BASE + LOCATION_STRIDE * k for k, name in enumerate(test.memory_names())}
+    memory = {addr: 0 for addr in addresses.values()}
+    for var, value in test.init.items():
+        if var.thread is None:
+            memory[addresses[var.name]] = addresses[value.name] if isinstance(value, Symbol) else value & M64
+    return addresses, memory
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one test under one model. ``witness`` holds one execution per state."""
+
+    test: str
+    model: str
+    states: list[State]
+    observation: Observation
+    verdict: Verdict
+    positive: int
+    negative: int
+    witness: dict[State, Execution] = field(default_factory=dict)
+    satisfying: set[State] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, object]:
+        return {"test": self.test, "model": self.model, "verdict": self.verdict.value,
+                "observation": self.observation.value,
+                "states": [format_state(s) for s in self.states], "witnesses": self.positive}
+
+
+def format_state(state: State) -> str:
+    return " ".join(f"{var}={value};" for var, value in state)
+
+
+def all_runs(program: Program) -> list[list[ThreadRun]]:
+    """Every run of every thread over the fixed-point value domain. Raises LoopBound or
+    LitmusError from the thread semantics."""
+    domain: dict[int, set[int]] = {addr: {v} for addr, v in program.init_memory.items()}
+    rounds, limit = 0, 2
+    while True:
+        runs = [thread_runs(t, sem, lambda loc: domain.setdefault(loc, {0})) for t, sem in enumerate(program.threads)]
+        grown = False
+        writes = 0
+        for thread in runs:
+            writes += max((sum(1 for e in r.events if Kind.W in e.kind) for r in thread), default=0)
+            for run in thread:
+                for e in run.events:
+                    if Kind.W in e.kind and e.loc is not None and e.wval not in domain.setdefault(e.loc, {0}):
+                        assert e.wval is not None
+                        domain[e.loc].add(e.wval)
+                        grown = True
+        rounds += 1
+        limit = max(limit, writes + 1)
+        if not grown or rounds >= limit:
+            return runs
+
+
+def final_state(program: Program, ex: Execution, observed: Sequence[Var]) -> State:
+    memory = ex.final_memory(program.init_memory)
+    regs = {run.thread: run.registers for run in ex.runs}
+    out = []
+    for var in observed:
+        if var.thread is None:
+            value = memory[program.addresses[var.name]]
+        else:
+            value = regs[var.thread].get(program.register(var.name), 0)
+        out.append((str(var), program.show(value)))
+    return tuple(out)
+
+
+def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = None) -> CheckResult:
+    """All final states of ``program`` under ``model`` and herd7's verdict on its condition.
+
+    Raises LoopBound or LitmusError from the thread semantics."""
+    test = program.test
+    observed = test.observed()
+    if runs is None:
+        runs = all_runs(program)
+    witness: dict[State, Execution] = {}
+    satisfying: set[State] = set()
+    positive = negative = 0
+    for ex in executions(runs, program.init_memory):
+        if model.violation(ex) is not None:
+            continue
+        state = final_state(program, ex, observed)
+        witness.setdefault(state, ex)
+        values = {var: _as_value(program, v) for var, (_, v) in zip(observed, state, strict=True)}
+        if evaluate(_resolved(test.condition, program), values):
+            positive += 1
+            satisfying.add(state)
+        else:
+            negative += 1
+    if positive and negative:
+        observation = Observation.SOMETIMES
+    elif positive:
+        observation = Observation.ALWAYS
+    else:
+        observation = Observation.NEVER
+    if test.quantifier is Quantifier.FORALL and observation is Observation.SOMETIMES:
+        observation = Observation.SOMETIMES
+    return CheckResult(test.name, model.name, sorted(witness), observation, VERDICT_OF[observation],
+                       positive, negative, witness, satisfying)
+
+
+def _as_value(program: Program, shown: str) -> int:
+    if shown in program.addresses:
+        return program.addresses[shown]
+    return int(shown) & M64
+
+
+def _resolved(cond: object, program: Program) -> object:
+    """``cond`` with every value as an integer (locations replaced by their addresses)."""
+    from . import syntax as s
+    if isinstance(cond, s.Atom):
+        return s.Atom(cond.var, program.value(cond.value))
+    if isinstance(cond, s.Not):
+        return s.Not(_resolved(cond.arg, program))  # type: ignore[arg-type]
+    if isinstance(cond, (s.And, s.Or)):
+        return type(cond)(tuple(_resolved(a, program) for a in cond.args))  # type: ignore[misc]
+    return cond
