@@ -100,6 +100,20 @@ class Execution:
         return rel.from_pairs(self.n, pairs)
 
     @cached_property
+    def fence_order(self) -> Rel:
+        """[pred];po;[F];po;[succ] for every fence F of the execution (F.pred, F.succ its sets)."""
+        out = rel.empty(self.n)
+        for f in self.events:
+            if f.kind != Kind.F or not (f.pred and f.succ):
+                continue
+            before = self.mask(lambda e, f=f: e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred))
+            after = self.mask(lambda e, f=f: e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ))
+            for j in range(self.n):
+                if before >> j & 1:
+                    out[j] |= after
+        return out
+
+    @cached_property
     def rmw(self) -> Rel:
         return rel.from_pairs(self.n, self.rmw_pairs)
 
