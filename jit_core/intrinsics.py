@@ -60,4 +60,14 @@ MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
     "half_range": ("synchronize only the first half of the range", frozenset({"arm64", "riscv64"})),
     "fence_i_writer_only": ("FENCE.I on the writing hart only, no remote harts", frozenset({"riscv64"})),
     "no_serialize": ("no serializing instruction on the executing CPU", frozenset({"x86_64"})),
+    # Ordering mutations (checked by ``litmus jit``): x86_64 is absent where TSO already gives
+    # the ordering with the plain instruction, so its correct code is the mutated code.
+    "fence_full_as_store_store": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
+                                  "a store-store barrier", frozenset({"arm64", "riscv64"})),
+    "fence_full_as_load_load": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
+                                "a load-load barrier", frozenset({"arm64", "riscv64"})),
+    "acquire_as_plain": ("load-acquire lowered as a plain load", frozenset({"arm64", "riscv64"})),
+    "release_as_plain": ("store-release lowered as a plain store", frozenset({"arm64", "riscv64"})),
+    "fetch_atomic_relaxed": ("atomics that return a value without their ordering (no release, no "
+                             "trailing barrier, no .aq/.rl)", frozenset({"arm64", "riscv64"})),
 }

@@ -241,30 +241,36 @@ class _Lowering(Emitter):
         op, code = insn.imm, self.code
         src = REGS[insn.src]
         if op == isa.ATOMIC_LOAD_ACQ:
-            code.append(e.ldar(size, REGS[insn.dst], self.address(src, insn.off)))
+            if self.mutation == "acquire_as_plain":
+                self.memory(e.LOADS[size], REGS[insn.dst], src, insn.off)
+            else:
+                code.append(e.ldar(size, REGS[insn.dst], self.address(src, insn.off)))
             return
         addr = self.address(REGS[insn.dst], insn.off)
         if op == isa.ATOMIC_STORE_REL:
-            code.append(e.stlr(size, src, addr))
+            code.append(e.ldst_uimm(e.STORES[size], src, addr, 0) if self.mutation == "release_as_plain"
+                        else e.stlr(size, src, addr))
             return
         is64 = size == 3
+        ordered = self.mutation != "fetch_atomic_relaxed"
+        barrier = [intrinsics.full_barrier(self.mutation)] if ordered else []
         if op == isa.ATOMIC_CMPXCHG:
-            code += (e.ldxr(size, T2, addr), e.cmp_reg(T2, R0, is64), e.b_cond(e.NE, 16),
-                     e.stxr(size, T4, src, addr, release=True), e.cbnz(T4, -16, False), e.dmb("ish"),
+            code += (e.ldxr(size, T2, addr), e.cmp_reg(T2, R0, is64), e.b_cond(e.NE, 12 + 4 * len(barrier)),
+                     e.stxr(size, T4, src, addr, release=ordered), e.cbnz(T4, -16, False), *barrier,
                      e.mov_reg(R0, T2, is64))
             return
         if op == isa.ATOMIC_XCHG:
-            code += (e.ldxr(size, T2, addr), e.stxr(size, T4, src, addr, release=True),
-                     e.cbnz(T4, -8, False), e.dmb("ish"), e.mov_reg(src, T2, is64))
+            code += (e.ldxr(size, T2, addr), e.stxr(size, T4, src, addr, release=ordered),
+                     e.cbnz(T4, -8, False), *barrier, e.mov_reg(src, T2, is64))
             return
         fetch = bool(op & isa.ATOMIC_FETCH)
         alu = ATOMIC_ALU.get(op & ~isa.ATOMIC_FETCH)
         if alu is None:
             raise JitError(f"atomic operation {op:#x} has no arm64 lowering")
         code += (e.ldxr(size, T2, addr), alu(T3, T2, src, is64=is64),
-                 e.stxr(size, T4, T3, addr, release=fetch), e.cbnz(T4, -12, False))
+                 e.stxr(size, T4, T3, addr, release=fetch and ordered), e.cbnz(T4, -12, False))
         if fetch:
-            code += (e.dmb("ish"), e.mov_reg(src, T2, is64))
+            code += (*barrier, e.mov_reg(src, T2, is64))
 
     def lddw(self, insn: Insn) -> None:
         dst = REGS[insn.dst]

@@ -39,7 +39,7 @@ from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as E
 from .encoder import Reg
-from .intrinsics import helper_words
+from .intrinsics import full_fence, helper_words
 from .layout import CodeBuffer
 
 REGS = (Reg.A5, Reg.A0, Reg.A1, Reg.A2, Reg.A3, Reg.A4, Reg.S1, Reg.S2, Reg.S3, Reg.S4, Reg.S5)
@@ -260,12 +260,15 @@ class _Lowerer:
         w, op, size = self.words, insn.imm, insn.opcode & 0x18
         if op == isa.ATOMIC_LOAD_ACQ:
             self.load(insn)
-            w.append(E.fence("r", "rw"))
+            if self.mutation != "acquire_as_plain":
+                w.append(E.fence("r", "rw"))
             return
         if op == isa.ATOMIC_STORE_REL:
-            w.append(E.fence("rw", "w"))
+            if self.mutation != "release_as_plain":
+                w.append(E.fence("rw", "w"))
             self.store(insn)
             return
+        ordered = self.mutation != "fetch_atomic_relaxed"
         nbytes = isa.SIZE_BYTES[size]
         base, off = self.address(REGS[insn.dst], insn.off)
         if off:
@@ -273,25 +276,25 @@ class _Lowerer:
             base = T0
         s = REGS[insn.src]
         if op == isa.ATOMIC_CMPXCHG:
-            self.cmpxchg(nbytes, base, s)
+            self.cmpxchg(nbytes, base, s, ordered)
             return
         fetch = op & isa.ATOMIC_FETCH
         name = "swap" if op == isa.ATOMIC_XCHG else AMO_OPS[op & ~isa.ATOMIC_FETCH]
-        w.append(E.amo(name, nbytes, s if fetch else ZERO, s, base, aq=True, rl=True))
+        w.append(E.amo(name, nbytes, s if fetch else ZERO, s, base, aq=ordered, rl=ordered))
         if fetch and nbytes == 4:
             w.extend(zext32(s))
 
-    def cmpxchg(self, nbytes: int, base: int, s: int) -> None:
+    def cmpxchg(self, nbytes: int, base: int, s: int, ordered: bool) -> None:
         expected = R0
         if nbytes == 4:  # LR.W sign-extends, so compare with r0's sign-extended low half
             self.words.append(E.addiw(T1, R0, 0))
             expected = T1
         self.words += [
-            E.lr(nbytes, T2, base, aq=True, rl=True),
+            E.lr(nbytes, T2, base, aq=ordered, rl=ordered),
             E.bne(T2, expected, 12),
-            E.sc(nbytes, T3, s, base, rl=True),
+            E.sc(nbytes, T3, s, base, rl=ordered),
             E.bne(T3, ZERO, -12),
-            E.fence("rw", "rw"),
+            *([full_fence(self.mutation)] if ordered else []),
             E.mv(R0, T2),
         ]
         if nbytes == 4:
