@@ -40,7 +40,9 @@ from litmus.cli import add_litmus_parser
 
 # Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
 # status) with set_defaults.
-SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, add_jit_parser, add_litmus_parser)
+SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (
+    add_images_parser, add_jit_parser, add_litmus_parser,
+)
 
 _ERR = progress.STDERR
 

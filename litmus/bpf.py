@@ -18,19 +18,43 @@ from jit_core import isa
 from jit_core.interp import alu, condition
 from jit_core.isa import Insn
 
-from .errors import LitmusError, LitmusSyntaxError
-from .events import NO_TAINT, LoopBound, Taint, Tag, ThreadBuilder
 from .check import Program, allocate
+from .errors import LitmusError, LitmusSyntaxError
+from .events import NO_TAINT, LoopBound, Tag, Taint, ThreadBuilder
 from .syntax import Line, LitmusTest, Symbol
 
 MAX_STEPS = 1000
 M64 = (1 << 64) - 1
 
 _SIZES = {"u8": isa.SIZE_B, "u16": isa.SIZE_H, "u32": isa.SIZE_W, "u64": isa.SIZE_DW}
-_ALU = {"+": isa.ADD, "-": isa.SUB, "*": isa.MUL, "/": isa.DIV, "%": isa.MOD, "&": isa.AND,
-        "|": isa.OR, "^": isa.XOR, "<<": isa.LSH, ">>": isa.RSH, "s>>": isa.ARSH}
-_JUMPS = {"==": isa.JEQ, "!=": isa.JNE, ">": isa.JGT, ">=": isa.JGE, "<": isa.JLT, "<=": isa.JLE,
-          "s>": isa.JSGT, "s>=": isa.JSGE, "s<": isa.JSLT, "s<=": isa.JSLE, "&": isa.JSET}
+_ALU = {
+    "+": isa.ADD,
+    "-": isa.SUB,
+    "*": isa.MUL,
+    "/": isa.DIV,
+    "%": isa.MOD,
+    "&": isa.AND,
+    "|": isa.OR,
+    "^": isa.XOR,
+    "<<": isa.LSH,
+    ">>": isa.RSH,
+    "s>>": isa.ARSH,
+}
+_JUMPS = {
+    "==": isa.JEQ,
+    "!=": isa.JNE,
+    ">": isa.JGT,
+    ">=": isa.JGE,
+    "<": isa.JLT,
+    "<=": isa.JLE,
+    "s>": isa.JSGT,
+    "s>=": isa.JSGE,
+    "s<": isa.JSLT,
+    "s<=": isa.JSLE,
+    "&": isa.JSET,
+}
+_ATOMIC_ALU = {isa.ATOMIC_ADD: isa.ADD, isa.ATOMIC_OR: isa.OR, isa.ATOMIC_AND: isa.AND,
+               isa.ATOMIC_XOR: isa.XOR}
 _FETCH = {"add": isa.ATOMIC_ADD, "or": isa.ATOMIC_OR, "and": isa.ATOMIC_AND, "xor": isa.ATOMIC_XOR}
 
 R = r"r(\d+)"
@@ -39,14 +63,26 @@ MEM = r"\(\s*\(?\s*(u8|u16|u32|u64)\s*\*\s*\)\s*\(\s*" + R + r"\s*([+-])\s*(\d+)
 PATTERNS = [
     ("label", re.compile(r"([A-Za-z_]\w*)\s*:$")),
     ("goto", re.compile(r"goto\s+([A-Za-z_]\w*)$")),
-    ("if", re.compile(r"if\s+" + R + r"\s*(==|!=|s?>=?|s?<=?|&)\s*(?:" + R + "|" + NUM + r")\s+goto\s+([A-Za-z_]\w*)$")),
+    (
+        "if",
+        re.compile(
+            r"if\s+" + R + r"\s*(==|!=|s?>=?|s?<=?|&)\s*(?:" + R + "|" + NUM + r")\s+goto\s+([A-Za-z_]\w*)$"
+        ),
+    ),
     ("load_acquire", re.compile(R + r"\s*=\s*load_acquire\s*\(" + MEM + r"\s*\)$")),
     ("store_release", re.compile(r"store_release\s*\(" + MEM + r"\s*,\s*" + R + r"\s*\)$")),
-    ("fetch", re.compile(R + r"\s*=\s*atomic_fetch_(add|or|and|xor)\s*\(" + MEM + r"\s*,\s*" + R + r"\s*\)$")),
+    (
+        "fetch",
+        re.compile(R + r"\s*=\s*atomic_fetch_(add|or|and|xor)\s*\(" + MEM + r"\s*,\s*" + R + r"\s*\)$"),
+    ),
     ("lock", re.compile(r"lock\s*\*" + MEM + r"\s*(\+|\||&|\^)=\s*" + R + "$")),
     ("xchg", re.compile(R + r"\s*=\s*xchg_(32|64)\s*\(\s*" + R + r"\s*\+\s*(\d+)\s*,\s*" + R + r"\s*\)$")),
-    ("cmpxchg", re.compile(R + r"\s*=\s*cmpxchg_(32|64)\s*\(\s*" + R + r"\s*\+\s*(\d+)\s*,\s*r0\s*,\s*"
-                           + R + r"\s*\)$")),
+    (
+        "cmpxchg",
+        re.compile(
+            R + r"\s*=\s*cmpxchg_(32|64)\s*\(\s*" + R + r"\s*\+\s*(\d+)\s*,\s*r0\s*,\s*" + R + r"\s*\)$"
+        ),
+    ),
     ("load", re.compile(R + r"\s*=\s*\*" + MEM + "$")),
     ("store", re.compile(r"\*" + MEM + r"\s*=\s*(?:" + R + "|" + NUM + ")$")),
     ("alu", re.compile(R + r"\s*(\+|-|\*|/|%|&|\||\^|<<|s>>|>>)=\s*(?:" + R + "|" + NUM + ")$")),
@@ -82,15 +118,17 @@ def translate(lines: list[Line], path: str) -> BpfThread:
     jumps: list[tuple[int, str, Line]] = []
     for line in lines:
         text = line.text.strip()
-        for kind, pattern in PATTERNS:
-            m = pattern.match(text)
-            if m:
-                break
-        else:
-            raise LitmusSyntaxError(path, line.lineno, f"expected a BPF instruction (rD = imm|rS, rD op= ..., "
-                                                       f"loads, stores, load_acquire, store_release, "
-                                                       f"atomic_fetch_*, lock, xchg, cmpxchg, if/goto, "
-                                                       f"LABEL:), found {text!r}")
+        found = next(((kind, m) for kind, pattern in PATTERNS if (m := pattern.match(text))), None)
+        if found is None:
+            raise LitmusSyntaxError(
+                path,
+                line.lineno,
+                f"expected a BPF instruction (rD = imm|rS, rD op= ..., "
+                f"loads, stores, load_acquire, store_release, "
+                f"atomic_fetch_*, lock, xchg, cmpxchg, if/goto, "
+                f"LABEL:), found {text!r}",
+            )
+        kind, m = found
         g = m.groups()
         if kind == "label":
             labels[g[0]] = len(prog)
@@ -107,26 +145,49 @@ def translate(lines: list[Line], path: str) -> BpfThread:
             else:
                 insn = Insn(isa.JMP | op, dst, imm=int(g[3], 0))
         elif kind == "load_acquire":
-            insn = Insn(isa.STX | isa.MODE_ATOMIC | _SIZES[g[1]], _reg(g[0], path, line),
-                        _reg(g[2], path, line), _mem_off(g[3], g[4]), isa.ATOMIC_LOAD_ACQ)
+            insn = Insn(
+                isa.STX | isa.MODE_ATOMIC | _SIZES[g[1]],
+                _reg(g[0], path, line),
+                _reg(g[2], path, line),
+                _mem_off(g[3], g[4]),
+                isa.ATOMIC_LOAD_ACQ,
+            )
         elif kind == "store_release":
-            insn = Insn(isa.STX | isa.MODE_ATOMIC | _SIZES[g[0]], _reg(g[1], path, line),
-                        _reg(g[4], path, line), _mem_off(g[2], g[3]), isa.ATOMIC_STORE_REL)
+            insn = Insn(
+                isa.STX | isa.MODE_ATOMIC | _SIZES[g[0]],
+                _reg(g[1], path, line),
+                _reg(g[4], path, line),
+                _mem_off(g[2], g[3]),
+                isa.ATOMIC_STORE_REL,
+            )
         elif kind == "fetch":
             # rD = atomic_fetch_op(mem, rS) with rD != rS is rD = rS then the IR's in-place form
             dst, src, base = _reg(g[0], path, line), _reg(g[6], path, line), _reg(g[3], path, line)
             if dst != src:
                 if dst == base:
-                    raise LitmusSyntaxError(path, line.lineno, "expected the result register of "
-                                                               f"atomic_fetch_{g[1]} to differ from the base")
+                    raise LitmusSyntaxError(
+                        path,
+                        line.lineno,
+                        f"expected the result register of atomic_fetch_{g[1]} to differ from the base",
+                    )
                 prog.append(Insn(isa.ALU64 | isa.MOV | isa.SRC_X, dst, src))
                 where.append(line)
-            insn = Insn(isa.STX | isa.MODE_ATOMIC | _SIZES[g[2]], base, dst, _mem_off(g[4], g[5]),
-                        _FETCH[g[1]] | isa.ATOMIC_FETCH)
+            insn = Insn(
+                isa.STX | isa.MODE_ATOMIC | _SIZES[g[2]],
+                base,
+                dst,
+                _mem_off(g[4], g[5]),
+                _FETCH[g[1]] | isa.ATOMIC_FETCH,
+            )
         elif kind == "lock":
-            op = {"+": "add", "|": "or", "&": "and", "^": "xor"}[g[4]]
-            insn = Insn(isa.STX | isa.MODE_ATOMIC | _SIZES[g[0]], _reg(g[1], path, line),
-                        _reg(g[5], path, line), _mem_off(g[2], g[3]), _FETCH[op])
+            op_name = {"+": "add", "|": "or", "&": "and", "^": "xor"}[g[4]]
+            insn = Insn(
+                isa.STX | isa.MODE_ATOMIC | _SIZES[g[0]],
+                _reg(g[1], path, line),
+                _reg(g[5], path, line),
+                _mem_off(g[2], g[3]),
+                _FETCH[op_name],
+            )
         elif kind in ("xchg", "cmpxchg"):
             if kind == "xchg" and g[0] != g[4]:
                 raise LitmusSyntaxError(path, line.lineno, "expected the same register on both sides of xchg")
@@ -134,11 +195,20 @@ def translate(lines: list[Line], path: str) -> BpfThread:
                 raise LitmusSyntaxError(path, line.lineno, "expected cmpxchg's result in r0")
             size = isa.SIZE_DW if g[1] == "64" else isa.SIZE_W
             op = isa.ATOMIC_XCHG if kind == "xchg" else isa.ATOMIC_CMPXCHG
-            insn = Insn(isa.STX | isa.MODE_ATOMIC | size, _reg(g[2], path, line), _reg(g[4], path, line),
-                        int(g[3]), op)
+            insn = Insn(
+                isa.STX | isa.MODE_ATOMIC | size,
+                _reg(g[2], path, line),
+                _reg(g[4], path, line),
+                int(g[3]),
+                op,
+            )
         elif kind == "load":
-            insn = Insn(isa.LDX | isa.MODE_MEM | _SIZES[g[1]], _reg(g[0], path, line), _reg(g[2], path, line),
-                        _mem_off(g[3], g[4]))
+            insn = Insn(
+                isa.LDX | isa.MODE_MEM | _SIZES[g[1]],
+                _reg(g[0], path, line),
+                _reg(g[2], path, line),
+                _mem_off(g[3], g[4]),
+            )
         elif kind == "store":
             size, base, off = _SIZES[g[0]], _reg(g[1], path, line), _mem_off(g[2], g[3])
             if g[4] is not None:
@@ -147,21 +217,24 @@ def translate(lines: list[Line], path: str) -> BpfThread:
                 insn = Insn(isa.ST | isa.MODE_MEM | size, base, off=off, imm=int(g[5], 0))
         else:  # alu, mov
             dst = _reg(g[0], path, line)
-            op = _ALU[g[1]] if kind == "alu" else isa.MOV
-            src, imm = g[-2], g[-1]
-            if src is not None:
-                insn = Insn(isa.ALU64 | op | isa.SRC_X, dst, _reg(src, path, line))
+            code = _ALU[g[1]] if kind == "alu" else isa.MOV
+            src_reg, imm = g[-2], g[-1]
+            if src_reg is not None:
+                insn = Insn(isa.ALU64 | code | isa.SRC_X, dst, _reg(src_reg, path, line))
             else:
-                insn = Insn(isa.ALU64 | op, dst, imm=int(imm, 0))
+                insn = Insn(isa.ALU64 | code, dst, imm=int(imm, 0))
         prog.append(insn)
         where.append(line)
     prog.append(Insn(isa.EXIT_OPCODE))
     where.append(None)
     for index, label, line in jumps:
         if label not in labels:
-            raise LitmusSyntaxError(path, line.lineno, f"expected a label defined in this thread, found {label!r}")
-        prog[index] = Insn(prog[index].opcode, prog[index].dst, prog[index].src,
-                           labels[label] - index - 1, prog[index].imm)
+            raise LitmusSyntaxError(
+                path, line.lineno, f"expected a label defined in this thread, found {label!r}"
+            )
+        prog[index] = Insn(
+            prog[index].opcode, prog[index].dst, prog[index].src, labels[label] - index - 1, prog[index].imm
+        )
     return BpfThread(prog, where)
 
 
@@ -197,7 +270,9 @@ def run_ir(thread: BpfThread, builder: ThreadBuilder, *, init: dict[int, int]) -
             if insn.opcode & 0xF0 == isa.JA:
                 pc += insn.off
                 continue
-            b, tb = (regs[insn.src], taint[insn.src]) if insn.opcode & isa.SRC_X else (insn.imm & M64, NO_TAINT)
+            b, tb = (
+                (regs[insn.src], taint[insn.src]) if insn.opcode & isa.SRC_X else (insn.imm & M64, NO_TAINT)
+            )
             builder.branch(taint[insn.dst] | tb)
             if condition(insn.opcode, regs[insn.dst], b):
                 pc += insn.off
@@ -205,19 +280,28 @@ def run_ir(thread: BpfThread, builder: ThreadBuilder, *, init: dict[int, int]) -
             value, eid = builder.read((regs[insn.src] + insn.off) & M64, addr=taint[insn.src], insn=text)
             regs[insn.dst], taint[insn.dst] = value & _mask(size), frozenset({eid})
         elif cls == isa.ST:
-            builder.write((regs[insn.dst] + insn.off) & M64, insn.imm & _mask(size), addr=taint[insn.dst], insn=text)
+            builder.write(
+                (regs[insn.dst] + insn.off) & M64, insn.imm & _mask(size), addr=taint[insn.dst], insn=text
+            )
         elif insn.opcode & 0xE0 == isa.MODE_MEM:
-            builder.write((regs[insn.dst] + insn.off) & M64, regs[insn.src] & _mask(size),
-                          addr=taint[insn.dst], data=taint[insn.src], insn=text)
+            builder.write(
+                (regs[insn.dst] + insn.off) & M64,
+                regs[insn.src] & _mask(size),
+                addr=taint[insn.dst],
+                data=taint[insn.src],
+                insn=text,
+            )
         else:
             _atomic(insn, regs, taint, builder, text)
     raise LoopBound(f"thread {builder.thread} runs more than {MAX_STEPS} instructions")
 
 
 def _atomic(insn: Insn, regs: list[int], taint: list[Taint], builder: ThreadBuilder, text: str) -> None:
-    op, size, mask = insn.imm, insn.opcode & 0x18, _mask(insn.opcode & 0x18)
+    op, mask = insn.imm, _mask(insn.opcode & 0x18)
     if op == isa.ATOMIC_LOAD_ACQ:
-        value, eid = builder.read((regs[insn.src] + insn.off) & M64, addr=taint[insn.src], tags={Tag.ACQ}, insn=text)
+        value, eid = builder.read(
+            (regs[insn.src] + insn.off) & M64, addr=taint[insn.src], tags={Tag.ACQ}, insn=text
+        )
         regs[insn.dst], taint[insn.dst] = value & mask, frozenset({eid})
         return
     loc, addr = (regs[insn.dst] + insn.off) & M64, taint[insn.dst]
@@ -227,24 +311,31 @@ def _atomic(insn: Insn, regs: list[int], taint: list[Taint], builder: ThreadBuil
         return
     if op == isa.ATOMIC_CMPXCHG:
         expected = regs[0] & mask
-        old, eid = builder.update(loc, lambda v: src if v == expected else None, addr=addr,
-                                          data=taint[insn.src] | taint[0], tags={Tag.SC}, insn=text)
+        old, eid = builder.update(
+            loc,
+            lambda v: src if v == expected else None,
+            addr=addr,
+            data=taint[insn.src] | taint[0],
+            tags={Tag.SC},
+            insn=text,
+        )
         regs[0], taint[0] = old, frozenset({eid})
         return
-    if op == isa.ATOMIC_XCHG:
-        new = (lambda v: src)
-    else:
-        code = op & ~isa.ATOMIC_FETCH
-        alu_op = {isa.ATOMIC_ADD: isa.ADD, isa.ATOMIC_OR: isa.OR, isa.ATOMIC_AND: isa.AND,
-                  isa.ATOMIC_XOR: isa.XOR}.get(code)
-        if alu_op is None:
-            raise LitmusError(f"atomic operation {op:#x} is not in the BPF litmus dialect")
-        new = (lambda v: alu(isa.ALU64 | alu_op | isa.SRC_X, 0, 0, v, src) & mask)
+    alu_op = _ATOMIC_ALU.get(op & ~isa.ATOMIC_FETCH)
+    if op != isa.ATOMIC_XCHG and alu_op is None:
+        raise LitmusError(f"atomic operation {op:#x} is not in the BPF litmus dialect")
+
+    def new(old: int) -> int:
+        if alu_op is None:  # xchg
+            return src
+        return alu(isa.ALU64 | alu_op | isa.SRC_X, 0, 0, old, src) & mask
+
     fetch = bool(op & isa.ATOMIC_FETCH)
-    old, eid = builder.update(loc, new, addr=addr, data=taint[insn.src], tags={Tag.SC} if fetch else (), insn=text)
+    old, eid = builder.update(
+        loc, new, addr=addr, data=taint[insn.src], tags={Tag.SC} if fetch else (), insn=text
+    )
     if fetch:
         regs[insn.src], taint[insn.src] = old, frozenset({eid})
-
 
 
 def thread_registers(test: LitmusTest, thread: int, addresses: dict[str, int]) -> dict[int, int]:
@@ -257,8 +348,9 @@ def thread_registers(test: LitmusTest, thread: int, addresses: dict[str, int]) -
             continue
         m = re.fullmatch(R, var.name)
         if not m or int(m.group(1)) > 10:
-            raise LitmusSyntaxError(test.path, 0, f"expected a BPF register r0..r10 in the initial state, "
-                                                  f"found {var}")
+            raise LitmusSyntaxError(
+                test.path, 0, f"expected a BPF register r0..r10 in the initial state, found {var}"
+            )
         regs[int(m.group(1))] = addresses[value.name] if isinstance(value, Symbol) else value & M64
     return regs
 
@@ -269,6 +361,7 @@ def bpf_program(test: LitmusTest) -> tuple[Program, list[BpfThread]]:
     Raises LitmusSyntaxError on a line outside the dialect."""
     addresses, memory = allocate(test)
     threads = [translate(lines, test.path) for lines in test.threads]
-    semantics = [partial(run_ir, ir, init=thread_registers(test, k, addresses))
-                 for k, ir in enumerate(threads)]
+    semantics = [
+        partial(run_ir, ir, init=thread_registers(test, k, addresses)) for k, ir in enumerate(threads)
+    ]
     return Program(test, addresses, memory, semantics), threads

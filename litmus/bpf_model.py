@@ -31,17 +31,22 @@ class BpfModel:
         rfi, rfe = ex.inn(rf), ex.ext(rf)
         everything = (1 << ex.n) - 1
         ppo = r.union(
-            po_amo_fetch, rcpc,
-            r.restrict(addr, reads, mem), r.restrict(data, reads, writes), r.restrict(ctrl, reads, writes),
+            po_amo_fetch,
+            rcpc,
+            r.restrict(addr, reads, mem),
+            r.restrict(data, reads, writes),
+            r.restrict(ctrl, reads, writes),
             r.seq(r.restrict(r.union(addr, data), mem, writes), r.restrict(rfi, everything, reads)),
             r.restrict(r.seq(r.restrict(addr, mem, mem), po), everything, writes),
-            ex.inn(co), ex.inn(fr),
+            ex.inn(co),
+            ex.inn(fr),
         )
         a_cumul = r.seq(r.opt(rfe), r.union(po_amo_fetch, store_release))
         atomics = ex.mask(lambda e: e.kind == Kind.RW)
         amo_sequence = r.star(r.restrict(rf, everything, atomics))
-        prop = r.seq(r.seq(r.opt(r.union(ex.ext(co), ex.ext(fr))), r.star(r.seq(a_cumul, amo_sequence))),
-                     r.opt(rfe))
+        prop = r.seq(
+            r.seq(r.opt(r.union(ex.ext(co), ex.ext(fr))), r.star(r.seq(a_cumul, amo_sequence))), r.opt(rfe)
+        )
         hb = r.union(ppo, rfe, ex.inn(r.no_id(prop)))
         if not r.acyclic(hb):
             return "Happens-before"

@@ -11,12 +11,13 @@ from and are pruned by the enumeration.
 from __future__ import annotations
 
 import enum
+from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .events import Kind, ThreadRun, ThreadSemantics, thread_runs
 from .execution import Execution, Model, executions
-from .syntax import LitmusTest, Quantifier, Symbol, Value, Var, evaluate
+from .syntax import Atom, LitmusTest, Symbol, Value, Var, evaluate
 
 M64 = (1 << 64) - 1
 LOCATION_BASE = 0x1000_0000
@@ -37,8 +38,11 @@ class Observation(enum.Enum):
     ALWAYS = "Always"
 
 
-VERDICT_OF = {Observation.SOMETIMES: Verdict.ALLOWED, Observation.NEVER: Verdict.FORBIDDEN,
-              Observation.ALWAYS: Verdict.REQUIRED}
+VERDICT_OF = {
+    Observation.SOMETIMES: Verdict.ALLOWED,
+    Observation.NEVER: Verdict.FORBIDDEN,
+    Observation.ALWAYS: Verdict.REQUIRED,
+}
 
 State = tuple[tuple[str, str], ...]
 """A final state: (variable, value) pairs in the test's observed order, values printed."""
@@ -52,7 +56,7 @@ class Program:
     test: LitmusTest
     addresses: dict[str, int]
     init_memory: dict[int, int]
-    threads: list[ThreadSemantics]
+    threads: Sequence[ThreadSemantics]
     register: Callable[[str], str] = str
 
     def value(self, value: Value) -> int:
@@ -90,9 +94,14 @@ class CheckResult:
     satisfying: set[State] = field(default_factory=set)
 
     def to_json(self) -> dict[str, object]:
-        return {"test": self.test, "model": self.model, "verdict": self.verdict.value,
-                "observation": self.observation.value,
-                "states": [format_state(s) for s in self.states], "witnesses": self.positive}
+        return {
+            "test": self.test,
+            "model": self.model,
+            "verdict": self.verdict.value,
+            "observation": self.observation.value,
+            "states": [format_state(s) for s in self.states],
+            "witnesses": self.positive,
+        }
 
 
 def format_state(state: State) -> str:
@@ -105,7 +114,10 @@ def all_runs(program: Program) -> list[list[ThreadRun]]:
     domain: dict[int, set[int]] = {addr: {v} for addr, v in program.init_memory.items()}
     rounds, limit = 0, 2
     while True:
-        runs = [thread_runs(t, sem, lambda loc: domain.setdefault(loc, {0})) for t, sem in enumerate(program.threads)]
+        runs = [
+            thread_runs(t, sem, lambda loc: domain.setdefault(loc, {0}))
+            for t, sem in enumerate(program.threads)
+        ]
         grown = False
         writes = 0
         for thread in runs:
@@ -122,17 +134,12 @@ def all_runs(program: Program) -> list[list[ThreadRun]]:
             return runs
 
 
-def final_state(program: Program, ex: Execution, observed: Sequence[Var]) -> State:
+def final_values(program: Program, ex: Execution, observed: Sequence[Var]) -> list[int]:
+    """The value of each observed variable at the end of ``ex``."""
     memory = ex.final_memory(program.init_memory)
     regs = {run.thread: run.registers for run in ex.runs}
-    out = []
-    for var in observed:
-        if var.thread is None:
-            value = memory[program.addresses[var.name]]
-        else:
-            value = regs[var.thread].get(program.register(var.name), 0)
-        out.append((str(var), program.show(value)))
-    return tuple(out)
+    return [memory.get(program.addresses[var.name], 0) if var.thread is None
+            else regs[var.thread].get(program.register(var.name), 0) for var in observed]
 
 
 def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = None) -> CheckResult:
@@ -149,10 +156,10 @@ def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = N
     for ex in executions(runs, program.init_memory):
         if model.violation(ex) is not None:
             continue
-        state = final_state(program, ex, observed)
+        values = final_values(program, ex, observed)
+        state = tuple((str(var), program.show(v)) for var, v in zip(observed, values, strict=True))
         witness.setdefault(state, ex)
-        values = {var: _as_value(program, v) for var, (_, v) in zip(observed, state, strict=True)}
-        if evaluate(_resolved(test.condition, program), values):
+        if evaluate(test.condition, partial(_holds, program, dict(zip(observed, values, strict=True)))):
             positive += 1
             satisfying.add(state)
         else:
@@ -163,25 +170,18 @@ def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = N
         observation = Observation.ALWAYS
     else:
         observation = Observation.NEVER
-    if test.quantifier is Quantifier.FORALL and observation is Observation.SOMETIMES:
-        observation = Observation.SOMETIMES
-    return CheckResult(test.name, model.name, sorted(witness), observation, VERDICT_OF[observation],
-                       positive, negative, witness, satisfying)
+    return CheckResult(
+        test.name,
+        model.name,
+        sorted(witness),
+        observation,
+        VERDICT_OF[observation],
+        positive,
+        negative,
+        witness,
+        satisfying,
+    )
 
 
-def _as_value(program: Program, shown: str) -> int:
-    if shown in program.addresses:
-        return program.addresses[shown]
-    return int(shown) & M64
-
-
-def _resolved(cond: object, program: Program) -> object:
-    """``cond`` with every value as an integer (locations replaced by their addresses)."""
-    from . import syntax as s
-    if isinstance(cond, s.Atom):
-        return s.Atom(cond.var, program.value(cond.value))
-    if isinstance(cond, s.Not):
-        return s.Not(_resolved(cond.arg, program))  # type: ignore[arg-type]
-    if isinstance(cond, (s.And, s.Or)):
-        return type(cond)(tuple(_resolved(a, program) for a in cond.args))  # type: ignore[misc]
-    return cond
+def _holds(program: Program, values: dict[Var, int], atom: Atom) -> bool:
+    return values[atom.var] == program.value(atom.value)

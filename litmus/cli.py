@@ -39,8 +39,10 @@ def _print_check(result: CheckResult) -> None:
 
 
 def _print_jit(result: JitResult) -> None:
-    print(f"{result.verdict.value.upper():4} {result.test} on {result.arch} (mutation {result.mutation}): "
-          f"source {result.source.verdict.value}, compiled {result.compiled.verdict.value}")
+    print(
+        f"{result.verdict.value.upper():4} {result.test} on {result.arch} (mutation {result.mutation}): "
+        f"source {result.source.verdict.value}, compiled {result.compiled.verdict.value}"
+    )
     if result.verdict is JitVerdict.PASS or result.witness is None:
         return
     print("  outcomes the BPF model forbids:")
@@ -108,15 +110,20 @@ def add_litmus_parser(subparsers: Any) -> None:
     sub = litmus.add_subparsers(dest="litmus_command", required=True)
     chk = sub.add_parser("check", help="final states and verdict of litmus tests under a memory model")
     chk.add_argument("files", nargs="+", metavar="FILE", help="herdtools7 litmus tests")
-    chk.add_argument("--model", choices=[m.value for m in ModelName],
-                     help="memory model (default: the test's own architecture's)")
+    chk.add_argument(
+        "--model",
+        choices=[m.value for m in ModelName],
+        help="memory model (default: the test's own architecture's)",
+    )
     chk.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     chk.set_defaults(func=cmd_check)
-    jit = sub.add_parser("jit", help="BPF litmus tests compiled by jit_core, checked under each "
-                                     "architecture's model")
+    jit = sub.add_parser(
+        "jit", help="BPF litmus tests compiled by jit_core, checked under each architecture's model"
+    )
     jit.add_argument("files", nargs="+", metavar="FILE", help="BPF litmus tests")
     jit.add_argument("--arch", required=True, help="an architecture or all")
-    jit.add_argument("--mutation", default="none", choices=list(MUTATIONS),
-                     help="a deliberately broken lowering")
+    jit.add_argument(
+        "--mutation", default="none", choices=list(MUTATIONS), help="a deliberately broken lowering"
+    )
     jit.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     jit.set_defaults(func=cmd_jit)

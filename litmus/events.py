@@ -29,14 +29,14 @@ class Kind(enum.Flag):
 class Tag(enum.Enum):
     """Ordering annotations of an event; each model gives them their meaning."""
 
-    ACQ = "acquire"            # load-acquire (LDAR, .aq, BPF load_acquire)
-    ACQ_PC = "acquire-pc"      # RCpc load-acquire (LDAPR)
-    REL = "release"            # store-release (STLR, .rl, BPF store_release)
-    SC = "fully-ordered"       # BPF atomic that returns a value: a full barrier around it
-    EXCL = "exclusive"         # LDXR/STXR, LR/SC
-    AMO = "atomic"             # one of the two events of a single-instruction read-modify-write
-    LOCK = "locked"            # x86 LOCK-prefixed or XCHG access
-    ISB = "isb"                # instruction synchronization barrier
+    ACQ = "acquire"  # load-acquire (LDAR, .aq, BPF load_acquire)
+    ACQ_PC = "acquire-pc"  # RCpc load-acquire (LDAPR)
+    REL = "release"  # store-release (STLR, .rl, BPF store_release)
+    SC = "fully-ordered"  # BPF atomic that returns a value: a full barrier around it
+    EXCL = "exclusive"  # LDXR/STXR, LR/SC
+    AMO = "atomic"  # one of the two events of a single-instruction read-modify-write
+    LOCK = "locked"  # x86 LOCK-prefixed or XCHG access
+    ISB = "isb"  # instruction synchronization barrier
 
 
 @dataclass(frozen=True)
@@ -121,37 +121,104 @@ class ThreadBuilder:
         self.reads += 1
         return value
 
-    def read(self, loc: int, *, addr: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = "") -> tuple[int, int]:
+    def read(
+        self, loc: int, *, addr: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = ""
+    ) -> tuple[int, int]:
         """A read of ``loc``: returns (value, event index). Raises NeedValue to branch."""
         value = self._next_value(loc)
-        self.events.append(Event(self.thread, len(self.events), Kind.R, loc, rval=value,
-                                 tags=frozenset(tags), addr=addr, ctrl=self.ctrl, insn=insn))
+        self.events.append(
+            Event(
+                self.thread,
+                len(self.events),
+                Kind.R,
+                loc,
+                rval=value,
+                tags=frozenset(tags),
+                addr=addr,
+                ctrl=self.ctrl,
+                insn=insn,
+            )
+        )
         return value, len(self.events) - 1
 
-    def write(self, loc: int, value: int, *, addr: Taint = NO_TAINT, data: Taint = NO_TAINT,
-              tags: Iterable[Tag] = (), insn: str = "") -> int:
+    def write(
+        self,
+        loc: int,
+        value: int,
+        *,
+        addr: Taint = NO_TAINT,
+        data: Taint = NO_TAINT,
+        tags: Iterable[Tag] = (),
+        insn: str = "",
+    ) -> int:
         """A write of ``value`` to ``loc``; returns its event index."""
-        self.events.append(Event(self.thread, len(self.events), Kind.W, loc, wval=value,
-                                 tags=frozenset(tags), addr=addr, data=data, ctrl=self.ctrl, insn=insn))
+        self.events.append(
+            Event(
+                self.thread,
+                len(self.events),
+                Kind.W,
+                loc,
+                wval=value,
+                tags=frozenset(tags),
+                addr=addr,
+                data=data,
+                ctrl=self.ctrl,
+                insn=insn,
+            )
+        )
         return len(self.events) - 1
 
-    def update(self, loc: int, op: Callable[[int], int | None], *, addr: Taint = NO_TAINT,
-               data: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = "") -> tuple[int, int]:
+    def update(
+        self,
+        loc: int,
+        op: Callable[[int], int | None],
+        *,
+        addr: Taint = NO_TAINT,
+        data: Taint = NO_TAINT,
+        tags: Iterable[Tag] = (),
+        insn: str = "",
+    ) -> tuple[int, int]:
         """A single-event read-modify-write (the BPF model's atomics): returns (old value, index).
         When ``op`` gives None (a failing compare-and-exchange) the event is a plain read."""
         old = self._next_value(loc)
         new = op(old)
         if new is None:
-            self.events.append(Event(self.thread, len(self.events), Kind.R, loc, rval=old, addr=addr,
-                                     ctrl=self.ctrl, insn=insn))
+            self.events.append(
+                Event(
+                    self.thread, len(self.events), Kind.R, loc, rval=old, addr=addr, ctrl=self.ctrl, insn=insn
+                )
+            )
         else:
-            self.events.append(Event(self.thread, len(self.events), Kind.RW, loc, rval=old, wval=new,
-                                     tags=frozenset(tags), addr=addr, data=data, ctrl=self.ctrl, insn=insn))
+            self.events.append(
+                Event(
+                    self.thread,
+                    len(self.events),
+                    Kind.RW,
+                    loc,
+                    rval=old,
+                    wval=new,
+                    tags=frozenset(tags),
+                    addr=addr,
+                    data=data,
+                    ctrl=self.ctrl,
+                    insn=insn,
+                )
+            )
         return old, len(self.events) - 1
 
     def fence(self, pred: Kind, succ: Kind, *, tags: Iterable[Tag] = (), insn: str = "") -> None:
-        self.events.append(Event(self.thread, len(self.events), Kind.F, pred=pred, succ=succ,
-                                 tags=frozenset(tags), ctrl=self.ctrl, insn=insn))
+        self.events.append(
+            Event(
+                self.thread,
+                len(self.events),
+                Kind.F,
+                pred=pred,
+                succ=succ,
+                tags=frozenset(tags),
+                ctrl=self.ctrl,
+                insn=insn,
+            )
+        )
 
     def branch(self, taint: Taint) -> None:
         self.ctrl = self.ctrl | taint
@@ -166,7 +233,9 @@ ThreadSemantics = Callable[[ThreadBuilder], dict[str, int]]
 on a read value), LoopBound, or LitmusError for an access outside the test's locations."""
 
 
-def thread_runs(thread: int, semantics: ThreadSemantics, domain: Callable[[int], Iterable[int]]) -> list[ThreadRun]:
+def thread_runs(
+    thread: int, semantics: ThreadSemantics, domain: Callable[[int], Iterable[int]]
+) -> list[ThreadRun]:
     """Every run of ``semantics`` whose reads return values from ``domain(loc)``.
 
     Raises LoopBound or LitmusError from the semantics."""

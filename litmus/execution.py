@@ -64,8 +64,10 @@ class Execution:
     @cached_property
     def po(self) -> Rel:
         ev = self.events
-        return [sum(1 << j for j in range(self.n) if ev[j].thread == a.thread and ev[j].index > a.index)
-                for a in ev]
+        return [
+            sum(1 << j for j in range(self.n) if ev[j].thread == a.thread and ev[j].index > a.index)
+            for a in ev
+        ]
 
     @cached_property
     def same_thread(self) -> Rel:
@@ -87,15 +89,17 @@ class Execution:
 
     @cached_property
     def co(self) -> Rel:
-        pairs = [(a, b) for order in self.co_order.values() for i, a in enumerate(order) for b in order[i + 1:]]
+        pairs = [
+            (a, b) for order in self.co_order.values() for i, a in enumerate(order) for b in order[i + 1 :]
+        ]
         return rel.from_pairs(self.n, pairs)
 
     @cached_property
     def fr(self) -> Rel:
-        pairs = []
+        pairs: list[tuple[int, int]] = []
         for r, w in self.rf_map.items():
             order = self.co_order.get(self.events[r].loc or 0, [])
-            later = order if w is None else order[order.index(w) + 1:]
+            later = order if w is None else order[order.index(w) + 1 :]
             pairs.extend((r, x) for x in later if x != r)
         return rel.from_pairs(self.n, pairs)
 
@@ -106,8 +110,12 @@ class Execution:
         for f in self.events:
             if f.kind != Kind.F or not (f.pred and f.succ):
                 continue
-            before = self.mask(lambda e, f=f: e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred))
-            after = self.mask(lambda e, f=f: e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ))
+            before = self.mask(
+                lambda e, f=f: e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred)
+            )
+            after = self.mask(
+                lambda e, f=f: e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ)
+            )
             for j in range(self.n):
                 if before >> j & 1:
                     out[j] |= after
@@ -162,9 +170,14 @@ class Model(Protocol):
         ...
 
 
-def _per_location(loc: int, events: list[Event], ids: list[int], init_value: int,
-                  rmw_pairs: list[tuple[int, int]], po_loc: dict[int, int]
-                  ) -> list[tuple[list[int], dict[int, int | None]]]:
+def _per_location(
+    loc: int,
+    events: list[Event],
+    ids: list[int],
+    init_value: int,
+    rmw_pairs: list[tuple[int, int]],
+    po_loc: dict[int, int],
+) -> list[tuple[list[int], dict[int, int | None]]]:
     """Coherent (co order, rf map) choices for one location. ``ids`` are its events (global)."""
     writes = [i for i in ids if Kind.W in events[i].kind]
     reads = [i for i in ids if Kind.R in events[i].kind]
@@ -185,7 +198,7 @@ def _per_location(loc: int, events: list[Event], ids: list[int], init_value: int
         position = {w: k for k, w in enumerate(order)}
         co_rows = [0] * m
         for k, a in enumerate(order):
-            for b in order[k + 1:]:
+            for b in order[k + 1 :]:
                 co_rows[local[a]] |= 1 << local[b]
         for choice in itertools.product(*sources):
             rows = list(co_rows)
@@ -197,7 +210,7 @@ def _per_location(loc: int, events: list[Event], ids: list[int], init_value: int
                 rf_map[r] = w
                 if w is not None:
                     rows[local[w]] |= 1 << local[r]
-                later = order if w is None else order[position[w] + 1:]
+                later = order if w is None else order[position[w] + 1 :]
                 for x in later:
                     if x != r:
                         rows[local[r]] |= 1 << local[x]
@@ -230,8 +243,11 @@ def executions(runs_per_thread: Sequence[Sequence[ThreadRun]], init: dict[int, i
         for ids in by_loc.values():
             local = {g: k for k, g in enumerate(ids)}
             for g in ids:
-                po_loc[g] = sum(1 << local[h] for h in ids
-                                if events[h].thread == events[g].thread and events[h].index > events[g].index)
+                po_loc[g] = sum(
+                    1 << local[h]
+                    for h in ids
+                    if events[h].thread == events[g].thread and events[h].index > events[g].index
+                )
         options = []
         for loc, ids in by_loc.items():
             choices = _per_location(loc, events, ids, init.get(loc, 0), rmw_pairs, po_loc)

@@ -49,9 +49,16 @@ class JitResult:
     disassembly: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"test": self.test, "arch": self.arch, "mutation": self.mutation,
-                "source_verdict": self.source.verdict.value, "compiled_verdict": self.compiled.verdict.value,
-                "extra_states": self.extra_states, "witness": self.witness, "verdict": self.verdict.value}
+        return {
+            "test": self.test,
+            "arch": self.arch,
+            "mutation": self.mutation,
+            "source_verdict": self.source.verdict.value,
+            "compiled_verdict": self.compiled.verdict.value,
+            "extra_states": self.extra_states,
+            "witness": self.witness,
+            "verdict": self.verdict.value,
+        }
 
 
 def arch_model(arch: str) -> ModuleType:
@@ -72,7 +79,7 @@ def compile_threads(test: LitmusTest, arch: str, mutation: str) -> tuple[Program
     for k, ir in enumerate(threads):
         compiled = backend.compile(ir.prog, mutation=mutation)
         exit_slot = len(ir.prog) - 1
-        body = compiled.code[compiled.insn_offsets[0]:compiled.insn_offsets[exit_slot]]
+        body = compiled.code[compiled.insn_offsets[0] : compiled.insn_offsets[exit_slot]]
         code = module.decode_code(body)
         codes.append(code)
         semantics.append(module.thread_semantics(code, thread_registers(test, k, source.addresses)))
@@ -86,11 +93,16 @@ def witness_of(ex: Execution, program: Program, state: str) -> dict[str, Any]:
 
     def pairs(rel: list[int]) -> list[list[str]]:
         return [[f"e{i}", f"e{j}"] for i, row in enumerate(rel) for j in range(ex.n) if row >> j & 1]
+
     return {
         "state": state,
         "events": [f"e{i} {e.describe(names)}" for i, e in enumerate(ex.events)],
-        "rf": pairs(ex.rf), "co": pairs(ex.co), "fr": pairs(ex.fr), "rmw": pairs(ex.rmw),
-        "addr": pairs(ex.dependency("addr")), "data": pairs(ex.dependency("data")),
+        "rf": pairs(ex.rf),
+        "co": pairs(ex.co),
+        "fr": pairs(ex.fr),
+        "rmw": pairs(ex.rmw),
+        "addr": pairs(ex.dependency("addr")),
+        "data": pairs(ex.dependency("data")),
         "ctrl": pairs(ex.dependency("ctrl")),
         "initial_reads": [f"e{r}" for r, w in ex.rf_map.items() if w is None],
     }
@@ -124,6 +136,14 @@ def check_jit(path: Path, arch: str, mutation: str = "none", cache: SourceCache 
     if extra:
         shown = format_state(extra[0])
         witness = witness_of(compiled.witness[extra[0]], program, shown)
-    return JitResult(test.name, arch, mutation, source, compiled, [format_state(s) for s in extra], witness,
-                     JitVerdict.FAIL if extra else JitVerdict.PASS,
-                     {f"P{k}": code.listing() for k, code in enumerate(codes)})
+    return JitResult(
+        test.name,
+        arch,
+        mutation,
+        source,
+        compiled,
+        [format_state(s) for s in extra],
+        witness,
+        JitVerdict.FAIL if extra else JitVerdict.PASS,
+        {f"P{k}": code.listing() for k, code in enumerate(codes)},
+    )

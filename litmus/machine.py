@@ -66,8 +66,9 @@ def decode(md: capstone.Cs, code: bytes) -> Code:
     return Code(insns, len(code))
 
 
-def run_code(code: Code, step: Step, regs: Registers, builder: ThreadBuilder,
-             results: Mapping[str, str]) -> dict[str, int]:
+def run_code(
+    code: Code, step: Step, regs: Registers, builder: ThreadBuilder, results: Mapping[str, str]
+) -> dict[str, int]:
     """Execute ``code`` from its start to ``code.end``; returns ``{name: regs[reg]}`` for each
     ``results`` entry. Raises LoopBound after MAX_STEPS, LitmusError for a jump to no
     instruction boundary or an instruction ``step`` does not model."""

@@ -55,8 +55,9 @@ def program_for(test: LitmusTest) -> tuple[Program, ModelName]:
         return bpf_program(test)[0], ModelName.BPF
     arch = _arch_with(lambda a: test.arch in load_profile(a).litmus_headers)
     if arch is None:
-        raise LitmusError(f"{test.path}:1: no dialect for litmus header {test.arch!r}; known: "
-                          f"{', '.join(headers())}")
+        raise LitmusError(
+            f"{test.path}:1: no dialect for litmus header {test.arch!r}; known: {', '.join(headers())}"
+        )
     dialect = importlib.import_module(f"jit_core.{arch}.litmus_dialect")
     program: Program = dialect.litmus_program(test)
     return program, ModelName(load_profile(arch).memory_model)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import LitmusSyntaxError
 
@@ -112,6 +114,7 @@ class LitmusTest:
         def add(name: str) -> None:
             if name not in names:
                 names.append(name)
+
         for var, value in self.init.items():
             if var.thread is None:
                 add(var.name)
@@ -140,16 +143,16 @@ def _atoms(cond: Cond) -> list[Atom]:
     return []
 
 
-def evaluate(cond: Cond, state: dict[Var, Value]) -> bool:
-    """The truth of ``cond`` in ``state`` (every atom's variable must be in the state)."""
+def evaluate(cond: Cond, holds: Callable[[Atom], bool]) -> bool:
+    """The truth of ``cond`` when each atom's truth is ``holds(atom)``."""
     if isinstance(cond, Atom):
-        return state[cond.var] == cond.value
+        return holds(cond)
     if isinstance(cond, Not):
-        return not evaluate(cond.arg, state)
+        return not evaluate(cond.arg, holds)
     if isinstance(cond, And):
-        return all(evaluate(a, state) for a in cond.args)
+        return all(evaluate(a, holds) for a in cond.args)
     if isinstance(cond, Or):
-        return any(evaluate(a, state) for a in cond.args)
+        return any(evaluate(a, holds) for a in cond.args)
     return cond.value
 
 
@@ -197,16 +200,20 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
         raise LitmusSyntaxError(path, i + 1, f"expected a header line 'ARCH NAME', found {lines[i]!r}")
     arch, name = header[0], header[1]
     i += 1
+    header_line = i
     while i < len(lines) and "{" not in lines[i]:
         i += 1
     if i == len(lines):
-        raise LitmusSyntaxError(path, len(lines), "expected the initial state '{ ... }'")
+        raise LitmusSyntaxError(
+            path, header_line + 1, "expected the initial state '{ ... }' after the header"
+        )
+    brace_line = i + 1
     init_start = i + 1
     body = lines[i].split("{", 1)[1]
     while "}" not in body:
         i += 1
         if i == len(lines):
-            raise LitmusSyntaxError(path, init_start, "the initial state '{' is never closed by '}'")
+            raise LitmusSyntaxError(path, brace_line, "the initial state '{' is never closed by '}'")
         body += "\n" + lines[i]
     init_text, rest = body.split("}", 1)
     init, types = _parse_init(init_text, path, init_start)
@@ -220,14 +227,16 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
         for item in loc_match.group(1).split(";"):
             if item.strip():
                 locations.append(_parse_var(item.strip(), path, tail_line))
-        tail_line += tail[:loc_match.end()].count("\n")
-        tail = tail[loc_match.end():]
+        tail_line += tail[: loc_match.end()].count("\n")
+        tail = tail[loc_match.end() :]
     tail_line += len(tail) - len(tail.lstrip("\n"))
     match = _QUANT.match(tail)
     if not match:
-        raise LitmusSyntaxError(path, tail_line, "expected a final condition: exists, ~exists or forall")
+        raise LitmusSyntaxError(
+            path, min(tail_line, len(lines)), "expected a final condition: exists, ~exists or forall"
+        )
     quant = Quantifier.NOT_EXISTS if match.group(1).startswith("~") else Quantifier(match.group(1))
-    cond = _CondParser(tail[match.end():], path, tail_line).parse()
+    cond = _CondParser(tail[match.end() :], path, tail_line).parse()
     return LitmusTest(path, arch, name, init, threads, quant, cond, locations, types)
 
 
@@ -263,8 +272,11 @@ def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value]
         try:
             init[var] = parse_value(rhs) if eq else 0
         except ValueError:
-            raise LitmusSyntaxError(path, here, f"expected an integer or a location as the initial "
-                                                f"value of {var}, found {rhs.strip()!r}") from None
+            raise LitmusSyntaxError(
+                path,
+                here,
+                f"expected an integer or a location as the initial value of {var}, found {rhs.strip()!r}",
+            ) from None
     return init, types
 
 
@@ -298,8 +310,9 @@ def _parse_threads(lines: list[str], i: int, path: str) -> tuple[list[list[Line]
         pending = after if after.strip() else ""
         cells = row.split("|")
         if len(cells) > len(heads):
-            raise LitmusSyntaxError(path, pending_line, f"a row has {len(cells)} columns, the table "
-                                                        f"header {len(heads)}")
+            raise LitmusSyntaxError(
+                path, pending_line, f"a row has {len(cells)} columns, the table header {len(heads)}"
+            )
         for k, cell in enumerate(cells):
             if cell.strip():
                 threads[k].append(Line(cell.strip(), pending_line))
@@ -321,12 +334,12 @@ class _CondParser:
                 break
             m = self.TOKEN.match(text, pos)
             if not m:
-                self.fail(f"unexpected text {text[pos:pos + 20]!r} in the condition")
+                self.fail(f"unexpected text {text[pos : pos + 20]!r} in the condition")
             self.tokens.append(m.group(1))
             pos = m.end()
         self.pos = 0
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise LitmusSyntaxError(self.path, self.lineno, message)
 
     def peek(self) -> str | None:

@@ -48,8 +48,12 @@ class Armv8Model:
         addr, data, ctrl = ex.dependency("addr"), ex.dependency("data"), ex.dependency("ctrl")
         isb = ex.tagged(Tag.ISB)
         dob = r.union(
-            addr, data, r.restrict(ctrl, everything, writes),
-            r.restrict(r.seq(r.restrict(r.union(ctrl, r.seq(addr, po)), everything, isb), po), everything, reads),
+            addr,
+            data,
+            r.restrict(ctrl, everything, writes),
+            r.restrict(
+                r.seq(r.restrict(r.union(ctrl, r.seq(addr, po)), everything, isb), po), everything, reads
+            ),
             r.restrict(r.seq(addr, po), everything, writes),
             r.seq(r.union(addr, data), rfi),
         )
@@ -57,7 +61,9 @@ class Armv8Model:
         aob = r.union(ex.rmw, r.restrict(rfi, r.range_of(ex.rmw), acquire))
         release, acq_sc = ex.tagged(Tag.REL), ex.tagged(Tag.ACQ)
         bob = r.union(
-            ex.fence_order, r.restrict(po, release, acq_sc), r.restrict(po, acquire, everything),
+            ex.fence_order,
+            r.restrict(po, release, acq_sc),
+            r.restrict(po, acquire, everything),
             r.restrict(po, everything, release),
         )
         lmws = r.restrict(ex.po_loc, mem, writes)
@@ -71,20 +77,34 @@ _MD = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
 _MD.detail = True
 
 # DMB options (Arm ARM C6.2.81): which earlier and later accesses each orders.
-_DMB = {"ish": (Kind.RW, Kind.RW), "sy": (Kind.RW, Kind.RW), "ishld": (Kind.R, Kind.RW),
-        "ld": (Kind.R, Kind.RW), "ishst": (Kind.W, Kind.W), "st": (Kind.W, Kind.W)}
+_DMB = {
+    "ish": (Kind.RW, Kind.RW),
+    "sy": (Kind.RW, Kind.RW),
+    "ishld": (Kind.R, Kind.RW),
+    "ld": (Kind.R, Kind.RW),
+    "ishst": (Kind.W, Kind.W),
+    "st": (Kind.W, Kind.W),
+}
 _SIZE = {"b": 8, "h": 16}
 _CONDS = {
-    cs.ARM64_CC_EQ: lambda a, b, w: a == b, cs.ARM64_CC_NE: lambda a, b, w: a != b,
-    cs.ARM64_CC_HS: lambda a, b, w: a >= b, cs.ARM64_CC_LO: lambda a, b, w: a < b,
-    cs.ARM64_CC_HI: lambda a, b, w: a > b, cs.ARM64_CC_LS: lambda a, b, w: a <= b,
+    cs.ARM64_CC_EQ: lambda a, b, w: a == b,
+    cs.ARM64_CC_NE: lambda a, b, w: a != b,
+    cs.ARM64_CC_HS: lambda a, b, w: a >= b,
+    cs.ARM64_CC_LO: lambda a, b, w: a < b,
+    cs.ARM64_CC_HI: lambda a, b, w: a > b,
+    cs.ARM64_CC_LS: lambda a, b, w: a <= b,
     cs.ARM64_CC_GE: lambda a, b, w: signed(a, w) >= signed(b, w),
     cs.ARM64_CC_LT: lambda a, b, w: signed(a, w) < signed(b, w),
     cs.ARM64_CC_GT: lambda a, b, w: signed(a, w) > signed(b, w),
     cs.ARM64_CC_LE: lambda a, b, w: signed(a, w) <= signed(b, w),
 }
-_ALU = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "and": lambda a, b: a & b,
-        "orr": lambda a, b: a | b, "eor": lambda a, b: a ^ b}
+_ALU = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "and": lambda a, b: a & b,
+    "orr": lambda a, b: a | b,
+    "eor": lambda a, b: a ^ b,
+}
 
 
 def _canon(name: str) -> tuple[str, int]:
@@ -146,8 +166,12 @@ class _Exec:
                 self.write_reg(insn, ops[0], _ALU[m](a, c), ta | tc)
         elif m in ("ldr", "ldrb", "ldrh", "ldar", "ldapr", "ldxr", "ldaxr"):
             loc, taint = self.address(insn, ops[1])
-            tags = {"ldar": {Tag.ACQ}, "ldapr": {Tag.ACQ_PC}, "ldxr": {Tag.EXCL},
-                    "ldaxr": {Tag.EXCL, Tag.ACQ}}.get(m, set())
+            tags = {
+                "ldar": {Tag.ACQ},
+                "ldapr": {Tag.ACQ_PC},
+                "ldxr": {Tag.EXCL},
+                "ldaxr": {Tag.EXCL, Tag.ACQ},
+            }.get(m, set())
             value, eid = b.read(loc, addr=taint, tags=tags, insn=text)
             width = _SIZE.get(m[-1], _canon(insn.reg_name(ops[0].reg))[1])
             self.write_reg(insn, ops[0], value & ((1 << width) - 1), frozenset({eid}))
@@ -157,8 +181,14 @@ class _Exec:
             value, data = self.operand(insn, ops[0])
             loc, taint = self.address(insn, ops[1])
             width = _SIZE.get(m[-1], _canon(insn.reg_name(ops[0].reg))[1])
-            b.write(loc, value & ((1 << width) - 1), addr=taint, data=data,
-                    tags={Tag.REL} if m == "stlr" else (), insn=text)
+            b.write(
+                loc,
+                value & ((1 << width) - 1),
+                addr=taint,
+                data=data,
+                tags={Tag.REL} if m == "stlr" else (),
+                insn=text,
+            )
         elif m in ("stxr", "stlxr"):
             value, data = self.operand(insn, ops[1])
             loc, taint = self.address(insn, ops[2])
@@ -200,4 +230,5 @@ def thread_semantics(code: Code, bpf_registers: dict[int, int]) -> ThreadSemanti
         values = {f"x{REGS[k]}": v for k, v in bpf_registers.items()}
         regs = Registers(values, zero=frozenset({"xzr"}))
         return run_code(code, _Exec(regs).step, regs, builder, results)
+
     return run

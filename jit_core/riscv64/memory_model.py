@@ -56,9 +56,13 @@ class RvwmoModel:
             r.diff(r.restrict(po_loc_no_w, reads, reads), rsw),
             r.restrict(rfi, amo | (excl & writes), reads),
             ex.fence_order,
-            r.restrict(po, acq, mem), r.restrict(po, mem, rel), r.restrict(po, rcsc, rcsc),
+            r.restrict(po, acq, mem),
+            r.restrict(po, mem, rel),
+            r.restrict(po, rcsc, rcsc),
             ex.rmw,
-            r.restrict(addr, mem, mem), r.restrict(data, mem, writes), r.restrict(ctrl, mem, writes),
+            r.restrict(addr, mem, mem),
+            r.restrict(data, mem, writes),
+            r.restrict(ctrl, mem, writes),
             r.seq(r.restrict(r.union(addr, data), mem, writes), r.restrict(rfi, everything, reads)),
             r.restrict(r.seq(r.restrict(addr, mem, mem), po), everything, writes),
         )
@@ -71,17 +75,40 @@ MODEL = RvwmoModel()
 _MD = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV64 | capstone.CS_MODE_RISCVC)
 _MD.detail = True
 
-_LOADS = {"lb": (8, True), "lbu": (8, False), "lh": (16, True), "lhu": (16, False), "lw": (32, True),
-          "lwu": (32, False), "ld": (64, False)}
+_LOADS = {
+    "lb": (8, True),
+    "lbu": (8, False),
+    "lh": (16, True),
+    "lhu": (16, False),
+    "lw": (32, True),
+    "lwu": (32, False),
+    "ld": (64, False),
+}
 _STORES = {"sb": 8, "sh": 16, "sw": 32, "sd": 64}
-_ALU = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "and": lambda a, b: a & b,
-        "or": lambda a, b: a | b, "xor": lambda a, b: a ^ b, "sll": lambda a, b: a << (b & 63),
-        "srl": lambda a, b: a >> (b & 63)}
-_BRANCH = {"beq": lambda a, b: a == b, "bne": lambda a, b: a != b, "bltu": lambda a, b: a < b,
-           "bgeu": lambda a, b: a >= b, "blt": lambda a, b: signed(a, 64) < signed(b, 64),
-           "bge": lambda a, b: signed(a, 64) >= signed(b, 64)}
-_AMO = {"add": lambda a, b: a + b, "and": lambda a, b: a & b, "or": lambda a, b: a | b,
-        "xor": lambda a, b: a ^ b, "swap": lambda a, b: b}
+_ALU = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+    "sll": lambda a, b: a << (b & 63),
+    "srl": lambda a, b: a >> (b & 63),
+}
+_BRANCH = {
+    "beq": lambda a, b: a == b,
+    "bne": lambda a, b: a != b,
+    "bltu": lambda a, b: a < b,
+    "bgeu": lambda a, b: a >= b,
+    "blt": lambda a, b: signed(a, 64) < signed(b, 64),
+    "bge": lambda a, b: signed(a, 64) >= signed(b, 64),
+}
+_AMO = {
+    "add": lambda a, b: a + b,
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+    "swap": lambda a, b: b,
+}
 _FENCE_SET = {"r": Kind.R, "w": Kind.W, "rw": Kind.RW}
 
 
@@ -168,7 +195,9 @@ class _Exec:
         if base == "sc":
             value, data = self.reg(insn, ops[1])
             loc, taint = self.address(insn, ops[2])
-            w = b.write(loc, value & ((1 << bits) - 1), addr=taint, data=data, tags=tags | {Tag.EXCL}, insn=text)
+            w = b.write(
+                loc, value & ((1 << bits) - 1), addr=taint, data=data, tags=tags | {Tag.EXCL}, insn=text
+            )
             if self.last_exclusive is None:
                 raise unsupported(insn)
             b.pair(self.last_exclusive, w)
@@ -181,8 +210,14 @@ class _Exec:
         src, data = self.reg(insn, ops[1])
         loc, taint = self.address(insn, ops[2])
         old, rd = b.read(loc, addr=taint, tags=tags | {Tag.AMO}, insn=text)
-        w = b.write(loc, op(old, src) & ((1 << bits) - 1), addr=taint, data=data | {rd},
-                    tags=tags | {Tag.AMO}, insn=text)
+        w = b.write(
+            loc,
+            op(old, src) & ((1 << bits) - 1),
+            addr=taint,
+            data=data | {rd},
+            tags=tags | {Tag.AMO},
+            insn=text,
+        )
         b.pair(rd, w)
         self.set(insn, ops[0], _sext(old, bits), frozenset({rd}))
 
@@ -201,4 +236,5 @@ def thread_semantics(code: Code, bpf_registers: dict[int, int]) -> ThreadSemanti
     def run(builder: ThreadBuilder) -> dict[str, int]:
         regs = Registers({names[k]: v for k, v in bpf_registers.items()}, zero=frozenset({"zero"}))
         return run_code(code, _Exec(regs).step, regs, builder, results)
+
     return run

@@ -36,8 +36,15 @@ class TsoModel:
         po, reads, writes, mem = ex.po, ex.reads, ex.writes, ex.accesses
         locked = ex.tagged(Tag.LOCK)
         implied = r.union(r.restrict(po, writes & locked, reads), r.restrict(po, writes, reads & locked))
-        ghb = r.union(ex.fence_order, implied, r.restrict(po, writes, writes), r.restrict(po, reads, mem),
-                      ex.ext(ex.rf), ex.fr, ex.co)
+        ghb = r.union(
+            ex.fence_order,
+            implied,
+            r.restrict(po, writes, writes),
+            r.restrict(po, reads, mem),
+            ex.ext(ex.rf),
+            ex.fr,
+            ex.co,
+        )
         return None if r.acyclic(ghb) else "tso"
 
 
@@ -66,12 +73,25 @@ def _canon(name: str) -> tuple[str, int]:
     raise KeyError(name)
 
 
-_ALU = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "and": lambda a, b: a & b,
-        "or": lambda a, b: a | b, "xor": lambda a, b: a ^ b}
-_JCC = {"je": lambda a, b, w: a == b, "jne": lambda a, b, w: a != b, "jae": lambda a, b, w: a >= b,
-        "jb": lambda a, b, w: a < b, "ja": lambda a, b, w: a > b, "jbe": lambda a, b, w: a <= b,
-        "jge": lambda a, b, w: signed(a, w) >= signed(b, w), "jl": lambda a, b, w: signed(a, w) < signed(b, w),
-        "jg": lambda a, b, w: signed(a, w) > signed(b, w), "jle": lambda a, b, w: signed(a, w) <= signed(b, w)}
+_ALU = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+}
+_JCC = {
+    "je": lambda a, b, w: a == b,
+    "jne": lambda a, b, w: a != b,
+    "jae": lambda a, b, w: a >= b,
+    "jb": lambda a, b, w: a < b,
+    "ja": lambda a, b, w: a > b,
+    "jbe": lambda a, b, w: a <= b,
+    "jge": lambda a, b, w: signed(a, w) >= signed(b, w),
+    "jl": lambda a, b, w: signed(a, w) < signed(b, w),
+    "jg": lambda a, b, w: signed(a, w) > signed(b, w),
+    "jle": lambda a, b, w: signed(a, w) <= signed(b, w),
+}
 
 
 class _Exec:
@@ -98,7 +118,9 @@ class _Exec:
         value, taint = self.regs.get(_canon(insn.reg_name(op.mem.base))[0])
         return (value + op.mem.disp) & M64, taint
 
-    def source(self, insn: Any, op: Any, b: ThreadBuilder, text: str, tags: set[Tag]) -> tuple[int, Any, int | None]:
+    def source(
+        self, insn: Any, op: Any, b: ThreadBuilder, text: str, tags: set[Tag]
+    ) -> tuple[int, Any, int | None]:
         """Value and taint of a register, immediate or memory operand (and the read's index)."""
         if op.type == cs.X86_OP_REG:
             value, taint, _ = self.read_reg(insn, op)
@@ -179,4 +201,5 @@ def thread_semantics(code: Code, bpf_registers: dict[int, int]) -> ThreadSemanti
     def run(builder: ThreadBuilder) -> dict[str, int]:
         regs = Registers({_NAMES64[REG[k]]: v for k, v in bpf_registers.items()})
         return run_code(code, _Exec(regs).step, regs, builder, results)
+
     return run
