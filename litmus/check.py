@@ -11,9 +11,9 @@ from and are pruned by the enumeration.
 from __future__ import annotations
 
 import enum
-from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from .events import Kind, ThreadRun, ThreadSemantics, thread_runs
 from .execution import Execution, Model, executions
