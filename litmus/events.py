@@ -37,6 +37,7 @@ class Tag(enum.Enum):
     AMO = "atomic"  # one of the two events of a single-instruction read-modify-write
     LOCK = "locked"  # x86 LOCK-prefixed or XCHG access
     ISB = "isb"  # instruction synchronization barrier
+    NORET = "no-return"  # a read whose value no register receives (Armv8 LSE to XZR)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class Event:
 
     For a fence, ``pred``/``succ`` say which earlier and later accesses it orders (Kind.R,
     Kind.W or both); ``addr``/``data``/``ctrl`` are the thread-local indices of the reads this
-    event's address, written value and reaching branches depend on."""
+    event's address, written value and reaching branches depend on; ``pick_addr``/``pick_data``
+    those that reach the address or value only through a conditional selection's condition
+    (Armv8's pick dependencies)."""
 
     thread: int
     index: int
@@ -59,6 +62,8 @@ class Event:
     addr: Taint = NO_TAINT
     data: Taint = NO_TAINT
     ctrl: Taint = NO_TAINT
+    pick_addr: Taint = NO_TAINT
+    pick_data: Taint = NO_TAINT
     insn: str = ""
 
     def describe(self, loc_names: dict[int, str]) -> str:
@@ -122,7 +127,8 @@ class ThreadBuilder:
         return value
 
     def read(
-        self, loc: int, *, addr: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = ""
+        self, loc: int, *, addr: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = "",
+        pick_addr: Taint = NO_TAINT,
     ) -> tuple[int, int]:
         """A read of ``loc``: returns (value, event index). Raises NeedValue to branch."""
         value = self._next_value(loc)
@@ -136,6 +142,7 @@ class ThreadBuilder:
                 tags=frozenset(tags),
                 addr=addr,
                 ctrl=self.ctrl,
+                pick_addr=pick_addr,
                 insn=insn,
             )
         )
@@ -150,6 +157,8 @@ class ThreadBuilder:
         data: Taint = NO_TAINT,
         tags: Iterable[Tag] = (),
         insn: str = "",
+        pick_addr: Taint = NO_TAINT,
+        pick_data: Taint = NO_TAINT,
     ) -> int:
         """A write of ``value`` to ``loc``; returns its event index."""
         self.events.append(
@@ -163,6 +172,8 @@ class ThreadBuilder:
                 addr=addr,
                 data=data,
                 ctrl=self.ctrl,
+                pick_addr=pick_addr,
+                pick_data=pick_data,
                 insn=insn,
             )
         )

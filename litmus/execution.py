@@ -10,7 +10,7 @@ axioms are checked.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -106,16 +106,18 @@ class Execution:
     @cached_property
     def fence_order(self) -> Rel:
         """[pred];po;[F];po;[succ] for every fence F of the execution (F.pred, F.succ its sets)."""
+        return self.fence_order_without(lambda fence, access: False)
+
+    def fence_order_without(self, skip: Callable[[Event, Event], bool]) -> Rel:
+        """fence_order leaving out the accesses ``skip(fence, access)`` says a fence does not order."""
         out = rel.empty(self.n)
         for f in self.events:
             if f.kind != Kind.F or not (f.pred and f.succ):
                 continue
-            before = self.mask(
-                lambda e, f=f: e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred)
-            )
-            after = self.mask(
-                lambda e, f=f: e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ)
-            )
+            before = self.mask(lambda e, f=f: e.thread == f.thread and e.index < f.index
+                               and bool(e.kind & f.pred) and not skip(f, e))
+            after = self.mask(lambda e, f=f: e.thread == f.thread and e.index > f.index
+                              and bool(e.kind & f.succ) and not skip(f, e))
             for j in range(self.n):
                 if before >> j & 1:
                     out[j] |= after

@@ -8,6 +8,7 @@ to ``end`` (the offset where the thread's exit would be), following branches.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ class Registers:
 
     values: dict[str, int]
     taints: dict[str, Taint] = field(default_factory=dict)
+    picks: dict[str, Taint] = field(default_factory=dict)  # dependencies through a selection's condition
     zero: frozenset[str] = frozenset()
     flags: tuple[int, int, int] = (0, 0, 64)  # (a, b, width) of the last compare
     flags_taint: Taint = NO_TAINT
@@ -35,10 +37,49 @@ class Registers:
             return 0, NO_TAINT
         return self.values.get(name, 0), self.taints.get(name, NO_TAINT)
 
-    def set(self, name: str, value: int, taint: Taint) -> None:
+    def pick(self, name: str) -> Taint:
+        return NO_TAINT if name in self.zero else self.picks.get(name, NO_TAINT)
+
+    def set(self, name: str, value: int, taint: Taint, pick: Taint = NO_TAINT) -> None:
         if name not in self.zero:
             self.values[name] = value & M64
             self.taints[name] = taint
+            self.picks[name] = pick
+
+
+class OperandKind(enum.Enum):
+    REG = "register"
+    IMM = "immediate"
+    MEM = "memory"
+    TARGET = "branch target"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An instruction operand, decoder-neutral: register ``reg``; immediate or branch target
+    ``value``; memory at ``base`` + ``disp`` (+ ``index``, sign-extended from 32 bits when
+    ``extend`` is ``sxtw``)."""
+
+    kind: OperandKind
+    reg: str = ""
+    value: int = 0
+    base: str = ""
+    disp: int = 0
+    index: str = ""
+    extend: str = ""
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One instruction as an architecture's semantics reads it, whichever decoder produced it
+    (capstone for compiled code, a litmus dialect parser for test files)."""
+
+    address: int
+    size: int
+    mnemonic: str
+    operands: tuple[Operand, ...]
+    text: str
+    cond: str = ""
 
 
 Step = Callable[[Any, Registers, ThreadBuilder], int | None]
@@ -53,7 +94,11 @@ class Code:
     end: int
 
     def listing(self) -> list[str]:
-        return [f"{i.address:#06x}: {i.mnemonic} {i.op_str}".rstrip() for i in self.insns]
+        return [f"{i.address:#06x}: {_text(i)}" for i in self.insns]
+
+
+def _text(insn: Any) -> str:
+    return insn.text if isinstance(insn, Instr) else f"{insn.mnemonic} {insn.op_str}".rstrip()
 
 
 def decode(md: capstone.Cs, code: bytes) -> Code:

@@ -263,7 +263,7 @@ def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value]
             continue
         ctype = None
         m = re.match(r"((?:unsigned\s+)?[A-Za-z_]\w*(?:\s*\*)?)\s+(\S.*)$", item)
-        if m and "=" not in m.group(1) and not re.match(r"\d", item):
+        if m and not m.group(2).startswith("=") and not re.match(r"\d", item):
             ctype, item = m.group(1), m.group(2)
         lhs, eq, rhs = item.partition("=")
         var = _parse_var(lhs, path, here)
@@ -328,7 +328,7 @@ class _CondParser:
         self.path, self.lineno = path, lineno
         self.tokens: list[str] = []
         pos = 0
-        text = text.rstrip().rstrip(";")
+        text = re.sub(r"\s*([:=])\s*", r"\1", text.rstrip().rstrip(";"))
         while pos < len(text):
             if text[pos:].strip() == "":
                 break
