@@ -53,8 +53,12 @@ _JUMPS = {
     "s<=": isa.JSLE,
     "&": isa.JSET,
 }
-_ATOMIC_ALU = {isa.ATOMIC_ADD: isa.ADD, isa.ATOMIC_OR: isa.OR, isa.ATOMIC_AND: isa.AND,
-               isa.ATOMIC_XOR: isa.XOR}
+_ATOMIC_ALU = {
+    isa.ATOMIC_ADD: isa.ADD,
+    isa.ATOMIC_OR: isa.OR,
+    isa.ATOMIC_AND: isa.AND,
+    isa.ATOMIC_XOR: isa.XOR,
+}
 _FETCH = {"add": isa.ATOMIC_ADD, "or": isa.ATOMIC_OR, "and": isa.ATOMIC_AND, "xor": isa.ATOMIC_XOR}
 
 R = r"r(\d+)"

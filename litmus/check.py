@@ -44,6 +44,24 @@ VERDICT_OF = {
     Observation.ALWAYS: Verdict.REQUIRED,
 }
 
+# C types a litmus test may declare, as (bits, signed); an unknown one is taken as 64-bit signed.
+CTYPES = {
+    "int": (32, True),
+    "int32_t": (32, True),
+    "uint32_t": (32, False),
+    "unsigned": (32, False),
+    "unsigned int": (32, False),
+    "int64_t": (64, True),
+    "uint64_t": (64, False),
+    "long": (64, True),
+    "int16_t": (16, True),
+    "uint16_t": (16, False),
+    "short": (16, True),
+    "int8_t": (8, True),
+    "uint8_t": (8, False),
+    "char": (8, True),
+}
+
 State = tuple[tuple[str, str], ...]
 """A final state: (variable, value) pairs in the test's observed order, values printed."""
 
@@ -62,11 +80,27 @@ class Program:
     def value(self, value: Value) -> int:
         return self.addresses[value.name] if isinstance(value, Symbol) else value & M64
 
-    def show(self, value: int) -> str:
+    def label(self, var: Var) -> str:
+        """How a state names ``var``: ``T:reg`` with the dialect's register name, or ``[loc]``."""
+        return f"[{var.name}]" if var.thread is None else f"{var.thread}:{self.register(var.name)}"
+
+    def ctype(self, var: Var) -> tuple[int, bool]:
+        """(bits, signed) of ``var``'s declared C type; herd7's default is int."""
+        declared = {self.label(v): t for v, t in self.test.types.items()}
+        return CTYPES.get(declared.get(self.label(var), "int"), (64, True))
+
+    def same(self, var: Var, a: int, b: int) -> bool:
+        """Whether ``a`` and ``b`` are equal as values of ``var``'s type."""
+        mask = (1 << self.ctype(var)[0]) - 1
+        return a & mask == b & mask
+
+    def show(self, value: int, var: Var) -> str:
         names = {a: n for n, a in self.addresses.items()}
         if value in names:
             return names[value]
-        return str(value - (1 << 64) if value >> 63 else value)
+        bits, is_signed = self.ctype(var)
+        value &= (1 << bits) - 1
+        return str(value - (1 << bits) if is_signed and value >> (bits - 1) else value)
 
 
 def allocate(test: LitmusTest) -> tuple[dict[str, int], dict[int, int]]:
@@ -138,8 +172,12 @@ def final_values(program: Program, ex: Execution, observed: Sequence[Var]) -> li
     """The value of each observed variable at the end of ``ex``."""
     memory = ex.final_memory(program.init_memory)
     regs = {run.thread: run.registers for run in ex.runs}
-    return [memory.get(program.addresses[var.name], 0) if var.thread is None
-            else regs[var.thread].get(program.register(var.name), 0) for var in observed]
+    return [
+        memory.get(program.addresses[var.name], 0)
+        if var.thread is None
+        else regs[var.thread].get(program.register(var.name), 0)
+        for var in observed
+    ]
 
 
 def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = None) -> CheckResult:
@@ -157,7 +195,9 @@ def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = N
         if model.violation(ex) is not None:
             continue
         values = final_values(program, ex, observed)
-        state = tuple((str(var), program.show(v)) for var, v in zip(observed, values, strict=True))
+        state = tuple(
+            (program.label(var), program.show(v, var)) for var, v in zip(observed, values, strict=True)
+        )
         witness.setdefault(state, ex)
         if evaluate(test.condition, partial(_holds, program, dict(zip(observed, values, strict=True)))):
             positive += 1
@@ -184,4 +224,4 @@ def check(program: Program, model: Model, runs: list[list[ThreadRun]] | None = N
 
 
 def _holds(program: Program, values: dict[Var, int], atom: Atom) -> bool:
-    return values[atom.var] == program.value(atom.value)
+    return program.same(atom.var, values[atom.var], program.value(atom.value))

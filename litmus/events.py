@@ -96,11 +96,13 @@ class ThreadRun:
 
 
 class NeedValue(Exception):
-    """Raised by the builder when the replay list runs out: the enumerator branches here."""
+    """Raised by the builder when the replay list runs out: the enumerator branches here over
+    the values of ``loc``, or (``loc`` None) over ``range(choices)``."""
 
-    def __init__(self, loc: int):
+    def __init__(self, loc: int | None, choices: int = 0):
         super().__init__(loc)
         self.loc = loc
+        self.choices = choices
 
 
 class LoopBound(LitmusError):
@@ -127,7 +129,12 @@ class ThreadBuilder:
         return value
 
     def read(
-        self, loc: int, *, addr: Taint = NO_TAINT, tags: Iterable[Tag] = (), insn: str = "",
+        self,
+        loc: int,
+        *,
+        addr: Taint = NO_TAINT,
+        tags: Iterable[Tag] = (),
+        insn: str = "",
         pick_addr: Taint = NO_TAINT,
     ) -> tuple[int, int]:
         """A read of ``loc``: returns (value, event index). Raises NeedValue to branch."""
@@ -217,6 +224,15 @@ class ThreadBuilder:
             )
         return old, len(self.events) - 1
 
+    def choose(self, choices: int) -> int:
+        """A nondeterministic choice in range(choices) (e.g. whether a store-conditional
+        succeeds); the enumeration follows every one. Raises NeedValue to branch."""
+        if self.reads == len(self.replay):
+            raise NeedValue(None, choices)
+        value = self.replay[self.reads]
+        self.reads += 1
+        return value
+
     def fence(self, pred: Kind, succ: Kind, *, tags: Iterable[Tag] = (), insn: str = "") -> None:
         self.events.append(
             Event(
@@ -258,7 +274,8 @@ def thread_runs(
         try:
             registers = semantics(builder)
         except NeedValue as need:
-            stack.extend(replay + (v,) for v in sorted(domain(need.loc), reverse=True))
+            options = range(need.choices) if need.loc is None else sorted(domain(need.loc))
+            stack.extend(replay + (v,) for v in reversed(options))
             continue
         runs.append(ThreadRun(thread, builder.events, builder.rmw, registers))
     return runs

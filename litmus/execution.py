@@ -114,10 +114,16 @@ class Execution:
         for f in self.events:
             if f.kind != Kind.F or not (f.pred and f.succ):
                 continue
-            before = self.mask(lambda e, f=f: e.thread == f.thread and e.index < f.index
-                               and bool(e.kind & f.pred) and not skip(f, e))
-            after = self.mask(lambda e, f=f: e.thread == f.thread and e.index > f.index
-                              and bool(e.kind & f.succ) and not skip(f, e))
+            before = self.mask(
+                lambda e, f=f: (
+                    e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred) and not skip(f, e)
+                )
+            )
+            after = self.mask(
+                lambda e, f=f: (
+                    e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ) and not skip(f, e)
+                )
+            )
             for j in range(self.n):
                 if before >> j & 1:
                     out[j] |= after

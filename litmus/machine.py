@@ -7,8 +7,8 @@ to ``end`` (the offset where the thread's exit would be), following branches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -262,9 +262,9 @@ def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value]
         if not item:
             continue
         ctype = None
-        m = re.match(r"((?:unsigned\s+)?[A-Za-z_]\w*(?:\s*\*)?)\s+(\S.*)$", item)
-        if m and not m.group(2).startswith("=") and not re.match(r"\d", item):
-            ctype, item = m.group(1), m.group(2)
+        m = re.match(r"((?:unsigned\s+)?[A-Za-z_]\w*)(\s*\*\s*|\s+)([^=\s].*)$", item)
+        if m and not re.match(r"\d", item):
+            ctype, item = m.group(1) + ("*" if "*" in m.group(2) else ""), m.group(3)
         lhs, eq, rhs = item.partition("=")
         var = _parse_var(lhs, path, here)
         if ctype is not None:

@@ -78,7 +78,9 @@ def _instr(line: Line, address: int, labels: dict[str, int], path: str) -> Instr
                 raise fail(f"expected a label of this thread, found {item!r}")
             operands.append(Operand(OperandKind.TARGET, value=labels[item]))
         else:
-            raise fail(f"expected a register, '#imm', '[...]' or a label, found {item!r} in {line.text.strip()!r}")
+            raise fail(
+                f"expected a register, '#imm', '[...]' or a label, found {item!r} in {line.text.strip()!r}"
+            )
     return Instr(address, 4, mnemonic, tuple(operands), line.text.strip(), cond)
 
 
@@ -110,6 +112,8 @@ def litmus_program(test: LitmusTest) -> Program:
             if var.thread == k:
                 if not _REG.match(var.name.lower()):
                     raise LitmusSyntaxError(test.path, 0, f"expected an AArch64 register, found {var}")
-                registers[_register(var.name)] = addresses[value.name] if isinstance(value, Symbol) else value & M64
+                registers[_register(var.name)] = (
+                    addresses[value.name] if isinstance(value, Symbol) else value & M64
+                )
         threads.append(machine_semantics(parse_thread(lines, test.path), registers, results))
     return Program(test, addresses, memory, threads, register=_register)

@@ -86,7 +86,9 @@ MODEL = Armv8Model()
 
 _MD = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
 _MD.detail = True
-_CC = {getattr(cs, f"ARM64_CC_{name.upper()}"): name for name in CONDS if hasattr(cs, f"ARM64_CC_{name.upper()}")}
+_CC = {
+    getattr(cs, f"ARM64_CC_{name.upper()}"): name for name in CONDS if hasattr(cs, f"ARM64_CC_{name.upper()}")
+}
 
 
 def _operand(insn: Any, op: Any) -> Operand:
@@ -100,15 +102,22 @@ def _operand(insn: Any, op: Any) -> Operand:
     if op.type == cs.ARM64_OP_MEM:
         index = insn.reg_name(op.mem.index) if op.mem.index else ""
         extend = "sxtw" if op.ext == cs.ARM64_EXT_SXTW else ""
-        return Operand(OperandKind.MEM, base=insn.reg_name(op.mem.base), disp=op.mem.disp, index=index,
-                       extend=extend)
+        return Operand(
+            OperandKind.MEM, base=insn.reg_name(op.mem.base), disp=op.mem.disp, index=index, extend=extend
+        )
     return Operand(OperandKind.IMM)  # barrier options, read from ``cond``
 
 
 def _instr(insn: Any) -> Instr:
     cond = insn.op_str.strip() if insn.mnemonic == "dmb" else _CC.get(insn.cc, "")
-    return Instr(insn.address, insn.size, insn.mnemonic, tuple(_operand(insn, op) for op in insn.operands),
-                 f"{insn.mnemonic} {insn.op_str}".rstrip(), cond)
+    return Instr(
+        insn.address,
+        insn.size,
+        insn.mnemonic,
+        tuple(_operand(insn, op) for op in insn.operands),
+        f"{insn.mnemonic} {insn.op_str}".rstrip(),
+        cond,
+    )
 
 
 def decode_code(code: bytes) -> Code:

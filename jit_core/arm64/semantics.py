@@ -19,27 +19,52 @@ from litmus.machine import M64, Instr, Operand, OperandKind, Registers, signed, 
 
 # DMB options (Arm ARM C6.2.81): which earlier and later accesses each orders.
 DMB = {
-    "ish": (Kind.RW, Kind.RW), "sy": (Kind.RW, Kind.RW), "osh": (Kind.RW, Kind.RW),
-    "ishld": (Kind.R, Kind.RW), "ld": (Kind.R, Kind.RW), "oshld": (Kind.R, Kind.RW),
-    "ishst": (Kind.W, Kind.W), "st": (Kind.W, Kind.W), "oshst": (Kind.W, Kind.W),
+    "ish": (Kind.RW, Kind.RW),
+    "sy": (Kind.RW, Kind.RW),
+    "osh": (Kind.RW, Kind.RW),
+    "ishld": (Kind.R, Kind.RW),
+    "ld": (Kind.R, Kind.RW),
+    "oshld": (Kind.R, Kind.RW),
+    "ishst": (Kind.W, Kind.W),
+    "st": (Kind.W, Kind.W),
+    "oshst": (Kind.W, Kind.W),
 }
 CONDS: dict[str, Callable[[int, int, int], bool]] = {
-    "eq": lambda a, b, w: a == b, "ne": lambda a, b, w: a != b,
-    "hs": lambda a, b, w: a >= b, "cs": lambda a, b, w: a >= b,
-    "lo": lambda a, b, w: a < b, "cc": lambda a, b, w: a < b,
-    "hi": lambda a, b, w: a > b, "ls": lambda a, b, w: a <= b,
-    "ge": lambda a, b, w: signed(a, w) >= signed(b, w), "lt": lambda a, b, w: signed(a, w) < signed(b, w),
-    "gt": lambda a, b, w: signed(a, w) > signed(b, w), "le": lambda a, b, w: signed(a, w) <= signed(b, w),
+    "eq": lambda a, b, w: a == b,
+    "ne": lambda a, b, w: a != b,
+    "hs": lambda a, b, w: a >= b,
+    "cs": lambda a, b, w: a >= b,
+    "lo": lambda a, b, w: a < b,
+    "cc": lambda a, b, w: a < b,
+    "hi": lambda a, b, w: a > b,
+    "ls": lambda a, b, w: a <= b,
+    "ge": lambda a, b, w: signed(a, w) >= signed(b, w),
+    "lt": lambda a, b, w: signed(a, w) < signed(b, w),
+    "gt": lambda a, b, w: signed(a, w) > signed(b, w),
+    "le": lambda a, b, w: signed(a, w) <= signed(b, w),
 }
 _ALU: dict[str, Callable[[int, int], int]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "and": lambda a, b: a & b,
-    "orr": lambda a, b: a | b, "eor": lambda a, b: a ^ b,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "and": lambda a, b: a & b,
+    "orr": lambda a, b: a | b,
+    "eor": lambda a, b: a ^ b,
 }
-_LOADS = {"ldr": set(), "ldrb": set(), "ldrh": set(), "ldar": {Tag.ACQ}, "ldapr": {Tag.ACQ_PC},
-          "ldxr": {Tag.EXCL}, "ldaxr": {Tag.EXCL, Tag.ACQ}}
+_LOADS = {
+    "ldr": set(),
+    "ldrb": set(),
+    "ldrh": set(),
+    "ldar": {Tag.ACQ},
+    "ldapr": {Tag.ACQ_PC},
+    "ldxr": {Tag.EXCL},
+    "ldaxr": {Tag.EXCL, Tag.ACQ},
+}
 _STORES = {"str": set(), "strb": set(), "strh": set(), "stlr": {Tag.REL}}
-_AMO: dict[str, Callable[[int, int], int]] = {"swp": lambda old, v: v, "ldadd": lambda old, v: old + v,
-                                               "stadd": lambda old, v: old + v}
+_AMO: dict[str, Callable[[int, int], int]] = {
+    "swp": lambda old, v: v,
+    "ldadd": lambda old, v: old + v,
+    "stadd": lambda old, v: old + v,
+}
 _BYTES = {"b": 8, "h": 16}
 
 
@@ -57,7 +82,7 @@ def _split(mnemonic: str, bases: dict[str, Callable[[int, int], int]]) -> tuple[
     """An LSE mnemonic as (base, ordering letters, width override): ``casal`` -> (cas, al, 0)."""
     for base in (*bases, "cas"):
         if mnemonic.startswith(base):
-            rest = mnemonic[len(base):]
+            rest = mnemonic[len(base) :]
             width = _BYTES.get(rest[-1:], 0) if rest[-1:] in _BYTES else 0
             order = rest[:-1] if width else rest
             if order in ("", "a", "l", "al"):
@@ -135,8 +160,16 @@ class Arm64Thread:
             value, data, pdata = self.value(insn, ops[0])
             loc, taint, pick = self.address(insn, ops[1])
             width = _BYTES[m[-1]] if m in ("strb", "strh") else canon(ops[0].reg)[1]
-            b.write(loc, value & ((1 << width) - 1), addr=taint, data=data, pick_addr=pick, pick_data=pdata,
-                    tags=_STORES[m], insn=text)
+            b.write(
+                loc,
+                value & ((1 << width) - 1),
+                addr=taint,
+                data=data,
+                pick_addr=pick,
+                pick_data=pdata,
+                tags=_STORES[m],
+                insn=text,
+            )
         elif m in ("stxr", "stlxr"):
             self.store_exclusive(insn, b)
         elif m in ("cbz", "cbnz"):
@@ -159,8 +192,16 @@ class Arm64Thread:
         value, data, pdata = self.value(insn, ops[1])
         loc, taint, pick = self.address(insn, ops[2])
         tags = {Tag.EXCL, Tag.REL} if insn.mnemonic == "stlxr" else {Tag.EXCL}
-        w = b.write(loc, value & ((1 << canon(ops[1].reg)[1]) - 1), addr=taint, data=data, pick_addr=pick,
-                    pick_data=pdata, tags=tags, insn=insn.text)
+        w = b.write(
+            loc,
+            value & ((1 << canon(ops[1].reg)[1]) - 1),
+            addr=taint,
+            data=data,
+            pick_addr=pick,
+            pick_data=pdata,
+            tags=tags,
+            insn=insn.text,
+        )
         if self.last_exclusive is None:
             raise unsupported(insn)
         b.pair(self.last_exclusive, w)
@@ -189,8 +230,16 @@ class Arm64Thread:
             rt, rt_taint, rt_pick = self.value(insn, ops[1])
             if old == rs & mask:
                 # whether the write happens depends on Rs: a pick dependency, not data
-                w = b.write(loc, rt & mask, addr=taint, data=rt_taint, pick_addr=pick,
-                            pick_data=rt_pick | rs_pick | rs_taint, tags=write_tags, insn=insn.text)
+                w = b.write(
+                    loc,
+                    rt & mask,
+                    addr=taint,
+                    data=rt_taint,
+                    pick_addr=pick,
+                    pick_data=rt_pick | rs_pick | rs_taint,
+                    tags=write_tags,
+                    insn=insn.text,
+                )
                 b.pair(rd, w)
                 # on success Rs gets the value read, which only picked the outcome (aarch64.cat's
                 # CAS-ok tests: memory -> Rs is a pick dependency, Rs -> Rs none)
@@ -198,8 +247,16 @@ class Arm64Thread:
             else:
                 self.put(ops[0], old, frozenset({rd}))
             return
-        w = b.write(loc, _AMO[base](old, rs) & mask, addr=taint, data=rs_taint, pick_addr=pick,
-                    pick_data=rs_pick, tags=write_tags, insn=insn.text)
+        w = b.write(
+            loc,
+            _AMO[base](old, rs) & mask,
+            addr=taint,
+            data=rs_taint,
+            pick_addr=pick,
+            pick_data=rs_pick,
+            tags=write_tags,
+            insn=insn.text,
+        )
         b.pair(rd, w)
         if base != "stadd":
             self.put(ops[1], old, frozenset({rd}))
