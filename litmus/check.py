@@ -103,9 +103,12 @@ class Program:
         return str(value - (1 << bits) if is_signed and value >> (bits - 1) else value)
 
 
-def allocate(test: LitmusTest) -> tuple[dict[str, int], dict[int, int]]:
-    """Addresses for the test's locations and the initial memory (0 unless the test says)."""
-    addresses = {name: LOCATION_BASE + LOCATION_STRIDE * k for k, name in enumerate(test.memory_names())}
+def allocate(test: LitmusTest, extra: Sequence[str] = ()) -> tuple[dict[str, int], dict[int, int]]:
+    """Addresses for the test's locations (and ``extra`` names only its code mentions) and the
+    initial memory (0 unless the test says)."""
+    names = test.memory_names()
+    names += [name for name in extra if name not in names]
+    addresses = {name: LOCATION_BASE + LOCATION_STRIDE * k for k, name in enumerate(names)}
     memory = {addr: 0 for addr in addresses.values()}
     for var, value in test.init.items():
         if var.thread is None:

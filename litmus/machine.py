@@ -58,7 +58,8 @@ class OperandKind(enum.Enum):
 class Operand:
     """An instruction operand, decoder-neutral: register ``reg``; immediate or branch target
     ``value``; memory at ``base`` + ``disp`` (+ ``index``, sign-extended from 32 bits when
-    ``extend`` is ``sxtw``)."""
+    ``extend`` is ``sxtw``, times ``value`` on x86; a litmus location's address is a ``disp``
+    without base)."""
 
     kind: OperandKind
     reg: str = ""
@@ -67,6 +68,7 @@ class Operand:
     disp: int = 0
     index: str = ""
     extend: str = ""
+    size: int = 0  # bytes accessed or written, when the instruction says (x86)
 
 
 @dataclass(frozen=True)
