@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 from .events import Kind, ThreadRun, ThreadSemantics, thread_runs
 from .execution import Execution, Model, executions
@@ -84,10 +84,13 @@ class Program:
         """How a state names ``var``: ``T:reg`` with the dialect's register name, or ``[loc]``."""
         return f"[{var.name}]" if var.thread is None else f"{var.thread}:{self.register(var.name)}"
 
+    @cached_property
+    def _declared(self) -> dict[str, str]:
+        return {self.label(v): t for v, t in self.test.types.items()}
+
     def ctype(self, var: Var) -> tuple[int, bool]:
         """(bits, signed) of ``var``'s declared C type; herd7's default is int."""
-        declared = {self.label(v): t for v, t in self.test.types.items()}
-        return CTYPES.get(declared.get(self.label(var), "int"), (64, True))
+        return CTYPES.get(self._declared.get(self.label(var), "int"), (64, True))
 
     def same(self, var: Var, a: int, b: int) -> bool:
         """Whether ``a`` and ``b`` are equal as values of ``var``'s type."""

@@ -18,6 +18,8 @@ def corpus(*parts: str) -> Path:
 
 
 def kinds(directory: str) -> dict[str, str]:
-    """kinds.txt of ``directory``: test file stem -> Allowed, Forbidden, Required or ?."""
-    pairs = (line.split() for line in corpus(directory, "kinds.txt").read_text().splitlines() if line.strip())
+    """kinds.txt of ``directory``: test file stem -> Allowed, Forbidden, Required or ? (lines
+    starting with # are commented out)."""
+    lines = corpus(directory, "kinds.txt").read_text().splitlines()
+    pairs = (line.split() for line in lines if line.strip() and not line.startswith("#"))
     return {name: kind for name, kind in pairs}
