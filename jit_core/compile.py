@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from . import isa
 from .backend import Compiled, get_backend
 from .errors import JitError
 from .intrinsics import MUTATIONS
@@ -18,6 +19,24 @@ def check_mutation(mutation: str) -> None:
     """Raises JitError if ``mutation`` is not a name in intrinsics.MUTATIONS (listing them)."""
     if mutation not in MUTATIONS:
         raise JitError(f"unknown mutation {mutation!r}; valid choices: {', '.join(MUTATIONS)}")
+
+
+def lowered_ir(prog: Sequence[Insn], mutation: str) -> list[Insn]:
+    """``prog`` as every backend lowers it under ``mutation``: the name checked, then the
+    IR-level mutations applied. ``self_sub_as_zero`` turns ``rX -= rX`` and ``rX ^= rX`` into
+    ``rX = 0``, the peephole that drops the dependency those idioms carry (the value is 0 either
+    way). Raises JitError for an unknown mutation."""
+    check_mutation(mutation)
+    if mutation != "self_sub_as_zero":
+        return list(prog)
+    out = []
+    for insn in prog:
+        op, cls = insn.opcode & 0xF0, insn.opcode & 0x07
+        if cls in (isa.ALU, isa.ALU64) and op in (isa.SUB, isa.XOR) and insn.opcode & isa.SRC_X \
+                and insn.dst == insn.src:
+            insn = Insn(cls | isa.MOV, insn.dst)
+        out.append(insn)
+    return out
 
 
 def compile_program(arch: str, prog: Sequence[Insn], mutation: str = "none") -> Compiled:

@@ -72,6 +72,8 @@ ORDERING_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
                                 "a load-load barrier", frozenset({"arm64", "riscv64"})),
     "acquire_as_plain": ("load-acquire lowered as a plain load", frozenset({"arm64", "riscv64"})),
     "release_as_plain": ("store-release lowered as a plain store", frozenset({"arm64", "riscv64"})),
+    "self_sub_as_zero": ("rX -= rX / rX ^= rX lowered as rX = 0, dropping the dependency the idiom carries",
+                         frozenset({"x86_64", "arm64", "riscv64"})),
     "fetch_atomic_relaxed": ("atomics that return a value without their ordering (no release, no "
                              "trailing barrier, no .aq/.rl)", frozenset({"arm64", "riscv64"})),
 }

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from .. import isa
 from ..asm import format_insn
 from ..backend import Compiled
-from ..compile import check_mutation
+from ..compile import lowered_ir
 from ..errors import JitError
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
@@ -81,8 +81,7 @@ class Arm64Backend:
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation
         or a branch out of native reach; nothing partial is returned."""
-        check_mutation(mutation)
-        return _Lowering(prog, mutation).run()
+        return _Lowering(lowered_ir(prog, mutation), mutation).run()
 
 
 class _Lowering(Emitter):

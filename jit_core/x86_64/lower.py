@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from .. import isa
 from ..asm import format_insn
 from ..backend import Compiled
-from ..compile import check_mutation
+from ..compile import lowered_ir
 from ..errors import JitError
 from ..intrinsics import Helper
 from ..isa import Insn
@@ -426,5 +426,4 @@ class X86_64Backend:
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it
         cannot lower, naming the instruction index."""
-        check_mutation(mutation)
-        return _Lowering(prog, mutation).run()
+        return _Lowering(lowered_ir(prog, mutation), mutation).run()
