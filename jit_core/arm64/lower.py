@@ -22,11 +22,15 @@ Branches: a conditional branch is B.cond (+-1 MiB) and is relaxed to B.!cond ove
 to ADR + MOVZ/MOVK + SXTW + ADD. Forms only grow, so the iteration reaches a fixed point; B and
 BL beyond +-128 MiB raise JitError.
 
-Mutations (jit_core.intrinsics.MUTATIONS) change only the icache_sync / context_sync
-sequences (see intrinsics.icache_sync): no_dc_clean drops the DC CVAU loop; no_ic_invalidate
+The icache mutations (jit_core.intrinsics.ICACHE_MUTATIONS) change only the icache_sync /
+context_sync sequences (see intrinsics.icache_sync): no_dc_clean drops the DC CVAU loop; no_ic_invalidate
 drops the IC IVAU loop; no_dsb drops both DSB ISH; no_isb drops the ISB of icache_sync and of
 context_sync; wrong_line_size steps both loops by 4x the CTR_EL0 line size; half_range halves
 r2 before the loops. fence_i_writer_only and no_serialize change nothing on arm64.
+Ordering mutations: acquire_as_plain / release_as_plain lower load-acquire / store-release as
+LDR / STR; fetch_atomic_relaxed drops the release of STLXR and the trailing DMB ISH of fetching
+atomics; fence_full_as_* put DMB ISHST / ISHLD where DMB ISH was (intrinsics.full_barrier);
+self_sub_as_zero is applied to the IR (compile.lowered_ir).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ What RISC-V gives differently from the RFC, and the fix-ups for it:
 - 32-bit AMOs and LR.W sign-extend the fetched word; the fetched value is zero-extended after.
 Atomic read-modify-writes are .aqrl (fully ordered); cmpxchg is an LR.aqrl/SC.rl loop followed
 by FENCE rw,rw. Load-acquire is the load then FENCE r,rw; store-release is FENCE rw,w then the
-store. Mutations and the intrinsics: see intrinsics.py.
+store. Mutations and the intrinsics: see intrinsics.py; the ordering mutations drop the
+acquire/release fences (acquire_as_plain, release_as_plain), the .aq/.rl bits and cmpxchg's
+trailing fence (fetch_atomic_relaxed), or weaken FENCE rw,rw (fence_full_as_*).
 """
 
 from __future__ import annotations
