@@ -35,7 +35,7 @@ class Tag(enum.Enum):
     SC = "fully-ordered"  # BPF atomic that returns a value: a full barrier around it
     EXCL = "exclusive"  # LDXR/STXR, LR/SC
     AMO = "atomic"  # one of the two events of a single-instruction read-modify-write
-    LOCK = "locked"  # x86 LOCK-prefixed or XCHG access
+    LOCK = "locked"  # a LOCK-prefixed instruction or an exchange with memory
     ISB = "isb"  # instruction synchronization barrier
     NORET = "no-return"  # a read whose value no register receives (Armv8 LSE to XZR)
 

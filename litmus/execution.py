@@ -133,10 +133,6 @@ class Execution:
     def rmw(self) -> Rel:
         return rel.from_pairs(self.n, self.rmw_pairs)
 
-    @cached_property
-    def internal(self) -> Rel:
-        return self.same_thread
-
     def ext(self, r: Rel) -> Rel:
         return rel.diff(r, self.same_thread)
 

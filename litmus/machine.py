@@ -58,8 +58,8 @@ class OperandKind(enum.Enum):
 class Operand:
     """An instruction operand, decoder-neutral: register ``reg``; immediate or branch target
     ``value``; memory at ``base`` + ``disp`` (+ ``index``, sign-extended from 32 bits when
-    ``extend`` is ``sxtw``, times ``value`` on x86; a litmus location's address is a ``disp``
-    without base)."""
+    ``extend`` is ``sxtw``, or times ``value`` when an architecture scales it; a litmus
+    location's address is a ``disp`` without base)."""
 
     kind: OperandKind
     reg: str = ""
@@ -68,7 +68,7 @@ class Operand:
     disp: int = 0
     index: str = ""
     extend: str = ""
-    size: int = 0  # bytes accessed or written, when the instruction says (x86)
+    size: int = 0  # bytes accessed or written, when the instruction encodes it
 
 
 @dataclass(frozen=True)

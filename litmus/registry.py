@@ -22,7 +22,7 @@ BPF_HEADER = "BPF"
 
 class ModelName(enum.Enum):
     BPF = "bpf"
-    X86_TSO = "x86-tso"
+    TSO = "x86-tso"
     ARMV8 = "armv8"
     RVWMO = "rvwmo"
 

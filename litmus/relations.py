@@ -66,10 +66,6 @@ def inverse(rel: Rel) -> Rel:
     return out
 
 
-def identity(n: int, members: int) -> Rel:
-    return [(1 << i) if members >> i & 1 else 0 for i in range(n)]
-
-
 def no_id(rel: Rel) -> Rel:
     return [row & ~(1 << i) for i, row in enumerate(rel)]
 
@@ -101,47 +97,8 @@ def acyclic(rel: Rel) -> bool:
     return not any(row >> i & 1 for i, row in enumerate(closed))
 
 
-def is_empty(rel: Rel) -> bool:
-    return not any(rel)
-
-
-def domain_of(rel: Rel) -> int:
-    return sum(1 << i for i, row in enumerate(rel) if row)
-
-
 def range_of(rel: Rel) -> int:
     acc = 0
     for row in rel:
         acc |= row
     return acc
-
-
-def pairs(rel: Rel) -> list[tuple[int, int]]:
-    return [(i, j) for i, row in enumerate(rel) for j in range(len(rel)) if row >> j & 1]
-
-
-def find_cycle(rel: Rel) -> list[int]:
-    """The events of one shortest cycle of ``rel`` in order (empty when acyclic), for witnesses."""
-    n = len(rel)
-    closed = plus(rel)
-    for start in range(n):
-        if not closed[start] >> start & 1:
-            continue
-        parent = {start: -1}
-        frontier = [start]
-        while frontier:
-            nxt_frontier = []
-            for node in frontier:
-                for j in range(n):
-                    if not rel[node] >> j & 1:
-                        continue
-                    if j == start:
-                        path = [node]
-                        while parent[path[-1]] != -1:
-                            path.append(parent[path[-1]])
-                        return path[::-1]
-                    if j not in parent:
-                        parent[j] = node
-                        nxt_frontier.append(j)
-            frontier = nxt_frontier
-    return []
