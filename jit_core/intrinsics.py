@@ -74,6 +74,8 @@ ORDERING_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
     "release_as_plain": ("store-release lowered as a plain store", frozenset({"arm64", "riscv64"})),
     "self_sub_as_zero": ("rX -= rX / rX ^= rX lowered as rX = 0, dropping the dependency the idiom carries",
                          frozenset({"x86_64", "arm64", "riscv64"})),
+    "drop_branch_to_next": ("a conditional jump to the next instruction removed, dropping the control "
+                            "dependency it carries", frozenset({"x86_64", "arm64", "riscv64"})),
     "fetch_atomic_relaxed": ("atomics that return a value without their ordering (no release, no "
                              "trailing barrier, no .aq/.rl)", frozenset({"arm64", "riscv64"})),
 }
