@@ -108,10 +108,14 @@ class Program:
 
 def allocate(test: LitmusTest, extra: Sequence[str] = ()) -> tuple[dict[str, int], dict[int, int]]:
     """Addresses for the test's locations (and ``extra`` names only its code mentions) and the
-    initial memory (0 unless the test says)."""
-    names = test.memory_names()
+    initial memory (0 unless the test says). Element k of an array is ``name[k]``, placed k
+    elements after ``name``."""
+    names = [n for n in test.memory_names() if "[" not in n]
     names += [name for name in extra if name not in names]
     addresses = {name: LOCATION_BASE + LOCATION_STRIDE * k for k, name in enumerate(names)}
+    for name, length in test.arrays.items():
+        size = CTYPES.get(test.types.get(Var(None, name), "int"), (64, True))[0] // 8
+        addresses.update({f"{name}[{k}]": addresses[name] + k * size for k in range(1, length)})
     memory = {addr: 0 for addr in addresses.values()}
     for var, value in test.init.items():
         if var.thread is None:

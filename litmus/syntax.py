@@ -98,6 +98,7 @@ class LitmusTest:
     condition: Cond
     locations: list[Var] = field(default_factory=list)
     types: dict[Var, str] = field(default_factory=dict)
+    arrays: dict[str, int] = field(default_factory=dict)  # name -> length; element k is "name[k]"
 
     def observed(self) -> list[Var]:
         """The variables of a final state: the ``locations`` line, then the condition's atoms."""
@@ -210,13 +211,14 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
     brace_line = i + 1
     init_start = i + 1
     body = lines[i].split("{", 1)[1]
-    while "}" not in body:
+    while _closing_brace(body) < 0:
         i += 1
         if i == len(lines):
             raise LitmusSyntaxError(path, brace_line, "the initial state '{' is never closed by '}'")
         body += "\n" + lines[i]
-    init_text, rest = body.split("}", 1)
-    init, types = _parse_init(init_text, path, init_start)
+    end = _closing_brace(body)
+    init_text, rest = body[:end], body[end + 1:]
+    init, types, arrays = _parse_init(init_text, path, init_start)
     lines[i] = rest
     threads, i = _parse_threads(lines, i, path)
     locations: list[Var] = []
@@ -237,7 +239,17 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
         )
     quant = Quantifier.NOT_EXISTS if match.group(1).startswith("~") else Quantifier(match.group(1))
     cond = _CondParser(tail[match.end() :], path, tail_line).parse()
-    return LitmusTest(path, arch, name, init, threads, quant, cond, locations, types)
+    return LitmusTest(path, arch, name, init, threads, quant, cond, locations, types, arrays)
+
+
+def _closing_brace(text: str) -> int:
+    """Index of the '}' closing an already opened '{' (array initializers nest), or -1."""
+    depth = 1
+    for k, ch in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth == 0:
+            return k
+    return -1
 
 
 def _parse_var(text: str, path: str, lineno: int) -> Var:
@@ -251,9 +263,12 @@ def _parse_var(text: str, path: str, lineno: int) -> Var:
     raise LitmusSyntaxError(path, lineno, f"expected 'T:register' or a location name, found {text!r}")
 
 
-def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value], dict[Var, str]]:
+def _parse_init(
+    text: str, path: str, first_line: int
+) -> tuple[dict[Var, Value], dict[Var, str], dict[str, int]]:
     init: dict[Var, Value] = {}
     types: dict[Var, str] = {}
+    arrays: dict[str, int] = {}
     lineno = first_line
     for chunk in text.split(";"):
         item = chunk.strip()
@@ -265,6 +280,19 @@ def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value]
         m = re.match(r"((?:unsigned\s+)?[A-Za-z_]\w*)(\s*\*\s*|\s+)([^=\s].*)$", item)
         if m and not re.match(r"\d", item):
             ctype, item = m.group(1) + ("*" if "*" in m.group(2) else ""), m.group(3)
+        array = re.fullmatch(r"([A-Za-z_]\w*)\s*\[\s*(\d+)\s*\]\s*(?:=\s*\{([^}]*)\})?", item)
+        if array:
+            name, length = array.group(1), int(array.group(2))
+            values = [v for v in (array.group(3) or "").split(",") if v.strip()]
+            if len(values) > length:
+                raise LitmusSyntaxError(path, here, f"expected at most {length} values for {name}[{length}]")
+            arrays[name] = length
+            for k in range(length):
+                element = Var(None, f"{name}[{k}]" if k else name)
+                init[element] = parse_value(values[k]) if k < len(values) else 0
+                if ctype is not None:
+                    types[element] = ctype
+            continue
         lhs, eq, rhs = item.partition("=")
         var = _parse_var(lhs, path, here)
         if ctype is not None:
@@ -277,7 +305,7 @@ def _parse_init(text: str, path: str, first_line: int) -> tuple[dict[Var, Value]
                 here,
                 f"expected an integer or a location as the initial value of {var}, found {rhs.strip()!r}",
             ) from None
-    return init, types
+    return init, types, arrays
 
 
 def _parse_threads(lines: list[str], i: int, path: str) -> tuple[list[list[Line]], int]:

@@ -13,7 +13,6 @@ from tests.litmus_corpus import corpus
 # Files of the corpus written in forms the reader refuses on purpose, with the line it names.
 REFUSED = {
     "aarch64/MP+rel+CSEL-addr.litmus": 1,  # the file holds only a path (a symbolic link's text)
-    "instructions/x86_64/A009.litmus": 3,  # arrays (t[2])
 }
 
 
@@ -91,3 +90,12 @@ def test_a_minimal_test_parses() -> None:
 def test_an_unreadable_file_is_a_syntax_error(tmp_path: Path) -> None:
     with pytest.raises(LitmusSyntaxError, match="cannot read"):
         read_test(tmp_path / "absent.litmus")
+
+
+def test_arrays_are_laid_out_element_after_element() -> None:
+    from litmus.check import allocate
+
+    test = parse_test("X86_64 A\n{\nint64_t t[3]={1,-1};\n0:rax=t;\n}\n P0 ;\n nop ;\nforall 0:rax=t\n")
+    addresses, memory = allocate(test)
+    assert addresses["t[1]"] == addresses["t"] + 8 and addresses["t[2]"] == addresses["t"] + 16
+    assert [memory[addresses[n]] for n in ("t", "t[1]", "t[2]")] == [1, (1 << 64) - 1, 0]
