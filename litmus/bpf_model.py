@@ -8,9 +8,13 @@ Propagation.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from . import relations as r
 from .events import Kind, Tag
 from .execution import Execution
+
+BpfAxiom = Literal["Happens-before", "Propagation"]
 
 
 class BpfModel:
@@ -19,7 +23,7 @@ class BpfModel:
 
     name = "bpf"
 
-    def violation(self, ex: Execution) -> str | None:
+    def violation(self, ex: Execution) -> BpfAxiom | None:
         """``Happens-before`` or ``Propagation`` when violated, else None."""
         po, mem, reads, writes = ex.po, ex.accesses, ex.reads, ex.writes
         full = ex.mask(lambda e: e.kind == Kind.RW and Tag.SC in e.tags)

@@ -13,11 +13,13 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Literal, Protocol
 
 from . import relations as rel
 from .events import Event, Kind, Tag, ThreadRun
 from .relations import Rel
+
+Dependency = Literal["addr", "data", "ctrl", "pick_addr", "pick_data"]
 
 
 @dataclass
@@ -37,9 +39,8 @@ class Execution:
     def n(self) -> int:
         return len(self.events)
 
-    def mask(self, pred: object) -> int:
-        """The set of events for which ``pred(event)`` holds (``pred`` a callable)."""
-        assert callable(pred)
+    def mask(self, pred: Callable[[Event], bool]) -> int:
+        """The set of events for which ``pred(event)`` holds."""
         return sum(1 << i for i, e in enumerate(self.events) if pred(e))
 
     def tagged(self, tag: Tag) -> int:
@@ -52,10 +53,6 @@ class Execution:
     @cached_property
     def writes(self) -> int:
         return self.mask(lambda e: Kind.W in e.kind)
-
-    @cached_property
-    def fences(self) -> int:
-        return self.mask(lambda e: e.kind == Kind.F)
 
     @cached_property
     def accesses(self) -> int:
@@ -114,16 +111,14 @@ class Execution:
         for f in self.events:
             if f.kind != Kind.F or not (f.pred and f.succ):
                 continue
-            before = self.mask(
-                lambda e, f=f: (
-                    e.thread == f.thread and e.index < f.index and bool(e.kind & f.pred) and not skip(f, e)
-                )
-            )
-            after = self.mask(
-                lambda e, f=f: (
-                    e.thread == f.thread and e.index > f.index and bool(e.kind & f.succ) and not skip(f, e)
-                )
-            )
+            before = after = 0
+            for j, e in enumerate(self.events):
+                if e.thread != f.thread or skip(f, e):
+                    continue
+                if e.index < f.index and e.kind & f.pred:
+                    before |= 1 << j
+                elif e.index > f.index and e.kind & f.succ:
+                    after |= 1 << j
             for j in range(self.n):
                 if before >> j & 1:
                     out[j] |= after
@@ -139,8 +134,8 @@ class Execution:
     def inn(self, r: Rel) -> Rel:
         return rel.inter(r, self.same_thread)
 
-    def dependency(self, which: str) -> Rel:
-        """The ``addr``, ``data`` or ``ctrl`` relation from reads to the events depending on them."""
+    def dependency(self, which: Dependency) -> Rel:
+        """A dependency relation from reads to the events depending on them (Event's fields)."""
         if which not in self._cache:
             offsets = self._offsets
             pairs = [(offsets[e.thread] + k, i) for i, e in enumerate(self.events) for k in getattr(e, which)]

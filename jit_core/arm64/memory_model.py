@@ -18,7 +18,7 @@ events are jit_core.arm64.semantics'; here capstone's decoding is turned into it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import capstone
 from capstone import arm64 as cs
@@ -34,12 +34,14 @@ from .semantics import CONDS, Arm64Thread
 MODEL_NAME = "armv8"
 
 
+Armv8Axiom = Literal["external"]
+
 class Armv8Model:
     """The Armv8 ``external`` axiom (acyclic ob) over an enumerated execution."""
 
     name = MODEL_NAME
 
-    def violation(self, ex: Execution) -> str | None:
+    def violation(self, ex: Execution) -> Armv8Axiom | None:
         """``external`` when ob has a cycle, else None."""
         po, reads, writes, mem = ex.po, ex.reads, ex.writes, ex.accesses
         everything = (1 << ex.n) - 1

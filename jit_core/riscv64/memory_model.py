@@ -17,7 +17,7 @@ jit_core.riscv64.semantics'; here capstone's decoding is turned into its neutral
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import capstone
 from capstone import riscv as cs
@@ -33,13 +33,15 @@ from .semantics import BRANCHES, RiscvThread
 MODEL_NAME = "rvwmo"
 
 
+RvwmoAxiom = Literal["Model"]
+
 class RvwmoModel:
     """RVWMO's Model axiom over an enumerated execution (Coherence and Atomicity are enforced by
     the enumeration)."""
 
     name = MODEL_NAME
 
-    def violation(self, ex: Execution) -> str | None:
+    def violation(self, ex: Execution) -> RvwmoAxiom | None:
         """``Model`` when co | rfe | fr | ppo has a cycle, else None."""
         po, po_loc, reads, writes, mem = ex.po, ex.po_loc, ex.reads, ex.writes, ex.accesses
         everything = (1 << ex.n) - 1

@@ -10,7 +10,7 @@ jit_core.x86_64.semantics'; here capstone's decoding is turned into its neutral 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import capstone
 from capstone import x86 as cs
@@ -26,12 +26,14 @@ from .semantics import JCC, NAMES64, X86Thread
 MODEL_NAME = "x86-tso"
 
 
+TsoAxiom = Literal["tso"]
+
 class TsoModel:
     """The ``tso`` axiom (acyclic ghb) over an enumerated execution."""
 
     name = MODEL_NAME
 
-    def violation(self, ex: Execution) -> str | None:
+    def violation(self, ex: Execution) -> TsoAxiom | None:
         """``tso`` when ghb has a cycle, else None."""
         po, reads, writes, mem = ex.po, ex.reads, ex.writes, ex.accesses
         locked = ex.tagged(Tag.LOCK)
