@@ -353,7 +353,9 @@ def thread_registers(test: LitmusTest, thread: int, addresses: dict[str, int]) -
         m = re.fullmatch(R, var.name)
         if not m or int(m.group(1)) > 10:
             raise LitmusSyntaxError(
-                test.path, 0, f"expected a BPF register r0..r10 in the initial state, found {var}"
+                test.path,
+                test.init_line,
+                f"expected a BPF register r0..r10 in the initial state, found {var}",
             )
         regs[int(m.group(1))] = addresses[value.name] if isinstance(value, Symbol) else value & M64
     return regs

@@ -99,6 +99,7 @@ class LitmusTest:
     locations: list[Var] = field(default_factory=list)
     types: dict[Var, str] = field(default_factory=dict)
     arrays: dict[str, int] = field(default_factory=dict)  # name -> length; element k is "name[k]"
+    init_line: int = 0  # where the initial state's '{' is, for errors about it
 
     def observed(self) -> list[Var]:
         """The variables of a final state: the ``locations`` line, then the condition's atoms."""
@@ -217,7 +218,7 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
             raise LitmusSyntaxError(path, brace_line, "the initial state '{' is never closed by '}'")
         body += "\n" + lines[i]
     end = _closing_brace(body)
-    init_text, rest = body[:end], body[end + 1:]
+    init_text, rest = body[:end], body[end + 1 :]
     init, types, arrays = _parse_init(init_text, path, init_start)
     lines[i] = rest
     threads, i = _parse_threads(lines, i, path)
@@ -239,7 +240,7 @@ def parse_test(text: str, path: str = "<string>") -> LitmusTest:
         )
     quant = Quantifier.NOT_EXISTS if match.group(1).startswith("~") else Quantifier(match.group(1))
     cond = _CondParser(tail[match.end() :], path, tail_line).parse()
-    return LitmusTest(path, arch, name, init, threads, quant, cond, locations, types, arrays)
+    return LitmusTest(path, arch, name, init, threads, quant, cond, locations, types, arrays, brace_line)
 
 
 def _closing_brace(text: str) -> int:

@@ -93,3 +93,10 @@ def test_dialect_errors_name_the_line(line: str, expected: str) -> None:
     with pytest.raises(LitmusSyntaxError, match=expected) as err:
         translate([Line(line, 7)], "t.litmus")
     assert err.value.lineno == 7
+
+
+def test_a_bad_initial_register_names_the_initial_state_line() -> None:
+    test = parse_test("BPF T\n\n{\n0:r12=x;\n}\n P0 ;\n r0 = 1 ;\nexists (0:r0=1)\n", "t.litmus")
+    with pytest.raises(LitmusSyntaxError, match="r0..r10") as err:
+        bpf_program(test)
+    assert err.value.lineno == 3

@@ -111,7 +111,9 @@ def litmus_program(test: LitmusTest) -> Program:
         for var, value in test.init.items():
             if var.thread == k:
                 if not _REG.match(var.name.lower()):
-                    raise LitmusSyntaxError(test.path, 0, f"expected an AArch64 register, found {var}")
+                    raise LitmusSyntaxError(
+                        test.path, test.init_line, f"expected an AArch64 register, found {var}"
+                    )
                 registers[_register(var.name)] = (
                     addresses[value.name] if isinstance(value, Symbol) else value & M64
                 )

@@ -86,7 +86,9 @@ def litmus_program(test: LitmusTest) -> Program:
         for var, value in test.init.items():
             if var.thread == k:
                 if not _REG.match(var.name.lower()):
-                    raise LitmusSyntaxError(test.path, 0, f"expected a RISC-V register, found {var}")
+                    raise LitmusSyntaxError(
+                        test.path, test.init_line, f"expected a RISC-V register, found {var}"
+                    )
                 registers[canon(var.name)] = (
                     addresses[value.name] if isinstance(value, Symbol) else value & M64
                 )
