@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from litmus_corpus import corpus, kinds
 
 from jit_core import isa
 from litmus.bpf import bpf_program, translate
@@ -10,7 +11,6 @@ from litmus.bpf_model import BpfModel
 from litmus.check import Verdict, check, format_state
 from litmus.errors import LitmusSyntaxError
 from litmus.syntax import Line, parse_test, read_test
-from tests.litmus_corpus import corpus, kinds
 
 KINDS = kinds("bpf")
 JUDGED = sorted(name for name, kind in KINDS.items() if kind != "?")

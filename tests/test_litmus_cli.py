@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.litmus_corpus import corpus
+from litmus_corpus import corpus
 
 JITPROBE = [sys.executable, "-m", "harness.cli", "litmus"]
 

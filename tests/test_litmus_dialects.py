@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from litmus_corpus import corpus, kinds
 
 from litmus.check import CheckResult, Verdict
 from litmus.cli import check_file
 from litmus.errors import LitmusError
 from litmus.registry import ModelName
-from tests.litmus_corpus import corpus, kinds
 
 AARCH64 = kinds("aarch64")
 # Where this implementation and herd7 differ, with the reason (a strict xfail: fixing it shows).

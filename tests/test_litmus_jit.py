@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from litmus_corpus import corpus
 
 from jit_core.backend import ARCHES, get_backend
 from jit_core.intrinsics import ORDERING_MUTATIONS
@@ -14,7 +15,6 @@ from litmus.bpf import bpf_program
 from litmus.check import format_state
 from litmus.jit import JitResult, JitVerdict, SourceCache, check_jit
 from litmus.syntax import read_test
-from tests.litmus_corpus import corpus
 
 # herdtools7's BPF tests, and jitprobe's own for bug classes they do not reach
 OWN = Path(__file__).resolve().parent / "fixtures" / "litmus"

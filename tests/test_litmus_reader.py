@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from litmus_corpus import corpus
 
 from litmus.errors import LitmusSyntaxError
 from litmus.syntax import And, Atom, Quantifier, Symbol, Var, parse_test, read_test
-from tests.litmus_corpus import corpus
 
 # Files of the corpus written in forms the reader refuses on purpose, with the line it names.
 REFUSED = {

@@ -4,7 +4,7 @@ of each architecture's model over those tests compiled by jit_core (``litmus jit
 iteration rate is printed.
 Target (issue 11): the whole ``litmus jit --arch all`` over the 120 BPF tests under 60 s.
 
-    .venv/bin/python bench/litmus.py [--repeat 3]
+    .venv/bin/python bench/litmus_checks.py [--repeat 3]
 """
 
 from __future__ import annotations
