@@ -1,4 +1,5 @@
-"""``jitprobe litmus check`` and ``jitprobe litmus jit`` (see CONTRACT.md, "jitprobe litmus")."""
+"""``jitprobe litmus check``, ``litmus jit`` (see CONTRACT.md, "jitprobe litmus") and ``litmus run``
+(tests run natively in guests; not in the CONTRACT yet)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from jit_core.intrinsics import MUTATIONS
 
 from .check import CheckResult, check, format_state
 from .errors import LitmusError
+from .guest_runs import run_in_guest
 from .jit import JitResult, JitVerdict, SourceCache, check_jit
+from .native import NativeResult, RunVerdict
 from .registry import ModelName, get_model, program_for
 from .syntax import read_test
 
@@ -104,6 +107,40 @@ def cmd_jit(args: argparse.Namespace) -> int:
     return EXIT_FAIL if any(r.verdict is JitVerdict.FAIL for r in results) else EXIT_PASS
 
 
+def _print_run(result: NativeResult) -> None:
+    print(f"{result.verdict.value.upper():4} {result.test} on {result.arch}: {result.iterations} iterations")
+    for state, count in sorted(result.histogram.items(), key=lambda item: -item[1]):
+        mark = "FORBIDDEN " if state in result.forbidden_observed else ""
+        print(f"    {count:9} {mark}{state}")
+    for state in result.not_exercised:
+        print(f"    not exercised on this host: {state}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.iterations < 1:
+        raise InputError("--iterations", args.iterations, hint="at least 1")
+    cache = SourceCache()
+    paths = [Path(name) for name in args.files]
+    for path in paths:
+        try:
+            cache.get(path)
+        except LitmusError as exc:
+            raise _input_error(str(path), exc) from exc
+    results: list[NativeResult] = []
+    for arch in expand_arch(args.arch):
+        try:
+            batch = run_in_guest(paths, arch, args.iterations, cache)
+        except (LitmusError, JitError) as exc:
+            raise InputError("litmus test", arch, hint=str(exc)) from exc
+        results += batch
+        if not args.json:
+            for result in batch:
+                _print_run(result)
+    if args.json:
+        sys.stdout.write(json.dumps({"results": [r.to_json() for r in results]}) + "\n")
+    return EXIT_FAIL if any(r.verdict is RunVerdict.FAIL for r in results) else EXIT_PASS
+
+
 def add_litmus_parser(subparsers: Any) -> None:
     """Register ``jitprobe litmus check`` and ``jitprobe litmus jit``."""
     litmus = subparsers.add_parser("litmus", help="memory-ordering litmus tests and models")
@@ -127,3 +164,13 @@ def add_litmus_parser(subparsers: Any) -> None:
     )
     jit.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     jit.set_defaults(func=cmd_jit)
+    run = sub.add_parser(
+        "run",
+        help="BPF litmus tests compiled by jit_core, run natively in guests: "
+        "histograms of final states against the BPF model",
+    )
+    run.add_argument("files", nargs="+", metavar="FILE", help="BPF litmus tests")
+    run.add_argument("--arch", required=True, help="an architecture or all")
+    run.add_argument("--iterations", type=int, default=100_000, help="runs of each test (default 100000)")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.set_defaults(func=cmd_run)
