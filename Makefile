@@ -24,8 +24,9 @@ test: setup
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy harness images jit_core ci tests bench
+	.venv/bin/mypy harness images jit_core ci litmus tests bench
 
 bench: setup
 	$(PY) bench/boot.py
 	$(PY) bench/jit.py
+	$(PY) bench/litmus_checks.py

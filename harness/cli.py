@@ -37,10 +37,13 @@ from harness.progress import status
 from harness.runs import append_result, new_run_dir
 from images.commands import add_images_parser
 from jit_core.errors import JitError
+from litmus.cli import add_litmus_parser
 
 # Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
 # status) with set_defaults.
-SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, add_jit_parser)
+SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (
+    add_images_parser, add_jit_parser, add_litmus_parser,
+)
 
 _ERR = progress.STDERR
 

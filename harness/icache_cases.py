@@ -25,7 +25,7 @@ from harness.errors import InfraError, InputError
 from jit_core.asm import assemble
 from jit_core.compile import compile_program
 from jit_core.elf import build_executable
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 from jit_core.syscalls import syscall_number
 
 JIT_BASE = 0x2000_0000

@@ -27,6 +27,7 @@ SLOWDOWN_ENV = "JITPROBE_SLOWDOWN"
 """Environment variable whose number multiplies every profile's slowdown (for loaded hosts)."""
 
 ACCELS = ("tcg", "kvm", "auto")
+MEMORY_MODELS = ("x86-tso", "armv8", "rvwmo")
 TCG_THREADS = ("multi", "single")
 
 
@@ -105,6 +106,14 @@ PROFILE_SCHEMA: dict[str, Field] = {
         "time limits in seconds, before the slowdown factor",
     ),
     "slowdown": Field(float, "factor applied to every time limit", minimum=0.01),
+    "litmus": Field(
+        {
+            "memory_model": Field(str, "memory model the compiled code is checked under",
+                                  choices=MEMORY_MODELS),
+            "headers": Field(list, "first words of this architecture's herdtools7 litmus tests"),
+        },
+        "memory-ordering checks (litmus); the model and the dialect live in jit_core/<arch>/memory_model.py",
+    ),
 }
 
 
@@ -152,6 +161,8 @@ class Profile:
     tcg_thread: str
     timeouts: Timeouts
     slowdown: float
+    memory_model: str
+    litmus_headers: tuple[str, ...]
 
     def scaled(self, seconds: float) -> float:
         """``seconds`` times the profile's slowdown and the JITPROBE_SLOWDOWN factor.
@@ -284,6 +295,8 @@ def parse_profile(data: Any, path: Path) -> Profile:
         tcg_thread=data["accel"]["tcg_thread"],
         timeouts=Timeouts(float(timeouts["boot_s"]), float(timeouts["command_s"]), float(timeouts["stop_s"])),
         slowdown=float(data["slowdown"]),
+        memory_model=data["litmus"]["memory_model"],
+        litmus_headers=tuple(data["litmus"]["headers"]),
     )
 
 

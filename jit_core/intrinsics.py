@@ -50,7 +50,7 @@ HELPER_IDS = frozenset(int(h) for h in Helper)
 # Named protocol mutations of icache_sync / context_sync. Each is a real bug class; the
 # architectures where it changes the emitted code are listed (elsewhere it is a no-op, so the
 # program stays correct there and a sanitizer must not report it).
-MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
+ICACHE_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
     "none": ("the correct protocol", frozenset()),
     "no_dc_clean": ("skip DC CVAU (no D-side clean to PoU)", frozenset({"arm64"})),
     "no_ic_invalidate": ("skip IC IVAU (no I-side invalidate)", frozenset({"arm64"})),
@@ -61,3 +61,23 @@ MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
     "fence_i_writer_only": ("FENCE.I on the writing hart only, no remote harts", frozenset({"riscv64"})),
     "no_serialize": ("no serializing instruction on the executing CPU", frozenset({"x86_64"})),
 }
+
+# Mutations of the memory-ordering lowering (fences, acquire/release, atomics), checked by
+# ``litmus jit``. x86_64 is absent from all: TSO gives the ordering with the plain instructions,
+# so its correct code already is the mutated code.
+ORDERING_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "fence_full_as_store_store": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
+                                  "a store-store barrier", frozenset({"arm64", "riscv64"})),
+    "fence_full_as_load_load": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
+                                "a load-load barrier", frozenset({"arm64", "riscv64"})),
+    "acquire_as_plain": ("load-acquire lowered as a plain load", frozenset({"arm64", "riscv64"})),
+    "release_as_plain": ("store-release lowered as a plain store", frozenset({"arm64", "riscv64"})),
+    "self_sub_as_zero": ("rX -= rX / rX ^= rX lowered as rX = 0, dropping the dependency the idiom carries",
+                         frozenset({"x86_64", "arm64", "riscv64"})),
+    "drop_branch_to_next": ("a conditional jump to the next instruction removed, dropping the control "
+                            "dependency it carries", frozenset({"x86_64", "arm64", "riscv64"})),
+    "fetch_atomic_relaxed": ("atomics that return a value without their ordering (no release, no "
+                             "trailing barrier, no .aq/.rl)", frozenset({"arm64", "riscv64"})),
+}
+
+MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {**ICACHE_MUTATIONS, **ORDERING_MUTATIONS}

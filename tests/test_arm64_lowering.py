@@ -24,7 +24,7 @@ from jit_core.arm64 import intrinsics as a64_intrinsics
 from jit_core.arm64.emit import FIX_BCOND, Emitter
 from jit_core.asm import assemble
 from jit_core.errors import JitError
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 from jit_core.isa import Insn
 
 pytestmark = pytest.mark.skipif(runner("arm64") is None, reason="qemu-aarch64 (qemu-user) is not installed")

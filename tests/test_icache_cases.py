@@ -28,7 +28,7 @@ from harness.icache_cases import (
     mutation_of_pc,
 )
 from jit_core.errors import JitError
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
 ARCHES = ["x86_64", "arm64", "riscv64"]
 NAMES = list(MUTATIONS)

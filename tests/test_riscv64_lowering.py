@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from jit_core import asm, conformance, interp, isa
 from jit_core.elf import build_executable
 from jit_core.errors import JitError
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 from jit_core.isa import Insn
 from jit_core.riscv64 import BACKEND
 from jit_core.riscv64 import encoder as E

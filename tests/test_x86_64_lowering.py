@@ -27,7 +27,8 @@ from jit_core.elf import build_executable
 from jit_core.errors import JitError
 from jit_core.interp import alu, condition
 from jit_core.interp import run as interp_run
-from jit_core.intrinsics import MUTATIONS, Helper
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
+from jit_core.intrinsics import Helper
 from jit_core.isa import Insn
 from jit_core.verify import verify
 from jit_core.x86_64 import BACKEND

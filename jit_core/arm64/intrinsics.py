@@ -34,6 +34,12 @@ FENCES = {
 }
 
 
+def full_barrier(mutation: str) -> int:
+    """DMB ISH, or the weaker barrier a fence_full_as_* mutation puts in its place."""
+    weaker = {"fence_full_as_store_store": "ishst", "fence_full_as_load_load": "ishld"}
+    return e.dmb(weaker.get(mutation, "ish"))
+
+
 def _line_loop(mutation: str, lsb: int, maintain: int) -> list[int]:
     """``maintain`` (DC CVAU or IC IVAU of T3) on every cache line of [x0 aligned down, x1).
 
@@ -132,6 +138,8 @@ def spin_hint() -> list[int]:
 
 def helper_words(helper: int, mutation: str) -> list[int]:
     """The inlined sequence of helper id ``helper``. Raises JitError on an unknown id."""
+    if helper == Helper.FENCE_FULL:
+        return [full_barrier(mutation)]
     if helper in FENCES:
         return [FENCES[Helper(helper)]]
     builders = {

@@ -22,11 +22,15 @@ Branches: a conditional branch is B.cond (+-1 MiB) and is relaxed to B.!cond ove
 to ADR + MOVZ/MOVK + SXTW + ADD. Forms only grow, so the iteration reaches a fixed point; B and
 BL beyond +-128 MiB raise JitError.
 
-Mutations (jit_core.intrinsics.MUTATIONS) change only the icache_sync / context_sync
-sequences (see intrinsics.icache_sync): no_dc_clean drops the DC CVAU loop; no_ic_invalidate
+The icache mutations (jit_core.intrinsics.ICACHE_MUTATIONS) change only the icache_sync /
+context_sync sequences (see intrinsics.icache_sync): no_dc_clean drops the DC CVAU loop; no_ic_invalidate
 drops the IC IVAU loop; no_dsb drops both DSB ISH; no_isb drops the ISB of icache_sync and of
 context_sync; wrong_line_size steps both loops by 4x the CTR_EL0 line size; half_range halves
 r2 before the loops. fence_i_writer_only and no_serialize change nothing on arm64.
+Ordering mutations: acquire_as_plain / release_as_plain lower load-acquire / store-release as
+LDR / STR; fetch_atomic_relaxed drops the release of STLXR and the trailing DMB ISH of fetching
+atomics; fence_full_as_* put DMB ISHST / ISHLD where DMB ISH was (intrinsics.full_barrier);
+self_sub_as_zero is applied to the IR (compile.lowered_ir).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable, Sequence
 from .. import isa
 from ..asm import format_insn
 from ..backend import Compiled
-from ..compile import check_mutation
+from ..compile import lowered_ir
 from ..errors import JitError
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
@@ -81,8 +85,7 @@ class Arm64Backend:
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation
         or a branch out of native reach; nothing partial is returned."""
-        check_mutation(mutation)
-        return _Lowering(prog, mutation).run()
+        return _Lowering(lowered_ir(prog, mutation), mutation).run()
 
 
 class _Lowering(Emitter):
@@ -241,30 +244,36 @@ class _Lowering(Emitter):
         op, code = insn.imm, self.code
         src = REGS[insn.src]
         if op == isa.ATOMIC_LOAD_ACQ:
-            code.append(e.ldar(size, REGS[insn.dst], self.address(src, insn.off)))
+            if self.mutation == "acquire_as_plain":
+                self.memory(e.LOADS[size], REGS[insn.dst], src, insn.off)
+            else:
+                code.append(e.ldar(size, REGS[insn.dst], self.address(src, insn.off)))
             return
         addr = self.address(REGS[insn.dst], insn.off)
         if op == isa.ATOMIC_STORE_REL:
-            code.append(e.stlr(size, src, addr))
+            code.append(e.ldst_uimm(e.STORES[size], src, addr, 0) if self.mutation == "release_as_plain"
+                        else e.stlr(size, src, addr))
             return
         is64 = size == 3
+        ordered = self.mutation != "fetch_atomic_relaxed"
+        barrier = [intrinsics.full_barrier(self.mutation)] if ordered else []
         if op == isa.ATOMIC_CMPXCHG:
-            code += (e.ldxr(size, T2, addr), e.cmp_reg(T2, R0, is64), e.b_cond(e.NE, 16),
-                     e.stxr(size, T4, src, addr, release=True), e.cbnz(T4, -16, False), e.dmb("ish"),
+            code += (e.ldxr(size, T2, addr), e.cmp_reg(T2, R0, is64), e.b_cond(e.NE, 12 + 4 * len(barrier)),
+                     e.stxr(size, T4, src, addr, release=ordered), e.cbnz(T4, -16, False), *barrier,
                      e.mov_reg(R0, T2, is64))
             return
         if op == isa.ATOMIC_XCHG:
-            code += (e.ldxr(size, T2, addr), e.stxr(size, T4, src, addr, release=True),
-                     e.cbnz(T4, -8, False), e.dmb("ish"), e.mov_reg(src, T2, is64))
+            code += (e.ldxr(size, T2, addr), e.stxr(size, T4, src, addr, release=ordered),
+                     e.cbnz(T4, -8, False), *barrier, e.mov_reg(src, T2, is64))
             return
         fetch = bool(op & isa.ATOMIC_FETCH)
         alu = ATOMIC_ALU.get(op & ~isa.ATOMIC_FETCH)
         if alu is None:
             raise JitError(f"atomic operation {op:#x} has no arm64 lowering")
         code += (e.ldxr(size, T2, addr), alu(T3, T2, src, is64=is64),
-                 e.stxr(size, T4, T3, addr, release=fetch), e.cbnz(T4, -12, False))
+                 e.stxr(size, T4, T3, addr, release=fetch and ordered), e.cbnz(T4, -12, False))
         if fetch:
-            code += (e.dmb("ish"), e.mov_reg(src, T2, is64))
+            code += (*barrier, e.mov_reg(src, T2, is64))
 
     def lddw(self, insn: Insn) -> None:
         dst = REGS[insn.dst]

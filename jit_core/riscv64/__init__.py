@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..backend import Compiled
-from ..compile import check_mutation
+from ..compile import lowered_ir
 from ..isa import Insn
 from .lower import compile_program
 
@@ -16,8 +16,7 @@ class RiscV64Backend:
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a program to RV64GC. Raises JitError for an unknown mutation or a refused program."""
-        check_mutation(mutation)
-        return compile_program(prog, mutation)
+        return compile_program(lowered_ir(prog, mutation), mutation)
 
 
 BACKEND = RiscV64Backend()

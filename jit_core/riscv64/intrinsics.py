@@ -89,8 +89,16 @@ def clone_thread() -> list[int]:
     ]
 
 
+def full_fence(mutation: str) -> int:
+    """FENCE rw,rw, or the weaker fence a fence_full_as_* mutation puts in its place."""
+    weaker = {"fence_full_as_store_store": ("w", "w"), "fence_full_as_load_load": ("r", "r")}
+    return E.fence(*weaker.get(mutation, ("rw", "rw")))
+
+
 def helper_words(helper_id: int, mutation: str) -> list[int]:
     """The inlined sequence of intrinsic ``helper_id``. Raises JitError for an unknown id."""
+    if helper_id == Helper.FENCE_FULL:
+        return [full_fence(mutation)]
     if helper_id in _FENCES:
         return [E.fence(*_FENCES[Helper(helper_id)])]
     if helper_id == Helper.ICACHE_SYNC:

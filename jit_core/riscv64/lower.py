@@ -25,7 +25,9 @@ What RISC-V gives differently from the RFC, and the fix-ups for it:
 - 32-bit AMOs and LR.W sign-extend the fetched word; the fetched value is zero-extended after.
 Atomic read-modify-writes are .aqrl (fully ordered); cmpxchg is an LR.aqrl/SC.rl loop followed
 by FENCE rw,rw. Load-acquire is the load then FENCE r,rw; store-release is FENCE rw,w then the
-store. Mutations and the intrinsics: see intrinsics.py.
+store. Mutations and the intrinsics: see intrinsics.py; the ordering mutations drop the
+acquire/release fences (acquire_as_plain, release_as_plain), the .aq/.rl bits and cmpxchg's
+trailing fence (fetch_atomic_relaxed), or weaken FENCE rw,rw (fence_full_as_*).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as E
 from .encoder import Reg
-from .intrinsics import helper_words
+from .intrinsics import full_fence, helper_words
 from .layout import CodeBuffer
 
 REGS = (Reg.A5, Reg.A0, Reg.A1, Reg.A2, Reg.A3, Reg.A4, Reg.S1, Reg.S2, Reg.S3, Reg.S4, Reg.S5)
@@ -260,12 +262,15 @@ class _Lowerer:
         w, op, size = self.words, insn.imm, insn.opcode & 0x18
         if op == isa.ATOMIC_LOAD_ACQ:
             self.load(insn)
-            w.append(E.fence("r", "rw"))
+            if self.mutation != "acquire_as_plain":
+                w.append(E.fence("r", "rw"))
             return
         if op == isa.ATOMIC_STORE_REL:
-            w.append(E.fence("rw", "w"))
+            if self.mutation != "release_as_plain":
+                w.append(E.fence("rw", "w"))
             self.store(insn)
             return
+        ordered = self.mutation != "fetch_atomic_relaxed"
         nbytes = isa.SIZE_BYTES[size]
         base, off = self.address(REGS[insn.dst], insn.off)
         if off:
@@ -273,25 +278,25 @@ class _Lowerer:
             base = T0
         s = REGS[insn.src]
         if op == isa.ATOMIC_CMPXCHG:
-            self.cmpxchg(nbytes, base, s)
+            self.cmpxchg(nbytes, base, s, ordered)
             return
         fetch = op & isa.ATOMIC_FETCH
         name = "swap" if op == isa.ATOMIC_XCHG else AMO_OPS[op & ~isa.ATOMIC_FETCH]
-        w.append(E.amo(name, nbytes, s if fetch else ZERO, s, base, aq=True, rl=True))
+        w.append(E.amo(name, nbytes, s if fetch else ZERO, s, base, aq=ordered, rl=ordered))
         if fetch and nbytes == 4:
             w.extend(zext32(s))
 
-    def cmpxchg(self, nbytes: int, base: int, s: int) -> None:
+    def cmpxchg(self, nbytes: int, base: int, s: int, ordered: bool) -> None:
         expected = R0
         if nbytes == 4:  # LR.W sign-extends, so compare with r0's sign-extended low half
             self.words.append(E.addiw(T1, R0, 0))
             expected = T1
         self.words += [
-            E.lr(nbytes, T2, base, aq=True, rl=True),
+            E.lr(nbytes, T2, base, aq=ordered, rl=ordered),
             E.bne(T2, expected, 12),
-            E.sc(nbytes, T3, s, base, rl=True),
+            E.sc(nbytes, T3, s, base, rl=ordered),
             E.bne(T3, ZERO, -12),
-            E.fence("rw", "rw"),
+            *([full_fence(self.mutation)] if ordered else []),
             E.mv(R0, T2),
         ]
         if nbytes == 4:

@@ -33,8 +33,9 @@ of which are restored.
 Output: ``Compiled.functions`` maps each function's entry slot to its prologue;
 ``insn_offsets`` of an entry slot points after the prologue (where a jump to that slot lands).
 
-Mutations (jit_core.intrinsics.MUTATIONS): only ``no_serialize`` applies to x86_64; it makes
-context_sync emit nothing. Every other mutation leaves the code unchanged here.
+Mutations (jit_core.intrinsics.MUTATIONS): ``no_serialize`` makes context_sync emit nothing;
+``self_sub_as_zero`` is applied to the IR (compile.lowered_ir). The other ordering mutations
+leave the code unchanged: TSO needs no instruction for what they drop.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from collections.abc import Sequence
 from .. import isa
 from ..asm import format_insn
 from ..backend import Compiled
-from ..compile import check_mutation
+from ..compile import lowered_ir
 from ..errors import JitError
 from ..intrinsics import Helper
 from ..isa import Insn
@@ -426,5 +427,4 @@ class X86_64Backend:
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it
         cannot lower, naming the instruction index."""
-        check_mutation(mutation)
-        return _Lowering(prog, mutation).run()
+        return _Lowering(lowered_ir(prog, mutation), mutation).run()
