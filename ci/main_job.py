@@ -36,7 +36,7 @@ from harness.runs import append_result, new_run_dir, runs_root
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core import conformance
 from jit_core.errors import JitError
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bpf_conformance" / "tests"
 

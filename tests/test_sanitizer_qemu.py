@@ -28,7 +28,7 @@ from harness.icache_cases import (
 )
 from harness.profiles import load_profile
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
-from jit_core.intrinsics import MUTATIONS
+from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
 pytestmark = pytest.mark.qemu
 ITERATIONS = 100  # per variant
