@@ -77,7 +77,8 @@ enum { OP_DSB = 1, OP_ISB, OP_DC, OP_IC, OP_IALLU, OP_IALLUIS, OP_ERET, OP_VBAR,
 static uint64_t g_ctr;
 static bool g_ctr_set, g_idc, g_dic;
 static unsigned g_dline, g_iline;
-static uint64_t g_iallis; /* maint_word of the last IC IALLUIS */
+static uint64_t g_iallis, g_iallis_task; /* maint_word of the last IC IALLUIS, and its thread */
+static uint64_t g_iallu_task[MAX_VCPUS];  /* the thread of each PE's last IC IALLU */
 static uint64_t g_vbar[MAX_VECTORS];
 static unsigned g_nvbar;
 
@@ -114,7 +115,8 @@ static bool arm64_init(unsigned *granule)
         fprintf(stderr, "jitprobe sanitizer: arm64 needs ctr_el0= (the CPU model's CTR_EL0)\n");
         return false;
     }
-    g_iallis = 0;
+    g_iallis = g_iallis_task = 0;
+    memset(g_iallu_task, 0, sizeof(g_iallu_task));
     g_nvbar = 0;
     memset(g_vbar, 0, sizeof(g_vbar));
     g_idc = g_ctr & CTR_IDC;
@@ -277,9 +279,11 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         line_op(vcpu, arg, op == OP_IC);
         break;
     case OP_IALLU:
+        __atomic_store_n(&g_iallu_task[vcpu], load64(&v->task), RELAXED);
         engine_stamp(&v->iallu);
         break;
     case OP_IALLUIS:
+        __atomic_store_n(&g_iallis_task, load64(&v->task), RELAXED);
         __atomic_store_n(&g_iallis, maint_word(engine_event(), vcpu), RELAXED);
         break;
     case OP_ERET:
@@ -292,8 +296,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         vbar_write(vcpu, arg);
         break;
     case OP_SP_EL0:
-        if (kernel && read_xt(vcpu, arg, &value) && (value >> 55) & 1 && value != load64(&v->task)) {
-            engine_dsb(vcpu, true); /* __switch_to's DSB completes the outgoing thread's maintenance */
+        if (kernel && read_xt(vcpu, arg, &value) && (value >> 55) & 1) {
             engine_switch_task(vcpu, value);
         }
         break;
@@ -385,6 +388,15 @@ static uint16_t arm64_block_op(uint64_t vaddr)
 
 /* ---- the rule ----------------------------------------------------------------------------- */
 
+/* When the maintenance step at event `seq`, issued by `vcpu` and thread `task`, was completed by a
+   DSB: for code a program wrote, by a DSB of the issuing thread's program; otherwise (or when the
+   thread is unknown) by a DSB of the issuing PE. 0: not completed. */
+static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_t seq)
+{
+    uint64_t done = by_program ? engine_thread_dsb_after(task, seq) : UINT64_MAX;
+    return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq);
+}
+
 static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
                                       const struct exec_ctx *x)
 {
@@ -392,21 +404,19 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
     if (!w.seq || (flags & INSN_EXEMPT)) {
         return NULL;
     }
+    bool by_program = x->user && !arm64_is_kernel_pc(w.pc);
     uint64_t clean, clean_done, ic_done;
-    unsigned clean_vcpu;
     if (g_idc) {
         clean = w.seq;
-        clean_vcpu = w.vcpu;
+        clean_done = completed(by_program, w.vcpu, w.task, clean);
     } else {
         uint64_t dc = load64(&l->dc);
         clean = maint_seq(dc);
-        clean_vcpu = maint_vcpu(dc);
         if (clean <= w.seq) {
             return &no_dc_clean;
         }
+        clean_done = completed(by_program, maint_vcpu(dc), load64(&l->dc_task), clean);
     }
-    bool by_program = x->user && !arm64_is_kernel_pc(w.pc);
-    clean_done = engine_dsb_after(clean_vcpu, clean, by_program);
     if (!clean_done) {
         return &no_dsb;
     }
@@ -414,15 +424,17 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
         ic_done = clean_done;
     } else {
         uint64_t line_ic = load64(&l->ic), all = load64(&g_iallis), local = load64(&g_vcpu[vcpu].iallu);
-        uint64_t ic = maint_seq(line_ic);
+        uint64_t ic = maint_seq(line_ic), ic_task = load64(&l->ic_task);
         unsigned ic_vcpu = maint_vcpu(line_ic);
         if (maint_seq(all) > ic) {
             ic = maint_seq(all);
             ic_vcpu = maint_vcpu(all);
+            ic_task = load64(&g_iallis_task);
         }
         if (local > ic) {
             ic = local;
             ic_vcpu = vcpu;
+            ic_task = load64(&g_iallu_task[vcpu]);
         }
         if (ic <= w.seq) {
             return &no_ic_invalidate;
@@ -430,7 +442,7 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
         if (ic < clean_done) {
             return &no_dsb;
         }
-        ic_done = engine_dsb_after(ic_vcpu, ic, by_program);
+        ic_done = completed(by_program, ic_vcpu, ic_task, ic);
         if (!ic_done) {
             return &no_dsb;
         }

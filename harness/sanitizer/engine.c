@@ -20,8 +20,10 @@ static unsigned g_vcpus = 1;
 /* Threads and processes (see engine_switch_task and below). */
 #define TASKS 16384
 #define PROCESSES 256
+#define TASK_DSBS 16
 struct task {
     uint64_t key, usync, mm;
+    uint64_t dsb[TASK_DSBS], ndsb; /* the program's last DSBs, a ring */
     uint8_t episode, reborn;
 };
 static struct task g_tasks[TASKS];
@@ -302,10 +304,12 @@ bool engine_kernel_written(const struct line *l, uint64_t m)
 
 void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s)
 {
+    uint64_t task = load64(&g_vcpu[vcpu].task);
     engine_track_page(pa);
     for (unsigned off = 0; off < size; off += g_granule) {
         struct line *l = engine_line(pa + off);
         if (l) {
+            __atomic_store_n(icache ? &l->ic_task : &l->dc_task, task, RELAXED);
             __atomic_store_n(icache ? &l->ic : &l->dc, maint_word(s, vcpu), RELAXED);
         }
     }
@@ -313,24 +317,22 @@ void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uin
 
 /* ---- vCPU events ------------------------------------------------------------------------- */
 
-void engine_dsb(unsigned vcpu, bool by_program)
+/* Append s to a ring of n entries whose count is *count (single writer). */
+static void ring_push(uint64_t *ring, unsigned n, uint64_t *count, uint64_t s)
 {
-    struct vcpu_state *v = &g_vcpu[vcpu];
-    uint64_t s = engine_event();
-    for (unsigned k = 0; k <= (unsigned)by_program; k++) {
-        uint64_t n = load64(&v->dsb_count[k]);
-        __atomic_store_n(&v->dsb[k][n % DSB_HISTORY], s, RELAXED);
-        __atomic_store_n(&v->dsb_count[k], n + 1, __ATOMIC_RELEASE);
-    }
+    uint64_t c = load64(count);
+    __atomic_store_n(&ring[c % n], s, RELAXED);
+    __atomic_store_n(count, c + 1, __ATOMIC_RELEASE);
 }
 
-uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program)
+/* The earliest entry after seq of a ring; seq + 1 when it may have left the ring (assume the
+   best: never a false report); 0 if none. */
+static uint64_t ring_after(const uint64_t *ring, unsigned n, const uint64_t *count, uint64_t seq)
 {
-    const struct vcpu_state *ev = &g_vcpu[v];
-    uint64_t count = __atomic_load_n(&ev->dsb_count[by_program], __ATOMIC_ACQUIRE), best = 0, oldest = UINT64_MAX;
-    unsigned n = count < DSB_HISTORY ? (unsigned)count : DSB_HISTORY;
-    for (unsigned i = 0; i < n; i++) {
-        uint64_t d = load64(&ev->dsb[by_program][i]);
+    uint64_t c = __atomic_load_n(count, __ATOMIC_ACQUIRE), best = 0, oldest = UINT64_MAX;
+    unsigned k = c < n ? (unsigned)c : n;
+    for (unsigned i = 0; i < k; i++) {
+        uint64_t d = load64(&ring[i]);
         if (d > seq && (!best || d < best)) {
             best = d;
         }
@@ -338,10 +340,32 @@ uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program)
             oldest = d;
         }
     }
-    if (count > DSB_HISTORY && oldest > seq) {
-        return seq + 1; /* the earliest may have left the ring: assume the best, never a false report */
+    return c > n && oldest > seq ? seq + 1 : best;
+}
+
+static struct task *current(unsigned vcpu);
+static struct task *task_lookup(uint64_t key);
+
+void engine_dsb(unsigned vcpu, bool by_program)
+{
+    uint64_t s = engine_event();
+    struct vcpu_state *v = &g_vcpu[vcpu];
+    ring_push(v->dsb, DSB_HISTORY, &v->dsb_count, s);
+    if (by_program) {
+        struct task *t = current(vcpu);
+        ring_push(t->dsb, TASK_DSBS, &t->ndsb, s);
     }
-    return best;
+}
+
+uint64_t engine_dsb_after(unsigned v, uint64_t seq)
+{
+    return ring_after(g_vcpu[v].dsb, DSB_HISTORY, &g_vcpu[v].dsb_count, seq);
+}
+
+uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq)
+{
+    const struct task *t = task ? task_lookup(task) : NULL;
+    return t ? ring_after(t->dsb, TASK_DSBS, &t->ndsb, seq) : UINT64_MAX;
 }
 
 /* ---- threads and processes ----------------------------------------------------------------
@@ -374,6 +398,21 @@ static struct task *task_find(uint64_t key)
     return NULL;
 }
 
+static struct task *task_lookup(uint64_t key)
+{
+    for (unsigned i = 0; i < TASKS; i++) {
+        struct task *t = &g_tasks[(key / 64 + i) % TASKS];
+        uint64_t k = load64(&t->key);
+        if (k == key) {
+            return t;
+        }
+        if (!k) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 static struct task *current(unsigned vcpu)
 {
     struct task *t = g_cur[vcpu];
@@ -396,6 +435,7 @@ void engine_switch_task(unsigned vcpu, uint64_t task)
         __atomic_store_n(&t->usync, engine_event(), RELAXED);
         __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
         __atomic_store_n(&t->mm, 0, RELAXED);
+        __atomic_store_n(&t->ndsb, 0, __ATOMIC_RELEASE);
         __atomic_store_n(&t->reborn, 0, RELAXED);
     }
 }

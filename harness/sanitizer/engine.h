@@ -63,6 +63,7 @@ struct line {
     uint64_t wpc[CHUNKS];     /* PC of that store (reports; kernel or user writer) */
     uint64_t wtask[CHUNKS];   /* thread of that store (0 = unknown) */
     uint64_t dc, ic;          /* maint_word of the last D-side clean / I-side invalidate covering it */
+    uint64_t dc_task, ic_task; /* the thread that issued each (0 = unknown) */
 };
 
 /* The newest store to the bytes m of a line. */
@@ -74,8 +75,8 @@ struct writer {
 /* Per-vCPU state. Written only by its own vCPU thread, read (atomically) by the others. */
 #define DSB_HISTORY 64
 struct vcpu_state {
-    uint64_t dsb[2][DSB_HISTORY]; /* the last DSBs, a ring: [0] all, [1] the program's (see engine_dsb) */
-    uint64_t dsb_count[2];
+    uint64_t dsb[DSB_HISTORY]; /* the last DSBs, a ring */
+    uint64_t dsb_count;
     uint64_t csync;            /* any context synchronization, interrupts included (kernel judgements) */
     uint64_t iallu;            /* arm64: last IC IALLU (local to this PE) */
     uint64_t fence_i;          /* riscv64: last FENCE.I */
@@ -170,17 +171,20 @@ struct line *engine_line(uint64_t pa);
 void engine_track_page(uint64_t pa);
 /* The newest store to the bytes m of l (seq 0: none known). */
 struct writer engine_writer(const struct line *l, uint64_t m);
-/* Record a D-side clean / I-side invalidate by vcpu of the size bytes at pa (event number s). */
+/* Record a D-side clean / I-side invalidate by vcpu (and its current thread) of the size bytes at
+   pa (event number s). */
 void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s);
 
 /* vCPU events */
-/* A DSB on vcpu; by_program: executed by the program (in user mode, within a system call or
-   fault it took, or at a thread switch, where the kernel guarantees one) rather than by an
-   interrupt handler. */
+/* A DSB on vcpu; by_program: executed by the current thread's program (in user mode, or within a
+   system call or fault it took) rather than by an interrupt handler. */
 void engine_dsb(unsigned vcpu, bool by_program);
-/* The earliest DSB by vCPU v numbered after seq (by_program: of the program's), 0 if none
-   (optimistic when history overflowed). */
-uint64_t engine_dsb_after(unsigned v, uint64_t seq, bool by_program);
+/* The earliest DSB by vCPU v numbered after seq, 0 if none (optimistic when history overflowed). */
+uint64_t engine_dsb_after(unsigned v, uint64_t seq);
+/* The earliest DSB the program of thread `task` executed after seq, on any CPU (a migrated
+   thread's own DSB completes its earlier maintenance: Linux's __switch_to completed the old
+   CPU's), 0 if none; UINT64_MAX when the thread is unknown (the caller judges per CPU). */
+uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq);
 static inline void engine_stamp(uint64_t *field) { __atomic_store_n(field, engine_event(), RELAXED); }
 static inline uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, RELAXED); }
 

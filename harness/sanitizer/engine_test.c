@@ -243,6 +243,31 @@ static void test_arm64(void)
     insn32(0, ISB, false);
     EXPECT("interrupt DSB between DC and IC", run(0, true), "arm64.no_dsb");
 
+    /* No DSB at all, and the thread preempted after its ISB (Linux's __switch_to runs a DSB on the
+       way out): still exactly no_dsb, whatever the scheduling (neoverse-n1: IDC=1). */
+    arm64_boot(N1);
+    arm64_install(0, DSB_ISH);
+    arm64_user_interrupt(0, false);
+    set_reg(0, "x9", 0xffff000000900000ULL); /* another thread runs... */
+    insn32(0, MSR_SP_EL0_X9, true);
+    insn32(0, DSB_ISH, true); /* ...after the switch's DSB */
+    set_reg(0, "x9", 0xffff000000100000ULL); /* and the thread comes back */
+    insn32(0, MSR_SP_EL0_X9, true);
+    insn32(0, ERET, true);
+    EXPECT("no DSB, preempted after the ISB", run(0, true), "arm64.no_dsb");
+
+    /* A thread that cleaned on one CPU and finished the protocol on another after a migration. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    maintain(0, DC_CVAU_X9);
+    set_reg(1, "x9", 0xffff000000100000ULL); /* vCPU 0's thread moves to vCPU 1 */
+    insn32(1, MSR_SP_EL0_X9, true);
+    insn32(1, DSB_ISH, false);
+    maintain(1, IC_IVAU_X9);
+    insn32(1, DSB_ISH, false);
+    insn32(1, ISB, false);
+    EXPECT("protocol finished after a migration", run(1, true), "clean");
+
     /* Cross-modification: the executor's own ISB is needed; an interrupt must not hide its absence. */
     arm64_boot(A57);
     arm64_install(0, 0);
