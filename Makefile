@@ -24,7 +24,7 @@ test: setup
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy harness images jit_core ci tests bench
+	.venv/bin/mypy base harness images jit_core ci tests bench
 
 bench: setup
 	$(PY) bench/boot.py

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sanitizer_progs import build_program  # noqa: E402
 
-from harness.errors import JitprobeError  # noqa: E402
+from base.errors import JitprobeError  # noqa: E402
+from base.profiles import load_profile  # noqa: E402
 from harness.guest import Guest  # noqa: E402
-from harness.profiles import load_profile  # noqa: E402
 from harness.sanitizer import plugin_spec, read_report  # noqa: E402
 
 ARCHES = ("x86_64", "arm64", "riscv64")

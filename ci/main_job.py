@@ -20,7 +20,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
+from base.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
+from base.profiles import expand_arch, load_profile
+from base.progress import status
 from harness.guest import Guest, install_signal_handlers
 from harness.icache_cases import (
     expected_cross_mutation_rules,
@@ -30,8 +32,6 @@ from harness.icache_cases import (
     judge_mutations,
 )
 from harness.jit_commands import native_conformance
-from harness.profiles import expand_arch, load_profile
-from harness.progress import status
 from harness.runs import append_result, new_run_dir, runs_root
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core import conformance

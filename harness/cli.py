@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import guest as guest_mod
-from harness import progress, sanitizer
-from harness.errors import (
+from base import progress
+from base.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
     EXIT_PASS,
@@ -29,10 +28,12 @@ from harness.errors import (
     InputError,
     JitprobeError,
 )
+from base.profiles import Profile, available_arches, env_slowdown, load_profile
+from base.progress import status
+from harness import guest as guest_mod
+from harness import sanitizer
 from harness.guest import Guest
 from harness.jit_commands import add_jit_parser
-from harness.profiles import Profile, available_arches, env_slowdown, load_profile
-from harness.progress import status
 from harness.runs import append_result, new_run_dir
 from images.commands import add_images_parser
 from jit_core.errors import JitError

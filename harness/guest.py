@@ -32,10 +32,10 @@ from typing import IO, Any
 import pexpect
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from base.errors import GuestCrash, GuestTimeout, InfraError, InputError
+from base.profiles import Profile
 from harness import console
 from harness.console import CrashReport
-from harness.errors import GuestCrash, GuestTimeout, InfraError, InputError
-from harness.profiles import Profile
 from harness.qemu_cmdline import LaunchSpec, PluginSpec, Share, build_argv, check_binary, resolve_accel
 
 GUEST_SHARE = "/mnt/host"

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
 from jit_core.asm import assemble
 from jit_core.compile import compile_program
 from jit_core.elf import build_executable

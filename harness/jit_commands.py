@@ -13,16 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
+from base.profiles import expand_arch, load_profile
+from base.progress import status
 from jit_core import conformance
 from jit_core.asm import assemble
 from jit_core.elf import build_executable
 from jit_core.intrinsics import MUTATIONS
 
 from .batch import run_batch
-from .errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
 from .guest import Guest
-from .profiles import expand_arch, load_profile
-from .progress import status
 from .runs import new_run_dir
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import locked
 
 RUNS_ENV = "JITPROBE_RUNS"
 RESULTS_FILE = "results.jsonl"
@@ -47,8 +47,7 @@ def append_result(results_dir: Path, record: Mapping[str, object]) -> Path:
     line = json.dumps(record, sort_keys=True) + "\n"
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with open(path, "a") as fh, locked(fh):
             fh.write(line)
     except OSError as exc:
         raise InfraError(f"cannot append to {path}: {exc}") from exc

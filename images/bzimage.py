@@ -15,7 +15,7 @@ import struct
 
 import zstandard
 
-from harness.errors import InfraError
+from base.errors import InfraError
 
 _HDRS_MAGIC = b"HdrS"
 _ELF_MAGIC = b"\x7fELF"

@@ -9,7 +9,7 @@ import pytest
 from capstone import CS_ARCH_ARM64, CS_ARCH_RISCV, CS_ARCH_X86, CS_MODE_64, CS_MODE_ARM, CS_MODE_RISCV64, Cs
 from user_mode import require_runner, run_batch
 
-from harness.errors import InputError
+from base.errors import InputError
 from harness.icache_cases import (
     CODEGEN_VARIANTS,
     FILLER,

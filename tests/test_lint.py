@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["harness", "images", "jit_core", "ci", "tests", "bench"]
+PACKAGES = ["base", "harness", "images", "jit_core", "ci", "tests", "bench"]
 
 
 def test_ruff_finds_nothing() -> None:

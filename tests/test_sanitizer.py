@@ -11,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
 from harness.sanitizer import REPORT_NAME, plugin_spec, read_report, read_violations
 from harness.sanitizer.build import check_header_matches, ensure_plugin, upstream_version
 

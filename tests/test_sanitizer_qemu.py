@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sanitizer_progs import CODEGEN_VARIANTS, build_program, variant_of_pc
 
+from base.profiles import load_profile
 from harness.guest import Guest
 from harness.icache_cases import (
     FILLER,
@@ -26,7 +27,6 @@ from harness.icache_cases import (
     mutation_of_pc,
     rules_by_code,
 )
-from harness.profiles import load_profile
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core.intrinsics import MUTATIONS
 

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
 from harness.guest import GUEST_SHARE, Guest
 from harness.qemu_cmdline import PluginSpec
 
@@ -65,7 +65,7 @@ def plugin_spec(arch: str, cpu: str | None, run_dir: Path, memory_mb: int | None
     for an unknown arch or CPU model, or an x86_64 memory size the plugin cannot model, and
     InfraError when the plugin cannot be built or the profile lacks the model's CTR_EL0.
     """
-    from harness.profiles import load_profile
+    from base.profiles import load_profile
     from harness.sanitizer.build import ensure_plugin
 
     if arch not in ARCHES:

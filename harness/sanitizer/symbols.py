@@ -11,7 +11,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from harness.errors import InfraError
+from base.errors import InfraError
 
 _CAPSTONE = {
     "arm64": (capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM),

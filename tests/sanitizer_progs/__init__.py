@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
 from harness.icache_cases import CODEGEN_VARIANTS, slot_of_pc
 
 SOURCE_DIR = Path(__file__).resolve().parent

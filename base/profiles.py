@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "arch_profiles"
 SLOWDOWN_ENV = "JITPROBE_SLOWDOWN"
