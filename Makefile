@@ -2,7 +2,6 @@
 # `make test`: the same set-up, then the test suite.
 PY := .venv/bin/python
 JITPROBE := .venv/bin/jitprobe
-ARCHES := x86_64 arm64 riscv64
 
 .PHONY: setup run test lint images plugin bench
 

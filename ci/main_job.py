@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from base.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
-from base.profiles import expand_arch, load_profile
+from base.profiles import available_arches, expand_arch, load_profile
 from base.progress import status
 from harness.guest import Guest, install_signal_handlers
 from harness.icache_cases import (
@@ -92,8 +92,8 @@ def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
 
     The guest runs the profile's default CPU model; what must be reported comes from
     harness.icache_cases (expected_mutation_rules or expected_cross_mutation_rules) for that
-    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit
-    (riscv64 fence_i_writer_only, x86_64 no_serialize).
+    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit (each
+    profile's ``code_modification.writer_only_mutation``).
     """
     build, expect = INSTALLS[install]
     try:
@@ -122,7 +122,7 @@ def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", default="all", help="x86_64, arm64, riscv64 or all (default)")
+    parser.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
     parser.add_argument("--conformance", default=str(CONFORMANCE_DIR), help="bpf_conformance tests folder")
     args = parser.parse_args(argv)
     install_signal_handlers()

@@ -337,7 +337,8 @@ class Guest:
 
     def _prepare_shell(self, deadline: float) -> None:
         """Quiet the shell's echo, send kernel messages to the console, have the kernel report
-        every user process killed by a fatal signal (arm64 does not by default), keep the boot log."""
+        every user process killed by a fatal signal (not every architecture's kernel does by default),
+        keep the boot log."""
         work = f"{GUEST_SHARE}/{_WORK}"
         result = self._send(
             "stty -echo 2>/dev/null; dmesg -n 7; echo 1 >/proc/sys/debug/exception-trace; "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
-from base.profiles import expand_arch, load_profile
+from base.profiles import available_arches, expand_arch, load_profile
 from base.progress import status
 from jit_core import conformance
 from jit_core.asm import assemble
@@ -111,12 +111,12 @@ def add_jit_parser(subparsers: Any) -> None:
     sub = jit.add_subparsers(dest="jit_command", required=True)
     conf = sub.add_parser("conformance", help="run a bpf_conformance suite on the interpreter and in guests")
     conf.add_argument("directory", help="folder of *.data files")
-    conf.add_argument("--arch", default="all", help="x86_64, arm64, riscv64 or all (default)")
+    conf.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
     conf.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     conf.set_defaults(func=cmd_conformance)
     build = sub.add_parser("build", help="assemble an eBPF program into a static executable")
     build.add_argument("source", help="assembler text in the bpf_conformance syntax")
-    build.add_argument("--arch", required=True, help="x86_64, arm64 or riscv64")
+    build.add_argument("--arch", required=True, help=", ".join(available_arches()))
     build.add_argument("--mem", help="file whose bytes become the program's memory (r1, r2)")
     build.add_argument("--mutation", default="none", choices=list(MUTATIONS),
                        help="a deliberately broken cache-synchronization protocol")

@@ -31,7 +31,8 @@ class AptSource:
     suites: tuple[str, ...]
     components: tuple[str, ...] = ("main",)
     types: tuple[str, ...] = ("deb",)
-    architectures: tuple[str, ...] = ("amd64",)
+    # Debian architecture names; empty: apt's APT::Architectures (enough for deb-src stanzas).
+    architectures: tuple[str, ...] = ()
     signed_by: Path = field(default=DEBIAN_KEYRING)
 
     def __post_init__(self) -> None:
@@ -50,8 +51,8 @@ class AptSource:
             f"URIs: {self.uri}\n"
             f"Suites: {' '.join(self.suites)}\n"
             f"Components: {' '.join(self.components)}\n"
-            f"Architectures: {' '.join(self.architectures)}\n"
-            f"Signed-By: {self.signed_by}\n\n"
+            + (f"Architectures: {' '.join(self.architectures)}\n" if self.architectures else "")
+            +             f"Signed-By: {self.signed_by}\n\n"
         )
 
 

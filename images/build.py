@@ -152,7 +152,7 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
         run(["dpkg-deb", "-x", str(kernel_deb), str(unpacked / "kernel")])
         run(["dpkg-deb", "-x", str(busybox_deb), str(unpacked / "busybox")])
         boot = unpacked / "kernel" / "boot"
-        # riscv64 ships an uncompressed vmlinux, the others a vmlinuz.
+        # Some architectures' packages ship an uncompressed vmlinux, the others a vmlinuz.
         kernel = _only(sorted(boot.glob("vmlinu[xz]-*")), "boot/vmlinu[xz]-*", kernel_deb)
         version = kernel.name.split("-", 1)[1]
         modules_src = _only(

@@ -25,10 +25,11 @@ from typing import TypedDict
 
 from . import isa
 from .asm import assemble
-from .elf import MACHINES, build_executable
+from .elf import build_executable
 from .errors import JitError
 from .interp import InterpError, run
 from .isa import Insn
+from .target import target_profile
 from .verify import CALLX_OPCODE, verify
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -220,8 +221,7 @@ def build_elves(arch: str, tests: Iterable[ConformanceTest]) -> tuple[dict[str, 
     """One executable per runnable test, by test name, plus the outcomes decided without running
     (unusable, skipped, refused by the verifier or the backend). Raises JitError for an unknown
     architecture."""
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
+    target_profile(arch)
     elves: dict[str, bytes] = {}
     decided: list[Outcome] = []
     for test in tests:

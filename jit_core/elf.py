@@ -32,6 +32,7 @@ from .isa import ALU64, CALL_LOCAL, JMP, LDDW_OPCODE, MODE_MEM, MOV, SIZE_DW, ST
 from .isa import CALL as OP_CALL
 from .isa import EXIT_OPCODE as OP_EXIT
 from .syscalls import syscall_number
+from .target import arches, target_profile
 
 PAGE = 0x1000
 TEXT_OFFSET = 0x1000
@@ -42,7 +43,6 @@ RESULTS_CAPACITY = PAGE
 MEM_ADDR = DATA_ADDR + RESULTS_CAPACITY
 BLOB_ALIGN = 64
 
-MACHINES = {"x86_64": (62, 0), "arm64": (183, 0), "riscv64": (243, 0x5)}  # e_machine, e_flags
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -109,7 +109,7 @@ def start_program(arch: str, mem_size: int, results_size: int) -> list[Insn]:
     return [*head, call_main, *tail]
 
 
-START_SLOTS = len(start_program("x86_64", 0, 8))
+START_SLOTS = len(start_program(arches()[0], 0, 8))  # the same on every architecture
 
 
 def build_executable(arch: str, prog: Sequence[Insn], mem: bytes = b"", *,
@@ -120,8 +120,7 @@ def build_executable(arch: str, prog: Sequence[Insn], mem: bytes = b"", *,
     Raises JitError for an unknown architecture, mutation or bad results_size, or a program the
     verifier or backend refuses.
     """
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
+    target_profile(arch)
     layout = data_layout(mem, blobs, results_size)
     start = start_program(arch, len(mem), results_size)
     compiled = compile_program(arch, [*start, *prog], mutation)
@@ -146,9 +145,8 @@ def write_elf(arch: str, code: bytes, data: bytes,
 
     Raises JitError for an unknown architecture.
     """
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
-    machine, flags = MACHINES[arch]
+    profile = target_profile(arch)
+    machine, flags = profile.elf_machine, profile.elf_flags
     data_offset = _align(TEXT_OFFSET + len(code), PAGE)
     shstrtab, sh_names = _string_table(["", ".text", ".data", ".symtab", ".strtab", ".shstrtab"])
     strtab, sym_names = _string_table(["", *(s[0] for s in symbols)])

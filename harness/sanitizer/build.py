@@ -22,20 +22,27 @@ from pathlib import Path
 from base.errors import InfraError
 from base.files import cache_root
 from base.proc import run
+from base.profiles import Profile, available_arches, load_profile
 
 SOURCE_DIR = Path(__file__).resolve().parent
 PLUGIN_NAME = "libcoherency.so"
-QEMU_PACKAGE = "qemu-system-arm"
 SOURCE_PACKAGE = "qemu"
 SOURCE_SUITE = "bookworm-backports"
 HEADER_MEMBER = "include/qemu/qemu-plugin.h"
 
 
+def _reference_qemu() -> Profile:
+    """The profile whose QEMU package and binary stand for all: every QEMU system emulator of one
+    Debian version speaks the same plugin API, so the first architecture's is asked."""
+    return load_profile(available_arches()[0])
+
+
 def installed_qemu_version() -> str:
     """The Debian version of the installed QEMU. Raises InfraError when it is not installed."""
-    proc = run(["dpkg-query", "-W", "-f=${Version}", QEMU_PACKAGE], check=False)
+    package = _reference_qemu().qemu_package
+    proc = run(["dpkg-query", "-W", "-f=${Version}", package], check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise InfraError(f"{QEMU_PACKAGE} is not installed; run `make setup` (ci/setup.sh)")
+        raise InfraError(f"{package} is not installed; run `make setup` (ci/setup.sh)")
     return proc.stdout.strip()
 
 
@@ -106,12 +113,13 @@ def _verify_against_sources(apt_root: Path, tarball: Path, cause: Exception) -> 
     raise InfraError(f"{tarball.name} does not match the SHA-256 of the Sources index ({cause})") from cause
 
 
-def check_header_matches(header: Path, qemu_binary: str = "qemu-system-aarch64") -> None:
+def check_header_matches(header: Path) -> None:
     """Raise InfraError unless the header's plugin API is the one the installed QEMU speaks.
 
     The header carries ``QEMU_PLUGIN_VERSION``; QEMU's own version is compared through the
     cache folder name (the Debian version) against ``qemu-system-* --version``.
     """
+    qemu_binary, package = _reference_qemu().qemu_binary, _reference_qemu().qemu_package
     version = header.parent.name.replace("_", ":", 1)
     out = run([qemu_binary, "--version"], check=False).stdout
     match = re.search(r"version (\d+\.\d+\.\d+)", out)
@@ -119,7 +127,7 @@ def check_header_matches(header: Path, qemu_binary: str = "qemu-system-aarch64")
         reported = match.group(1) if match else repr(out.strip())
         raise InfraError(
             f"plugin header {header} is from QEMU {upstream_version(version)} but {qemu_binary} "
-            f"reports {reported}: the installed package ({QEMU_PACKAGE} {version}) and the QEMU on "
+            f"reports {reported}: the installed package ({package} {version}) and the QEMU on "
             "PATH differ; run `make setup` so that both are Debian's"
         )
     text = header.read_text(errors="replace")
