@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from base.errors import InfraError, InputError
+from base.profiles import load_profile
 from jit_core.asm import assemble
+from jit_core.backend import get_backend
 from jit_core.compile import compile_program
 from jit_core.elf import build_executable
 from jit_core.intrinsics import MUTATIONS
@@ -39,11 +41,6 @@ _RW, _RWX = 3, 7
 _PRIVATE_ANONYMOUS = 0x22
 _FIXED = _PRIVATE_ANONYMOUS | 0x10
 _CROSS_STACK = 64 * 1024
-# Where the executing CPU must synchronize itself before running code another CPU wrote:
-# arm64 needs an ISB there and x86_64 a serializing instruction (CPUID). riscv64 needs none:
-# icache_sync is the riscv_flush_icache system call, and the kernel has every hart of the process
-# run FENCE.I; an executor FENCE.I would hide a writer that fences only itself (fence_i_writer_only).
-EXECUTOR_SYNC_ARCHES = frozenset({"arm64", "x86_64"})
 
 # tests/sanitizer_progs/codegen.c's variants in the order of its table (the index places each
 # variant's code at its own address). expected_rules is keyed by them, so they live here.
@@ -112,7 +109,8 @@ def install_program_cross(arch: str, mutation: str, index: int) -> bytes:
     and starts an executor thread (clone_thread) that pins itself to CPU 1. In each of
     ITERATIONS rounds the writer copies the code in, runs icache_sync with ``mutation`` and
     publishes the round's number (store_release); the executor waits for it (load_acquire),
-    runs context_sync where the architecture asks the executing CPU to (EXECUTOR_SYNC_ARCHES),
+    runs context_sync where the architecture asks the executing CPU to (profile
+    ``code_modification.executor_sync``),
     calls the code and publishes that it is done, which the writer waits for. After joining
     the thread (futex wait on its tid word) it exits with the function's result, FILLER, or with
     the negative status of a sched_setaffinity or clone that failed. Raises as install_program does.
@@ -120,7 +118,7 @@ def install_program_cross(arch: str, mutation: str, index: int) -> bytes:
     address, code, entry = _install_site(arch, index)
     at, mem = _cross_mem(address, entry, code)
     setaffinity, futex_wait = syscall_number(arch, "sched_setaffinity"), 0
-    executor_sync = "call context_sync" if arch in EXECUTOR_SYNC_ARCHES else ""
+    executor_sync = "call context_sync" if load_profile(arch).code_modification.executor_sync else ""
     text = f"""
         mov %r6, %r1
         mov %r1, {setaffinity}
@@ -311,7 +309,7 @@ def judge_mutations(
     clean = [name for name, rules in expected.items() if not rules]
     # A clean mutation either changes this architecture's code in a way that is no bug here, or
     # changes nothing (then the program runs the correct protocol, as "none" does).
-    harmless = [name for name in clean if arch in MUTATIONS[name][1]]
+    harmless = [name for name in clean if name in get_backend(arch).mutations]
     why = [f"{', '.join(harmless)}: not a bug on {arch} {cpu} for a {install} install"] if harmless else []
     if len(clean) > len(harmless):
         why.append(f"{len(clean) - len(harmless)} emit the correct {arch} protocol")
@@ -335,74 +333,43 @@ def describe_violations(violations: Iterable[dict[str, Any]], limit: int = 20, s
 def expected_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
     """The rules each codegen.c variant must be reported for (empty: it must sanitize clean).
 
-    On arm64 the broken steps matter only where CTR_EL0 does not make them unnecessary (IDC: no
-    D-side clean, DIC: no I-side invalidation); riscv64 and x86_64 need nothing for same-thread
-    code (riscv64's FENCE.I has no range, so line-size and range mistakes cannot happen there),
-    only a synchronization on the executing CPU for code another CPU wrote.
+    From the profile's ``code_modification.variant_rules``, on a CPU whose CTR_EL0 has ``idc``
+    and ``dic`` (steps those bits make unnecessary are no bug). Raises InputError for an
+    architecture without a profile.
     """
-    out: dict[str, set[str]] = {v: set() for v in CODEGEN_VARIANTS}
-    if arch == "arm64":
-        line_rule = set() if idc and dic else {"arm64.no_ic_invalidate" if idc else "arm64.no_dc_clean"}
-        out.update(
-            no_dc_clean=set() if idc else {"arm64.no_dc_clean"},
-            no_ic_invalidate=set() if dic else {"arm64.no_ic_invalidate"},
-            no_dsb={"arm64.no_dsb"},
-            no_isb={"arm64.no_isb"},
-            wrong_line_size=set(line_rule),
-            half_range=set(line_rule),
-            cross_writer_only={"arm64.no_isb"},
-        )
-    elif arch == "riscv64":
-        out["cross_writer_only"] = {"riscv64.no_fence_i"}
-    else:
-        out["cross_writer_only"] = {"x86_64.no_serialize"}
-    return out
+    modification = load_profile(arch).code_modification
+    flags = {"idc": idc, "dic": dic}
+    return {v: modification.rules_for(v, flags) for v in CODEGEN_VARIANTS}
 
 
 def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
     """The rules each MUTATIONS name's install program (a same-thread install) must be reported with.
 
-    - arm64: a mutation that changes arm64 code breaks the same step as the codegen.c variant of
-      the same name, so it gets that variant's rules (which depend on CTR_EL0's IDC and DIC).
-    - riscv64: clean. icache_sync is the riscv_flush_icache system call, and Linux flushes every
-      hart's whole instruction cache whatever range it is given, so ``half_range`` is no bug;
-      ``fence_i_writer_only`` (a local FENCE.I) is correct as long as the code runs on the hart
-      that wrote it. The program is expected not to migrate in the few instructions between
-      its FENCE.I and its call; if it did, that would be a real bug and reported as one
-      (codegen.c's cross_writer_only checks code run by another hart on purpose).
-    - x86_64: clean. The same CPU sees its own stores to code after a jump (Intel SDM Vol. 3A,
-      "Handling Self- and Cross-Modifying Code"), so ``no_serialize`` is no bug here.
-    Mutations that change nothing on an architecture, and ``none``, are clean there.
-    Raises KeyError if an arm64 mutation has no codegen.c variant of its name.
+    Where the profile says same-thread installs are checked (``code_modification.same_thread_reported``),
+    a mutation that changes the architecture's code breaks the same step as the codegen.c variant
+    of its name and gets that variant's rules; elsewhere every same-thread install is clean (the
+    profile says why). Mutations that change nothing on an architecture, and ``none``, are clean.
+    Raises InputError for an architecture without a profile and KeyError if a reported mutation
+    has no codegen.c variant of its name.
     """
     by_variant = expected_rules(arch, idc, dic)
+    reported = load_profile(arch).code_modification.same_thread_reported
+    changed = get_backend(arch).mutations
     return {
-        name: set(by_variant[name]) if arch == "arm64" and arch in arches else set()
-        for name, (_, arches) in MUTATIONS.items()
+        name: set(by_variant[name]) if reported and name in changed else set()
+        for name in MUTATIONS
     }
-
-
-# The mutation that leaves the executing CPU unsynchronized: with it, install_program_cross is
-# codegen.c's cross_writer_only (the writer synchronizes only itself, the executor calls at once).
-WRITER_ONLY_MUTATIONS = {"arm64": "no_isb", "riscv64": "fence_i_writer_only", "x86_64": "no_serialize"}
 
 
 def expected_cross_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
     """The rules each MUTATIONS name's install_program_cross program must be reported with.
 
-    - arm64: as for a same-thread install (expected_mutation_rules). DC CVAU and IC IVAU reach
-      the point of unification for every PE of the shareability domain and the DSB ISH completes
-      them for all, so the writer's broken steps break the executor too; the executor's ISB is
-      context_sync, which ``no_isb`` removes as well, leaving no ISB on the executing PE.
-    - riscv64: only ``fence_i_writer_only``, as codegen.c's cross_writer_only: a FENCE.I orders
-      the fetches of its own hart only, and the executor runs none. ``half_range`` stays clean:
-      the riscv_flush_icache system call flushes every hart's whole instruction cache.
-    - x86_64: only ``no_serialize``, as codegen.c's cross_writer_only: code stored by another
-      CPU needs a serializing instruction on the executing one (Intel SDM Vol. 3A, "Handling
-      Self- and Cross-Modifying Code"), which that mutation removes from context_sync.
-    Mutations that change nothing on an architecture, and ``none``, are clean there.
-    Raises KeyError for an unknown architecture, or as expected_mutation_rules does.
+    As for a same-thread install (expected_mutation_rules), except the profile's
+    ``code_modification.writer_only_mutation``, which leaves the executing CPU unsynchronized:
+    it makes the program codegen.c's cross_writer_only (the writer synchronizes only itself, the
+    executor calls at once) and gets that variant's rules. Raises as expected_mutation_rules does.
     """
     out = expected_mutation_rules(arch, idc, dic)
-    out[WRITER_ONLY_MUTATIONS[arch]] = set(expected_rules(arch, idc, dic)["cross_writer_only"])
+    writer_only = load_profile(arch).code_modification.writer_only_mutation
+    out[writer_only] = set(expected_rules(arch, idc, dic)["cross_writer_only"])
     return out

@@ -296,10 +296,10 @@ def test_mutations_change_only_their_part_of_the_protocol() -> None:
     names = _mnemonics(base)
     assert names.count("dc") == 1 and names.count("ic") == 1 and names.count("dsb") == 2
     assert names.count("isb") == 2 and "mrs" in names
-    for mutation, (_, arches) in MUTATIONS.items():
+    for mutation in MUTATIONS:
         code = BACKEND.compile(prog, mutation=mutation).code
         got = _mnemonics(code)
-        if "arm64" not in arches:
+        if mutation not in BACKEND.mutations:
             assert code == base, mutation
             continue
         removed = {"no_dc_clean": "dc", "no_ic_invalidate": "ic", "no_dsb": "dsb", "no_isb": "isb"}

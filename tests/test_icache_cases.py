@@ -10,6 +10,7 @@ from capstone import CS_ARCH_ARM64, CS_ARCH_RISCV, CS_ARCH_X86, CS_MODE_64, CS_M
 from user_mode import require_runner, run_batch
 
 from base.errors import InputError
+from base.profiles import load_profile
 from harness.icache_cases import (
     CODEGEN_VARIANTS,
     FILLER,
@@ -17,7 +18,6 @@ from harness.icache_cases import (
     JIT_STRIDE,
     MAX_INDEX,
     PAGE,
-    WRITER_ONLY_MUTATIONS,
     expected_cross_mutation_rules,
     expected_mutation_rules,
     expected_rules,
@@ -27,11 +27,12 @@ from harness.icache_cases import (
     judge_mutations,
     mutation_of_pc,
 )
+from jit_core.backend import get_backend
 from jit_core.errors import JitError
 from jit_core.intrinsics import MUTATIONS
 
 ARCHES = ["x86_64", "arm64", "riscv64"]
-NAMES = list(MUTATIONS)
+NAMES = [m.value for m in MUTATIONS]
 DISASSEMBLERS = {"x86_64": (CS_ARCH_X86, CS_MODE_64), "arm64": (CS_ARCH_ARM64, CS_MODE_ARM),
                  "riscv64": (CS_ARCH_RISCV, CS_MODE_RISCV64)}  # fmt: skip
 
@@ -79,7 +80,7 @@ def test_unknown_mutation_and_bad_index_are_refused(build: Callable[[str, str, i
 def test_arm64_mutations_expect_their_codegen_variants_rules() -> None:
     expected = expected_mutation_rules("arm64")
     assert set(expected) == set(MUTATIONS)
-    arm64_bugs = {name for name, (_, arches) in MUTATIONS.items() if "arm64" in arches}
+    arm64_bugs = {m.value for m in get_backend("arm64").mutations}
     assert arm64_bugs <= set(CODEGEN_VARIANTS)
     assert {name for name, rules in expected.items() if rules} == arm64_bugs
     assert expected["no_isb"] == {"arm64.no_isb"} and expected["half_range"] == {"arm64.no_dc_clean"}
@@ -102,7 +103,7 @@ def test_same_thread_installs_are_clean_on_riscv64_and_x86_64(arch: str) -> None
 @pytest.mark.parametrize("arch", ARCHES)
 def test_cross_thread_installs_add_the_writer_only_bug_to_the_same_thread_ones(arch: str) -> None:
     expected = expected_cross_mutation_rules(arch)
-    writer_only = WRITER_ONLY_MUTATIONS[arch]
+    writer_only = load_profile(arch).code_modification.writer_only_mutation
     assert expected[writer_only] == expected_rules(arch)["cross_writer_only"] != set()
     same_thread = expected_mutation_rules(arch)
     del expected[writer_only], same_thread[writer_only]

@@ -38,6 +38,7 @@ from ..asm import format_insn
 from ..backend import Compiled
 from ..compile import check_mutation
 from ..errors import JitError
+from ..intrinsics import Mutation
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as e
@@ -77,6 +78,8 @@ class Arm64Backend:
     """The arm64 backend: ``compile`` lowers a verified program to position-independent code."""
 
     arch = "arm64"
+    mutations = frozenset({Mutation.NO_DC_CLEAN, Mutation.NO_IC_INVALIDATE, Mutation.NO_DSB, Mutation.NO_ISB,
+                           Mutation.WRONG_LINE_SIZE, Mutation.HALF_RANGE})
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation

@@ -46,8 +46,9 @@ from ..asm import format_insn
 from ..backend import Compiled
 from ..compile import check_mutation
 from ..errors import JitError
-from ..intrinsics import Helper
+from ..intrinsics import Helper, Mutation
 from ..isa import Insn
+from ..syscalls import syscall_number
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as enc
 from .encoder import (
@@ -94,7 +95,7 @@ _ATOMIC_FETCH_LOOP = {isa.ATOMIC_OR | isa.ATOMIC_FETCH: "or", isa.ATOMIC_AND | i
 
 # clone_thread: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|CHILD_SETTID|CHILD_CLEARTID, no exit signal.
 CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 | 0x1000000 | 0x200000
-SYS_CLONE, SYS_EXIT = 56, 60
+SYS_CLONE, SYS_EXIT = syscall_number(ARCH, "clone"), syscall_number(ARCH, "exit")
 
 
 def mov_imm(reg: int, value: int) -> bytes:
@@ -422,6 +423,7 @@ class X86_64Backend:
     """The x86_64 backend (``jit_core.backend.Backend``)."""
 
     arch = ARCH
+    mutations = frozenset({Mutation.NO_SERIALIZE})
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it
