@@ -43,7 +43,7 @@ from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as e
 from . import intrinsics
-from .emit import FIX_ADR, FIX_B, FIX_BCOND, FIX_BL, REGS, T0, T1, T2, T3, T4, Emitter
+from .layout import FIX_ADR, FIX_B, FIX_BCOND, FIX_BL, REGS, T0, T1, T2, T3, T4, CodeBuffer
 
 R0, FP = REGS[0], REGS[isa.FRAME_REG]
 MASK64 = (1 << 64) - 1
@@ -88,7 +88,7 @@ class Arm64Backend:
         return _Lowering(prog, mutation).run()
 
 
-class _Lowering(Emitter):
+class _Lowering(CodeBuffer):
     def __init__(self, prog: Sequence[Insn], mutation: str):
         super().__init__(len(prog))
         self.prog = prog

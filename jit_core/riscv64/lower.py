@@ -34,7 +34,9 @@ from collections.abc import Sequence
 
 from .. import isa
 from ..backend import Compiled
+from ..compile import check_mutation
 from ..errors import JitError
+from ..intrinsics import Mutation
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as E
@@ -94,7 +96,7 @@ STORES = {isa.SIZE_B: E.sb, isa.SIZE_H: E.sh, isa.SIZE_W: E.sw, isa.SIZE_DW: E.s
 AMO_OPS = {isa.ATOMIC_ADD: "add", isa.ATOMIC_OR: "or", isa.ATOMIC_AND: "and", isa.ATOMIC_XOR: "xor"}
 
 
-class _Lowerer:
+class _Lowering:
     def __init__(self, prog: Sequence[Insn], mutation: str):
         self.prog = prog
         self.mutation = mutation
@@ -355,10 +357,17 @@ def _error_at(prog: Sequence[Insn], i: int, exc: JitError) -> JitError:
     return JitError(str(exc), i, format_insn(prog[i], prog[i + 1] if i + 1 < len(prog) else None))
 
 
-def compile_program(prog: Sequence[Insn], mutation: str = "none") -> Compiled:
-    """Verify and lower ``prog`` to position-independent RV64GC code.
+class RiscV64Backend:
+    """The riscv64 backend (``jit_core.backend.Backend``)."""
 
-    Raises JitError (naming the instruction) for a program the verifier refuses or an operand
-    the encoder cannot express; nothing partial is returned.
-    """
-    return _Lowerer(prog, mutation).run()
+    arch = "riscv64"
+    mutations = frozenset({Mutation.HALF_RANGE, Mutation.FENCE_I_WRITER_ONLY})
+
+    def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
+        """Verify and lower ``prog`` to position-independent RV64GC code.
+
+        Raises JitError for an unknown mutation, or (naming the instruction) for a program the
+        verifier refuses or an operand the encoder cannot express; nothing partial is returned.
+        """
+        check_mutation(mutation)
+        return _Lowering(prog, mutation).run()

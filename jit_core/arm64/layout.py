@@ -1,4 +1,4 @@
-"""The arm64 code buffer: words, branch fix-ups, relaxation to a fixed point, final layout.
+"""The arm64 code buffer (layout): words, branch fix-ups, relaxation to a fixed point, final layout.
 
 Words are appended in program order. A branch whose target is an eBPF slot (or a function's
 prologue) is a fix-up: a placeholder word resolved once every offset is known. B.cond and ADR
@@ -35,7 +35,7 @@ class Fixup:
         self.index = index  # the eBPF slot that emitted it, for error messages
 
 
-class Emitter:
+class CodeBuffer:
     """Words of one program being lowered, plus its fix-ups and slot/prologue positions."""
 
     def __init__(self, slots: int):
