@@ -5,3 +5,5 @@ arch_profiles/), ``base.files`` (the cache folder and file locks), ``base.proc``
 tools) and ``base.progress`` (the stderr console). harness, images, jit_core and the suites sit
 above it; see docs/DESIGN.md.
 """
+
+__all__ = []

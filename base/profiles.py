@@ -24,6 +24,29 @@ import yaml
 
 from base.errors import InfraError, InputError
 
+__all__ = [
+    "ACCELS",
+    "CPU_MODEL_SCHEMA",
+    "PROFILES_DIR",
+    "PROFILE_SCHEMA",
+    "SLOWDOWN_ENV",
+    "TCG_THREADS",
+    "CodeModification",
+    "CpuModel",
+    "Field",
+    "MapOf",
+    "Profile",
+    "ProfileError",
+    "Timeouts",
+    "available_arches",
+    "env_slowdown",
+    "expand_arch",
+    "load_profile",
+    "load_profile_file",
+    "parse_profile",
+    "validate",
+]
+
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "arch_profiles"
 SLOWDOWN_ENV = "JITPROBE_SLOWDOWN"
 """Environment variable whose number multiplies every profile's slowdown (for loaded hosts)."""

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
+__all__ = ["STDERR", "enabled", "status"]
+
 STDERR = Console(stderr=True, soft_wrap=True)
 
 

@@ -38,6 +38,8 @@ from jit_core import conformance
 from jit_core.errors import JitError
 from jit_core.intrinsics import MUTATIONS
 
+__all__ = ["CONFORMANCE_DIR", "INSTALLS", "Step", "main"]
+
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bpf_conformance" / "tests"
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from .guest import GUEST_SHARE, Guest
 
+__all__ = ["ProgramRun", "run_batch"]
+
 _OUT = "batch-out"
 
 

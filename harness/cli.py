@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from base import progress
+from base.contract import BootResult, ExecResult, Verdict
 from base.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
@@ -38,6 +39,8 @@ from harness.runs import append_result, new_run_dir
 from images.commands import add_images_parser
 from jit_core.errors import JitError
 
+__all__ = ["SUBCOMMAND_PROVIDERS", "build_parser", "cmd_boot", "cmd_exec", "cmd_shell", "main"]
+
 # Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
 # status) with set_defaults.
 SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, add_jit_parser)
@@ -45,14 +48,14 @@ SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (add_images_parser, ad
 _ERR = progress.STDERR
 
 
-def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
+def _emit(args: argparse.Namespace, result: BootResult | ExecResult, human: Callable[[], None]) -> None:
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         human()
 
 
-def _exit_code(verdict: str) -> int:
+def _exit_code(verdict: Verdict) -> int:
     return {"pass": EXIT_PASS, "infra": EXIT_INFRA}.get(verdict, EXIT_FAIL)
 
 
@@ -79,7 +82,7 @@ def _profile(args: argparse.Namespace) -> Profile:
 def cmd_boot(args: argparse.Namespace) -> int:
     """Boot a fresh guest to readiness and shut it down."""
     profile = _profile(args)
-    result: dict[str, Any] = {
+    result: BootResult = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "qemu_version": None, "kernel": None, "ready_s": None, "verdict": "infra",
     }  # fmt: skip
@@ -127,7 +130,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     profile = _profile(args)
     _check_elf_machine(args.file, profile)
     run_dir = new_run_dir("exec", profile.arch)
-    result: dict[str, Any] = {
+    result: ExecResult = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "verdict": "infra", "exit_code": None, "stdout": "", "console_tail": "", "wall_s": None,
         "violations": [],
@@ -144,10 +147,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 outcome = guest.run(command, timeout=args.timeout)
             if args.sanitize and guest.alive:
                 kernel_symbols = sanitizer.save_kernel_symbols(guest)
-        result.update(
-            verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
-            stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
-        )  # fmt: skip
+        result["verdict"], result["exit_code"] = outcome.verdict, outcome.exit_code
+        result["console_tail"] = outcome.console_tail
+        result["stdout"] = outcome.stdout.decode("utf-8", errors="backslashreplace")
         if outcome.crash is not None:
             _ERR.print(
                 f"{profile.arch}: {outcome.crash.kind}: {outcome.crash.line}", markup=False, highlight=False
@@ -172,7 +174,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return _finish(args, "exec", result, run_dir, lambda: _print_exec(result, run_dir))
 
 
-def _report(arch: str, exc: GuestError | InfraError) -> str:
+def _report(arch: str, exc: GuestError | InfraError) -> Verdict:
     """Print whose fault ``exc`` is on stderr; return its verdict."""
     if isinstance(exc, GuestError):
         _ERR.print(f"{arch}: {exc.verdict}: {exc}", markup=False, highlight=False)
@@ -198,7 +200,7 @@ def _check_elf_machine(file: str | None, profile: Profile) -> None:
         )
 
 
-def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
+def _print_exec(result: ExecResult, run_dir: Path) -> None:
     sys.stdout.write(result["stdout"])
     print(
         f"{result['arch']} ({result['cpu']}, smp {result['smp']}): {result['verdict']}, exit status "
@@ -211,7 +213,8 @@ def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
 
 
 def _finish(
-    args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path, human: Callable[[], None]
+    args: argparse.Namespace, command: str, result: BootResult | ExecResult, run_dir: Path,
+    human: Callable[[], None],
 ) -> int:
     """Print the result, then keep it; a result that cannot be kept makes the exit status 3."""
     _emit(args, result, human)
@@ -223,7 +226,7 @@ def _finish(
     return _exit_code(result["verdict"])
 
 
-def _record(args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path) -> None:
+def _record(args: argparse.Namespace, command: str, result: BootResult | ExecResult, run_dir: Path) -> None:
     """Keep the result in the run folder and, with --results DIR, append it to DIR/results.jsonl."""
     record = {
         "command": command,

@@ -11,6 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "CRASH_PATTERNS",
+    "EXCERPT_AFTER",
+    "EXCERPT_BEFORE",
+    "FATAL_SIGNALS",
+    "CrashReport",
+    "clean_lines",
+    "crash_kind",
+    "find_crashes",
+    "first_crash",
+    "signal_crash",
+    "tail",
+    "tail_with_crash",
+]
+
 CRASH_PATTERNS: tuple[tuple[str, str], ...] = (
     ("panic", r"Kernel panic - not syncing"),
     # "Internal error: Oops: ...", "Oops: general protection fault", "Oops [#1]" (architectures differ)

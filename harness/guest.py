@@ -32,11 +32,22 @@ from typing import IO, Any
 import pexpect
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from base.contract import Verdict
 from base.errors import GuestCrash, GuestTimeout, InfraError, InputError
 from base.profiles import Profile
 from harness import console
 from harness.console import CrashReport
 from harness.qemu_cmdline import LaunchSpec, PluginSpec, Share, build_argv, check_binary, resolve_accel
+
+__all__ = [
+    "GUEST_SHARE",
+    "MAX_SMP",
+    "CommandResult",
+    "Guest",
+    "check_smp",
+    "install_signal_handlers",
+    "stop_all",
+]
 
 GUEST_SHARE = "/mnt/host"
 """Where the run folder's share/ appears in the guest."""
@@ -58,7 +69,7 @@ class CommandResult:
     lines it produced, ``console_tail`` the end of the whole console log."""
 
     command: str
-    verdict: str
+    verdict: Verdict
     exit_code: int | None
     stdout: bytes
     stderr: bytes
@@ -419,7 +430,7 @@ class Guest:
             signal_report = console.signal_crash(exit_code)
             if signal_report is not None:
                 crashes.append(signal_report)
-            verdict = "crash" if crashes else ("pass" if exit_code == 0 else "fail")
+            verdict: Verdict = "crash" if crashes else ("pass" if exit_code == 0 else "fail")
         elif outcome == "timeout":
             # A kernel that crashed and then hung (no reboot) is a crash, not a slow program.
             verdict = "crash" if crashes else "timeout"

@@ -19,8 +19,8 @@ from __future__ import annotations
 import collections
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
+from base.contract import Violation
 from base.errors import InfraError, InputError
 from base.profiles import load_profile
 from jit_core.asm import assemble
@@ -29,6 +29,27 @@ from jit_core.compile import compile_program
 from jit_core.elf import build_executable
 from jit_core.intrinsics import MUTATIONS
 from jit_core.syscalls import syscall_number
+
+__all__ = [
+    "CODEGEN_VARIANTS",
+    "FILLER",
+    "ITERATIONS",
+    "JIT_BASE",
+    "JIT_STRIDE",
+    "MAX_INDEX",
+    "PAGE",
+    "describe_violations",
+    "expected_cross_mutation_rules",
+    "expected_mutation_rules",
+    "expected_rules",
+    "install_program",
+    "install_program_cross",
+    "installed_function",
+    "judge_mutations",
+    "mutation_of_pc",
+    "rules_by_code",
+    "slot_of_pc",
+]
 
 JIT_BASE = 0x2000_0000
 JIT_STRIDE = 0x1_0000
@@ -260,8 +281,8 @@ def mutation_of_pc(pc: int, names: Sequence[str]) -> str | None:
 
 
 def rules_by_code(
-    violations: Iterable[dict[str, Any]], names: Sequence[str], owner: Callable[[int], str | None]
-) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
+    violations: Iterable[Violation], names: Sequence[str], owner: Callable[[int], str | None]
+) -> tuple[dict[str, set[str]], list[Violation]]:
     """The rules reported in each name's code (``owner`` maps a PC to its name), and the violations
     in nobody's code."""
     seen: dict[str, set[str]] = {name: set() for name in names}
@@ -280,7 +301,7 @@ def judge_mutations(
     cpu: str,
     expected: dict[str, set[str]],
     exit_codes: dict[str, int],
-    violations: Sequence[dict[str, Any]],
+    violations: Sequence[Violation],
     install: str = "same-thread",
 ) -> tuple[str, str]:
     """(verdict, detail) of one sanitized ``arch``/``cpu`` guest that ran every install program once.
@@ -323,7 +344,7 @@ def _rule_list(rules: set[str]) -> str:
     return ", ".join(sorted(rules)) or "nothing"
 
 
-def describe_violations(violations: Iterable[dict[str, Any]], limit: int = 20, sep: str = "\n") -> str:
+def describe_violations(violations: Iterable[Violation], limit: int = 20, sep: str = "\n") -> str:
     """The most frequent (rule, space, symbol, disassembly) of ``violations`` with their counts."""
     counts = collections.Counter((v["rule"], v["space"], v["symbol"], v["disasm"]) for v in violations)
     return sep.join(f"{n} x {rule} {space} {symbol or '?'}: {disasm}"

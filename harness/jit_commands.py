@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from base.contract import ConformanceReport
 from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
 from base.profiles import available_arches, expand_arch, load_profile
 from base.progress import status
@@ -25,8 +26,10 @@ from .batch import run_batch
 from .guest import Guest
 from .runs import new_run_dir
 
+__all__ = ["add_jit_parser", "cmd_build", "cmd_conformance", "native_conformance", "run_conformance"]
 
-def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> conformance.Report:
+
+def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> ConformanceReport:
     """R for the backend of ``guest``'s architecture, every test run natively in that guest.
 
     Raises InfraError if the guest cannot run the batch."""
@@ -38,7 +41,7 @@ def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -
 
 def run_conformance(
     directory: Path, arches: list[str]
-) -> tuple[dict[str, conformance.Report], list[GuestError | InfraError]]:
+) -> tuple[dict[str, ConformanceReport], list[GuestError | InfraError]]:
     """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``,
     and the errors of architectures whose guest failed (their R then fails every runnable test
     as not run, so the other architectures' results are kept).
@@ -60,11 +63,11 @@ def run_conformance(
     return result, errors
 
 
-def _failed(result: dict[str, conformance.Report]) -> bool:
+def _failed(result: dict[str, ConformanceReport]) -> bool:
     return any(report["failed"] for report in result.values())
 
 
-def _print_conformance(result: dict[str, conformance.Report]) -> None:
+def _print_conformance(result: dict[str, ConformanceReport]) -> None:
     for part, report in result.items():
         print(f"{part:8} passed {report['passed']:4}  failed {len(report['failed']):3}  "
               f"skipped {len(report['skipped']):3}")

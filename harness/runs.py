@@ -11,6 +11,8 @@ from pathlib import Path
 from base.errors import InfraError
 from base.files import locked
 
+__all__ = ["RESULTS_FILE", "RUNS_ENV", "append_result", "new_run_dir", "runs_root"]
+
 RUNS_ENV = "JITPROBE_RUNS"
 RESULTS_FILE = "results.jsonl"
 

@@ -19,6 +19,8 @@ from base.errors import InfraError
 from base.files import file_lock
 from base.proc import run
 
+__all__ = ["DEBIAN_KEYRING", "AptRoot", "AptSource", "host_mirror"]
+
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _SOURCE_TYPES = ("deb", "deb-src")
 

@@ -28,6 +28,17 @@ from . import bzimage, cache, cpio, initramfs
 from .lock import LockedPackage, load_lock
 from .lock import fetch as fetch_deb
 
+__all__ = [
+    "GuestImage",
+    "cached_trees",
+    "current_image_dir",
+    "ensure_images",
+    "image_key",
+    "images_root",
+    "load_image",
+    "manifest_meta",
+]
+
 # The files whose content shapes an image; editing any of them gives a new cache key.
 _BUILDER_SOURCES = ("build.py", "cpio.py", "initramfs.py", "init.sh", "bzimage.py")
 

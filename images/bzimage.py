@@ -17,6 +17,8 @@ import zstandard
 
 from base.errors import InfraError
 
+__all__ = ["elf_payload", "is_bzimage"]
+
 _HDRS_MAGIC = b"HdrS"
 _ELF_MAGIC = b"\x7fELF"
 _DECOMPRESSORS = {

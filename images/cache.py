@@ -15,6 +15,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "MANIFEST",
+    "atomic_write",
+    "read_manifest",
+    "sha256_file",
+    "verify",
+    "write_json",
+    "write_manifest",
+]
+
 MANIFEST = "manifest.json"
 _VERIFIED = "verified.json"
 

@@ -14,6 +14,8 @@ from . import cache
 from .build import cached_trees, current_image_dir, ensure_images, images_root, manifest_meta
 from .lock import LOCK_PATH, update_lock
 
+__all__ = ["add_images_parser"]
+
 
 def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``images`` and its sub-commands; each sets ``func(args) -> int`` (the exit status).

@@ -19,6 +19,19 @@ from base.profiles import available_arches, load_profile
 from .apt_root import AptRoot, AptSource, host_mirror
 from .cache import sha256_file, write_json
 
+__all__ = [
+    "LOCK_PATH",
+    "ROLES",
+    "SUITE",
+    "Lock",
+    "LockedPackage",
+    "fetch",
+    "load_lock",
+    "private_apt",
+    "resolve_kernel_package",
+    "update_lock",
+]
+
 LOCK_PATH = Path(__file__).with_name("packages.lock.json")
 SUITE = "trixie"
 ROLES = ("kernel", "busybox")

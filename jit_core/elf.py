@@ -34,6 +34,37 @@ from .isa import EXIT_OPCODE as OP_EXIT
 from .syscalls import syscall_number
 from .target import arches, target_profile
 
+__all__ = [
+    "BLOB_ALIGN",
+    "DATA_ADDR",
+    "MEM_ADDR",
+    "PAGE",
+    "PF_R",
+    "PF_W",
+    "PF_X",
+    "PT_GNU_STACK",
+    "PT_LOAD",
+    "RESULTS_ADDR",
+    "RESULTS_CAPACITY",
+    "SHF_ALLOC",
+    "SHF_EXECINSTR",
+    "SHF_WRITE",
+    "SHT_PROGBITS",
+    "SHT_STRTAB",
+    "SHT_SYMTAB",
+    "START_SLOTS",
+    "STB_GLOBAL",
+    "STT_FUNC",
+    "STT_OBJECT",
+    "TEXT_ADDR",
+    "TEXT_OFFSET",
+    "DataLayout",
+    "build_executable",
+    "data_layout",
+    "start_program",
+    "write_elf",
+]
+
 PAGE = 0x1000
 TEXT_OFFSET = 0x1000
 TEXT_ADDR = 0x401000

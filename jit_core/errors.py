@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["JitError"]
+
 
 class JitError(Exception):
     """A program or operand the JIT refuses. Names the instruction index and text when known.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from capstone import CS_ARCH_ARM64, CS_ARCH_RISCV, CS_ARCH_X86, CS_MODE_64, CS_MODE_ARM, CS_MODE_RISCV64, Cs
 from user_mode import require_runner, run_batch
 
+from base.contract import Violation
 from base.errors import InputError
 from base.profiles import load_profile
 from harness.icache_cases import (
@@ -130,12 +130,13 @@ def test_pcs_are_attributed_to_the_mutation_whose_page_holds_them() -> None:
         assert mutation_of_pc(pc, NAMES) is None
 
 
-def _violation(rule: str, pc: int, symbol: str | None = None) -> dict[str, Any]:
-    return {"rule": rule, "pc": pc, "space": "user" if symbol is None else "kernel", "symbol": symbol,
-            "disasm": "add x0, x0, #1"}  # fmt: skip
+def _violation(rule: str, pc: int, symbol: str | None = None) -> Violation:
+    return {"rule": rule, "pc": pc, "vcpu": 0, "paddr": pc, "insn": "00040091", "disasm": "add x0, x0, #1",
+            "symbol": symbol, "writer_pc": pc, "writer_vcpu": 0, "count": 1,
+            "space": "user" if symbol is None else "kernel"}  # fmt: skip
 
 
-def _caught(expected: dict[str, set[str]]) -> list[dict[str, Any]]:
+def _caught(expected: dict[str, set[str]]) -> list[Violation]:
     return [_violation(rule, JIT_BASE + NAMES.index(name) * JIT_STRIDE + 8)
             for name, rules in expected.items() for rule in rules]  # fmt: skip
 

@@ -96,3 +96,39 @@ def test_imports_go_one_way() -> None:
         if name not in allowed
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def _public_modules() -> list[Path]:
+    return [path for part in MAY_IMPORT for path in sorted((ROOT / part).rglob("*.py"))]
+
+
+def test_every_module_says_what_it_exports() -> None:
+    """Each module of the packages has ``__all__``; it names only what the module defines or
+    imports, and every public function and class the module defines."""
+    problems = []
+    for path in _public_modules():
+        tree = ast.parse(path.read_text())
+        exported: list[str] | None = None
+        bound: set[str] = set()
+        defined: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id == "__all__" and node.value is not None:
+                        exported = list(ast.literal_eval(node.value))
+                    names = target.elts if isinstance(target, ast.Tuple) else [target]
+                    bound |= {n.id for n in names if isinstance(n, ast.Name)}
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        where = path.relative_to(ROOT)
+        if exported is None:
+            problems.append(f"{where}: no __all__")
+            continue
+        problems += [f"{where}: __all__ names {name!r}, which it does not define"
+                     for name in exported if name not in bound | defined]  # fmt: skip
+        missing = sorted(name for name in defined if not name.startswith("_") and name not in exported)
+        problems += [f"{where}: public {name!r} is missing from __all__" for name in missing]
+    assert not problems, "\n".join(problems)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sanitizer_progs import CODEGEN_VARIANTS, build_program, variant_of_pc
 
+from base.contract import Violation
 from base.profiles import load_profile
 from harness.guest import Guest
 from harness.icache_cases import (
@@ -37,7 +38,7 @@ CROSS_ITERATIONS = 400  # the window between publication and execution is short 
 
 def run_sanitized(
     arch: str, cpu: str | None, run_dir: Path, commands: list[str], program: Path | None = None, smp: int = 2
-) -> tuple[list[Any], list[dict[str, Any]]]:
+) -> tuple[list[Any], list[Violation]]:
     """Boot a sanitized guest and run commands (``{prog}``: the copied program).
 
     Returns the command results and the violations of the whole run."""

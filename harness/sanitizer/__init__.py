@@ -20,10 +20,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from base.contract import Violation
 from base.errors import InfraError, InputError
 from base.profiles import load_profile
 from harness.guest import GUEST_SHARE, Guest
 from harness.qemu_cmdline import PluginSpec
+
+__all__ = [
+    "KALLSYMS_NAME",
+    "REPORT_NAME",
+    "plugin_spec",
+    "read_report",
+    "read_violations",
+    "save_kernel_symbols",
+]
 
 REPORT_NAME = "sanitizer.jsonl"
 
@@ -90,7 +100,7 @@ def read_report(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
 
 def read_violations(
     run_dir: Path, arch: str, binaries: Sequence[Path] = (), system_map: Path | None = None
-) -> list[dict[str, Any]]:
+) -> list[Violation]:
     """The contract's violation objects from the report in ``run_dir``, sorted by rule and pc.
 
     Each has rule, pc, vcpu, paddr, insn (hex bytes), disasm (capstone), symbol (from the ELF
@@ -106,7 +116,7 @@ def read_violations(
     if summary is not None and not summary.get("calibrated"):
         raise InfraError("the sanitizer never located guest RAM (no calibration): nothing was checked")
     symbols = Symbolizer(binaries, system_map)
-    out = []
+    out: list[Violation] = []
     for rec in records:
         pc = int(rec["pc"], 16)
         insn = bytes.fromhex(rec["insn"])

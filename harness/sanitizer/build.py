@@ -24,6 +24,22 @@ from base.files import cache_root
 from base.proc import run
 from base.profiles import Profile, available_arches, load_profile
 
+__all__ = [
+    "HEADER_MEMBER",
+    "PLUGIN_NAME",
+    "SOURCE_DIR",
+    "SOURCE_PACKAGE",
+    "SOURCE_SUITE",
+    "check_header_matches",
+    "ensure_header",
+    "ensure_plugin",
+    "header_path",
+    "installed_qemu_version",
+    "main",
+    "plugin_path",
+    "upstream_version",
+]
+
 SOURCE_DIR = Path(__file__).resolve().parent
 PLUGIN_NAME = "libcoherency.so"
 SOURCE_PACKAGE = "qemu"

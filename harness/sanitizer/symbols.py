@@ -13,6 +13,8 @@ from elftools.elf.sections import SymbolTableSection
 from base.disasm import disassembler
 from base.errors import InfraError
 
+__all__ = ["Symbolizer", "disassemble"]
+
 
 def disassemble(arch: str, insn: bytes, pc: int) -> str:
     """One instruction as text (``"(unknown)"`` when capstone cannot decode it)."""

@@ -14,6 +14,32 @@ from ..intrinsics import Helper
 from ..syscalls import syscall_number
 from . import encoder as e
 
+__all__ = [
+    "CLONE_THREAD_FLAGS",
+    "CTR_DIC_BIT",
+    "CTR_DMINLINE_LSB",
+    "CTR_IDC_BIT",
+    "CTR_IMINLINE_LSB",
+    "FENCES",
+    "NR_CLONE",
+    "NR_EXIT",
+    "R0",
+    "SYSNO",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "clone_thread",
+    "context_sync",
+    "cycle_counter",
+    "helper_words",
+    "icache_sync",
+    "spin_hint",
+    "syscall",
+    "syscall6",
+]
+
 R0 = 7  # eBPF r0 lives in x7; see lower.REGS
 T0, T1, T2, T3, T4 = 9, 10, 11, 12, 13
 SYSNO = 8

@@ -15,6 +15,23 @@ from ..backend import Compiled
 from ..errors import JitError
 from . import encoder as e
 
+__all__ = [
+    "FIX_ADR",
+    "FIX_B",
+    "FIX_BCOND",
+    "FIX_BL",
+    "LONG_EXTRA",
+    "REGS",
+    "SHORT_REACH",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "CodeBuffer",
+    "Fixup",
+]
+
 # eBPF r0..r10 -> X registers (r0 = x7, r1-r5 = x0-x4, r6-r9 = x19-x22, r10 = x25).
 REGS = (7, 0, 1, 2, 3, 4, 19, 20, 21, 22, 25)
 T0, T1, T2, T3, T4 = 9, 10, 11, 12, 13  # scratch; never an eBPF register

@@ -45,6 +45,23 @@ from . import encoder as e
 from . import intrinsics
 from .layout import FIX_ADR, FIX_B, FIX_BCOND, FIX_BL, REGS, T0, T1, T2, T3, T4, CodeBuffer
 
+__all__ = [
+    "ALU_REG",
+    "ATOMIC_ALU",
+    "EPILOGUE",
+    "FP",
+    "HANDLERS",
+    "JUMP_CONDS",
+    "LOGIC_IMM",
+    "MASK64",
+    "PROLOGUE",
+    "R0",
+    "SHIFT_IMM",
+    "SHIFT_REG",
+    "SIZE_LOG2",
+    "Arm64Backend",
+]
+
 R0, FP = REGS[0], REGS[isa.FRAME_REG]
 MASK64 = (1 << 64) - 1
 

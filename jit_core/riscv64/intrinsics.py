@@ -28,6 +28,19 @@ from ..syscalls import syscall_number
 from . import encoder as E
 from .encoder import Reg
 
+__all__ = [
+    "CLONE_THREAD_FLAGS",
+    "R0",
+    "SYS_CLONE",
+    "SYS_EXIT",
+    "SYS_RISCV_FLUSH_ICACHE",
+    "clone_thread",
+    "helper_words",
+    "icache_sync",
+    "syscall4",
+    "syscall6",
+]
+
 SYS_EXIT, SYS_CLONE, SYS_RISCV_FLUSH_ICACHE = (
     syscall_number("riscv64", name) for name in ("exit", "clone", "riscv_flush_icache")
 )

@@ -44,6 +44,37 @@ from .encoder import Reg
 from .intrinsics import helper_words
 from .layout import CodeBuffer
 
+__all__ = [
+    "ALU_IMM12",
+    "ALU_REG",
+    "AMO_OPS",
+    "BEQ",
+    "BGE",
+    "BGEU",
+    "BLT",
+    "BLTU",
+    "BNE",
+    "DIVIDE",
+    "EPILOGUE",
+    "FP",
+    "FRAME_SIZE",
+    "JUMP_CONDS",
+    "LOADS",
+    "PROLOGUE",
+    "R0",
+    "REGS",
+    "SHIFT_IMM",
+    "STORES",
+    "SX_LOADS",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "ZERO",
+    "RiscV64Backend",
+    "zext32",
+]
+
 REGS = (Reg.A5, Reg.A0, Reg.A1, Reg.A2, Reg.A3, Reg.A4, Reg.S1, Reg.S2, Reg.S3, Reg.S4, Reg.S5)
 R0, FP = REGS[0], REGS[isa.FRAME_REG]
 T0, T1, T2, T3 = Reg.T0, Reg.T1, Reg.T2, Reg.T3

@@ -74,6 +74,18 @@ from .encoder import (
 )
 from .layout import CodeBuffer
 
+__all__ = [
+    "ARCH",
+    "CLONE_THREAD_FLAGS",
+    "EPILOGUE",
+    "PROLOGUE",
+    "REG",
+    "SYS_CLONE",
+    "SYS_EXIT",
+    "X86_64Backend",
+    "mov_imm",
+]
+
 ARCH = "x86_64"
 # eBPF register -> x86 register.
 REG = (RAX, RDI, RSI, RDX, RCX, R8, RBX, R13, R14, R15, RBP)
