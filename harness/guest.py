@@ -6,10 +6,11 @@ redirected to files in the run folder's ``share/`` (the guest's /mnt/host over v
 program output is byte-exact; the console carries only markers, exit status and kernel text,
 and is logged to ``console.log`` in the run folder as it arrives.
 
-No QEMU outlives its Guest: ``stop()`` runs from ``with`` blocks, an atexit hook and (when the
-CLI installs them) SIGTERM/SIGINT handlers, and QEMU is started with PR_SET_PDEATHSIG so that it
-is killed when the process that started it dies, even by SIGKILL. The death signal is tied to
-the thread that called ``start()``: start and stop a guest in the same thread.
+No QEMU outlives its Guest: ``stop()`` runs from ``with`` blocks (which Ctrl-C, and SIGTERM and
+SIGHUP once the CLI installs their handlers, unwind) and an atexit hook, and QEMU is started with
+PR_SET_PDEATHSIG so that it is killed when the process that started it dies, even by SIGKILL.
+The death signal is tied to the thread that called ``start()``: start and stop a guest in the
+same thread.
 """
 
 from __future__ import annotations
