@@ -1,4 +1,4 @@
-"""harness.icache_cases without a guest: install programs, expectations, attribution, verdicts."""
+"""harness.icache without a guest: install programs, expectations, attribution, verdicts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from user_mode import require_runner, run_batch
 from base.contract import Violation
 from base.errors import InputError
 from base.profiles import load_profile
-from harness.icache_cases import (
+from harness.icache import (
     CODEGEN_VARIANTS,
     FILLER,
     JIT_BASE,

@@ -17,7 +17,7 @@ from sanitizer_progs import CODEGEN_VARIANTS, build_program, variant_of_pc
 from base.contract import Violation
 from base.profiles import load_profile
 from harness.guest import Guest
-from harness.icache_cases import (
+from harness.icache import (
     FILLER,
     describe_violations,
     expected_cross_mutation_rules,
@@ -116,7 +116,7 @@ def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:
 def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
     """Every mutation of jit_core's icache_sync, in an eBPF program that installs code and calls it.
 
-    Same-thread installs, expected as harness.icache_cases.expected_mutation_rules says (with why).
+    Same-thread installs, expected as harness.icache.expected_mutation_rules says (with why).
     """
     model = load_profile(arch).cpu_model(None)
     seen = _rules_of_jit_programs(arch, tmp_path, install_program)
@@ -127,7 +127,7 @@ def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
 def test_jit_core_cross_thread_mutations(arch: str, tmp_path: Path) -> None:
     """Every mutation of jit_core's icache_sync with the code written on CPU 0 and run on CPU 1.
 
-    Expected as harness.icache_cases.expected_cross_mutation_rules says: this is where riscv64's
+    Expected as harness.icache.expected_cross_mutation_rules says: this is where riscv64's
     fence_i_writer_only and x86_64's no_serialize are bugs.
     """
     model = load_profile(arch).cpu_model(None)

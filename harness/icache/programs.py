@@ -1,54 +1,34 @@
-"""Code-install cases for the sanitizer, and the rules each must be reported with.
+"""Code-install programs for the sanitizer: jit_core's ``return FILLER`` function installed by
+an eBPF program (compiled by jit_core into a freestanding ELF) and synchronized with one mutation
+of icache_sync.
 
-Two families of programs install code and run it, each case's code at its own address so that a
-violation is attributed to its case by PC:
-- jit_core's: ``install_program`` builds, per ``jit_core.intrinsics.MUTATIONS`` name, an eBPF
-  program (compiled by jit_core into a freestanding ELF) that installs a function at
-  ``JIT_BASE + index * JIT_STRIDE``, synchronizes it with that mutation of icache_sync and calls it;
-  ``expected_mutation_rules`` says what a same-thread install must be reported with.
-  ``install_program_cross`` does the same with the code written on CPU 0 and run on CPU 1;
-  ``expected_cross_mutation_rules`` says what that must be reported with.
-- C ones: tests/sanitizer_progs/codegen.c, whose variants (``CODEGEN_VARIANTS``) break one step
-  of the protocol each; ``expected_rules`` says what each must be reported with.
-The expectations follow from the architectures' rules (harness/sanitizer/README.md), never from
-observed output.
+``install_program`` builds, per ``jit_core.intrinsics.MUTATIONS`` name, a program that installs
+the function at ``JIT_BASE + index * JIT_STRIDE`` (so that a violation is attributed to its case
+by PC, harness.icache.attribution), synchronizes it and calls it on the same thread;
+``install_program_cross`` writes it on CPU 0 and runs it on CPU 1.
 """
 
 from __future__ import annotations
 
-import collections
 import struct
-from collections.abc import Callable, Iterable, Sequence
 
-from base.contract import Violation
 from base.errors import InfraError, InputError
 from base.profiles import load_profile
 from jit_core.asm import assemble
-from jit_core.backend import get_backend
 from jit_core.compile import compile_program
 from jit_core.elf import build_executable
-from jit_core.intrinsics import MUTATIONS
 from jit_core.syscalls import syscall_number
 
 __all__ = [
-    "CODEGEN_VARIANTS",
     "FILLER",
     "ITERATIONS",
     "JIT_BASE",
     "JIT_STRIDE",
     "MAX_INDEX",
     "PAGE",
-    "describe_violations",
-    "expected_cross_mutation_rules",
-    "expected_mutation_rules",
-    "expected_rules",
     "install_program",
     "install_program_cross",
     "installed_function",
-    "judge_mutations",
-    "mutation_of_pc",
-    "rules_by_code",
-    "slot_of_pc",
 ]
 
 JIT_BASE = 0x2000_0000
@@ -62,14 +42,6 @@ _RW, _RWX = 3, 7
 _PRIVATE_ANONYMOUS = 0x22
 _FIXED = _PRIVATE_ANONYMOUS | 0x10
 _CROSS_STACK = 64 * 1024
-
-# tests/sanitizer_progs/codegen.c's variants in the order of its table (the index places each
-# variant's code at its own address). expected_rules is keyed by them, so they live here.
-CODEGEN_VARIANTS = (
-    "clear_cache", "explicit", "no_dc_clean", "no_ic_invalidate", "no_dsb", "no_isb",
-    "wrong_line_size", "half_range", "cross_clean", "cross_writer_only",
-)  # fmt: skip
-
 
 def installed_function(arch: str) -> tuple[bytes, int]:
     """(code, entry offset) of the function the install programs install: jit_core's ``return FILLER``.
@@ -265,132 +237,3 @@ def _cross_mem(address: int, entry: int, code: bytes) -> tuple[dict[str, int], b
         offsets[name] = len(blob)
         blob += data
     return offsets, blob
-
-
-def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str]) -> str | None:
-    """The name whose code page (``base + index * stride``, one page) holds ``pc``, or None."""
-    index, offset = divmod(pc - base, stride)
-    if pc < base or index >= len(names) or offset >= PAGE:
-        return None
-    return names[index]
-
-
-def mutation_of_pc(pc: int, names: Sequence[str]) -> str | None:
-    """The mutation whose install program (``names[index]`` built with ``index``) put code at pc."""
-    return slot_of_pc(pc, JIT_BASE, JIT_STRIDE, names)
-
-
-def rules_by_code(
-    violations: Iterable[Violation], names: Sequence[str], owner: Callable[[int], str | None]
-) -> tuple[dict[str, set[str]], list[Violation]]:
-    """The rules reported in each name's code (``owner`` maps a PC to its name), and the violations
-    in nobody's code."""
-    seen: dict[str, set[str]] = {name: set() for name in names}
-    stray = []
-    for v in violations:
-        name = owner(v["pc"])
-        if name is None:
-            stray.append(v)
-        else:
-            seen[name].add(v["rule"])
-    return seen, stray
-
-
-def judge_mutations(
-    arch: str,
-    cpu: str,
-    expected: dict[str, set[str]],
-    exit_codes: dict[str, int],
-    violations: Sequence[Violation],
-    install: str = "same-thread",
-) -> tuple[str, str]:
-    """(verdict, detail) of one sanitized ``arch``/``cpu`` guest that ran every install program once.
-
-    ``install`` names the kind of program (same-thread or cross-thread) for the detail text.
-
-    ``expected`` is expected_mutation_rules' answer (its keys, in order, are the programs'
-    names and indexes), ``exit_codes`` each program's exit status, ``violations`` those of the
-    whole run. The verdict is pass only if every program returned FILLER, no violation lies
-    outside the installed code (the guest itself sanitized clean), and each mutation was
-    reported with exactly its expected rules.
-    """
-    names = list(expected)
-    seen, stray = rules_by_code(violations, names, lambda pc: mutation_of_pc(pc, names))
-    problems = [f"jit-{name} exited {code}, not {FILLER}" for name, code in exit_codes.items()
-                if code != FILLER]  # fmt: skip
-    if stray:
-        problems.append(f"{len(stray)} violations outside the installed code: "
-                        + describe_violations(stray, limit=3, sep="; "))
-    for name, rules in expected.items():
-        if seen[name] != rules:
-            problems.append(f"{name}: expected {_rule_list(rules)}, reported {_rule_list(seen[name])}")
-    if problems:
-        return "fail", "; ".join(problems)
-    caught = [name for name, rules in expected.items() if rules]
-    clean = [name for name, rules in expected.items() if not rules]
-    # A clean mutation either changes this architecture's code in a way that is no bug here, or
-    # changes nothing (then the program runs the correct protocol, as "none" does).
-    harmless = [name for name in clean if name in get_backend(arch).mutations]
-    why = [f"{', '.join(harmless)}: not a bug on {arch} {cpu} for a {install} install"] if harmless else []
-    if len(clean) > len(harmless):
-        why.append(f"{len(clean) - len(harmless)} emit the correct {arch} protocol")
-    return "pass", (
-        f"{len(caught)} mutations caught as expected, {len(clean)} clean as expected ({'; '.join(why)}); "
-        "nothing reported outside the installed code"
-    )
-
-
-def _rule_list(rules: set[str]) -> str:
-    return ", ".join(sorted(rules)) or "nothing"
-
-
-def describe_violations(violations: Iterable[Violation], limit: int = 20, sep: str = "\n") -> str:
-    """The most frequent (rule, space, symbol, disassembly) of ``violations`` with their counts."""
-    counts = collections.Counter((v["rule"], v["space"], v["symbol"], v["disasm"]) for v in violations)
-    return sep.join(f"{n} x {rule} {space} {symbol or '?'}: {disasm}"
-                    for (rule, space, symbol, disasm), n in counts.most_common(limit))  # fmt: skip
-
-
-def expected_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
-    """The rules each codegen.c variant must be reported for (empty: it must sanitize clean).
-
-    From the profile's ``code_modification.variant_rules``, on a CPU whose CTR_EL0 has ``idc``
-    and ``dic`` (steps those bits make unnecessary are no bug). Raises InputError for an
-    architecture without a profile.
-    """
-    modification = load_profile(arch).code_modification
-    flags = {"idc": idc, "dic": dic}
-    return {v: modification.rules_for(v, flags) for v in CODEGEN_VARIANTS}
-
-
-def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
-    """The rules each MUTATIONS name's install program (a same-thread install) must be reported with.
-
-    Where the profile says same-thread installs are checked (``code_modification.same_thread_reported``),
-    a mutation that changes the architecture's code breaks the same step as the codegen.c variant
-    of its name and gets that variant's rules; elsewhere every same-thread install is clean (the
-    profile says why). Mutations that change nothing on an architecture, and ``none``, are clean.
-    Raises InputError for an architecture without a profile and KeyError if a reported mutation
-    has no codegen.c variant of its name.
-    """
-    by_variant = expected_rules(arch, idc, dic)
-    reported = load_profile(arch).code_modification.same_thread_reported
-    changed = get_backend(arch).mutations
-    return {
-        name: set(by_variant[name]) if reported and name in changed else set()
-        for name in MUTATIONS
-    }
-
-
-def expected_cross_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
-    """The rules each MUTATIONS name's install_program_cross program must be reported with.
-
-    As for a same-thread install (expected_mutation_rules), except the profile's
-    ``code_modification.writer_only_mutation``, which leaves the executing CPU unsynchronized:
-    it makes the program codegen.c's cross_writer_only (the writer synchronizes only itself, the
-    executor calls at once) and gets that variant's rules. Raises as expected_mutation_rules does.
-    """
-    out = expected_mutation_rules(arch, idc, dic)
-    writer_only = load_profile(arch).code_modification.writer_only_mutation
-    out[writer_only] = set(expected_rules(arch, idc, dic)["cross_writer_only"])
-    return out
