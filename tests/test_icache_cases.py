@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from capstone import CS_ARCH_ARM64, CS_ARCH_RISCV, CS_ARCH_X86, CS_MODE_64, CS_MODE_ARM, CS_MODE_RISCV64, Cs
 from user_mode import require_runner, run_batch
 
 from base.contract import Violation
+from base.disasm import disassembler
 from base.errors import InputError
 from base.profiles import load_profile
 from harness.icache import (
@@ -33,15 +33,13 @@ from jit_core.intrinsics import MUTATIONS
 
 ARCHES = ["x86_64", "arm64", "riscv64"]
 NAMES = [m.value for m in MUTATIONS]
-DISASSEMBLERS = {"x86_64": (CS_ARCH_X86, CS_MODE_64), "arm64": (CS_ARCH_ARM64, CS_MODE_ARM),
-                 "riscv64": (CS_ARCH_RISCV, CS_MODE_RISCV64)}  # fmt: skip
 
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_installed_function_is_whole_native_code_within_a_page(arch: str) -> None:
     code, entry = installed_function(arch)
     assert entry == 0 and 64 * 4 <= len(code) <= PAGE  # spans several 64-byte lines
-    insns = list(Cs(*DISASSEMBLERS[arch]).disasm(code, 0))
+    insns = list(disassembler(arch).disasm(code, 0))
     assert sum(i.size for i in insns) == len(code)  # all of it decodes: no data, no padding
 
 
