@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from base.profiles import expand_arch, load_profile  # noqa: E402
 from harness.guest import Guest  # noqa: E402
-from harness.profiles import expand_arch, load_profile  # noqa: E402
 
 TARGET_S = 2.5
 

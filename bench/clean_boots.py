@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.icache_cases import install_program_cross  # noqa: E402
-from harness.profiles import available_arches  # noqa: E402
+from base.profiles import available_arches  # noqa: E402
+from harness.icache import install_program_cross  # noqa: E402
 
 
 def run_once(arch: str, workdir: Path, program: Path | None) -> list[dict]:

@@ -18,24 +18,18 @@ import sys
 import time
 from pathlib import Path
 
-import capstone
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jit_core.backend import ARCHES  # noqa: E402
+from base.disasm import disassembler  # noqa: E402
 from jit_core.compile import compile_program  # noqa: E402
 from jit_core.conformance import load_suite, skip_reason  # noqa: E402
 from jit_core.isa import Insn  # noqa: E402
 from jit_core.progen import sample  # noqa: E402
+from jit_core.target import arches  # noqa: E402
 from jit_core.verify import verify  # noqa: E402
 
 TARGET = 100_000
 SUITE = Path(__file__).resolve().parents[2] / "shared" / "bpf_conformance" / "tests"
-DISASSEMBLERS = {
-    "x86_64": (capstone.CS_ARCH_X86, capstone.CS_MODE_64),
-    "arm64": (capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM),
-    "riscv64": (capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV64 | capstone.CS_MODE_RISCVC),
-}
 
 
 def program_mix(count: int) -> list[list[Insn]]:
@@ -48,7 +42,7 @@ def program_mix(count: int) -> list[list[Insn]]:
 
 def native_count(arch: str, code: bytes) -> tuple[int, int]:
     """(native instructions, bytes capstone could not decode)."""
-    md = capstone.Cs(*DISASSEMBLERS[arch])
+    md = disassembler(arch)
     count = decoded = 0
     for _address, size, _mnemonic, _operands in md.disasm_lite(code, 0):
         count += 1
@@ -88,7 +82,7 @@ def main() -> int:
     print(f"{'backend':<9} {'compile s':>9} {'eBPF insn/s':>12} {'native insns':>12} {'native/eBPF':>11} "
           f"{'code bytes':>10} {'target':>7}")
     failed = False
-    for arch in ARCHES:
+    for arch in arches():
         if importlib.util.find_spec(f"jit_core.{arch}") is None:
             print(f"{arch:<9} (no backend)")
             continue

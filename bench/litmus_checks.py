@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.profiles import available_arches, load_profile  # noqa: E402
+from base.profiles import available_arches, load_profile  # noqa: E402
 from litmus.bpf import bpf_program  # noqa: E402
 from litmus.bpf_model import BpfModel  # noqa: E402
 from litmus.check import check  # noqa: E402

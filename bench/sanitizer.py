@@ -31,12 +31,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sanitizer_progs import build_program  # noqa: E402
 
-from harness.errors import JitprobeError  # noqa: E402
+from base.errors import JitprobeError  # noqa: E402
+from base.profiles import available_arches, load_profile  # noqa: E402
 from harness.guest import Guest  # noqa: E402
-from harness.profiles import load_profile  # noqa: E402
 from harness.sanitizer import plugin_spec, read_report  # noqa: E402
 
-ARCHES = ("x86_64", "arm64", "riscv64")
 WORKLOADS = ("command", "boot", "jit")
 
 
@@ -79,12 +78,12 @@ def whole_command(arch: str, sanitize: bool, runs_dir: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="all", choices=(*ARCHES, "all"))
+    parser.add_argument("--arch", default="all", choices=(*available_arches(), "all"))
     parser.add_argument("--runs", type=int, default=3, help="guests per configuration (default 3)")
     parser.add_argument("--iterations", type=int, default=20000, help="code installs per pass")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
-    arches = ARCHES if args.arch == "all" else (args.arch,)
+    arches = available_arches() if args.arch == "all" else [args.arch]
     rows = []
     with tempfile.TemporaryDirectory(prefix="jitprobe-bench-san-") as tmp:
         workdir = Path(tmp)

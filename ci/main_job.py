@@ -20,9 +20,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, JitprobeError
+from base.contract import Verdict
+from base.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, GuestError, JitprobeError
+from base.profiles import available_arches, expand_arch, load_profile
+from base.progress import status
 from harness.guest import Guest, install_signal_handlers
-from harness.icache_cases import (
+from harness.icache import (
     expected_cross_mutation_rules,
     expected_mutation_rules,
     install_program,
@@ -30,13 +33,13 @@ from harness.icache_cases import (
     judge_mutations,
 )
 from harness.jit_commands import native_conformance
-from harness.profiles import expand_arch, load_profile
-from harness.progress import status
 from harness.runs import append_result, new_run_dir, runs_root
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core import conformance
 from jit_core.errors import JitError
 from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
+
+__all__ = ["CONFORMANCE_DIR", "INSTALLS", "Step", "main"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bpf_conformance" / "tests"
 
@@ -45,7 +48,7 @@ CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bp
 class Step:
     arch: str
     name: str
-    verdict: str
+    verdict: Verdict
     detail: str
     log: Path
 
@@ -54,7 +57,7 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
     run_dir = new_run_dir("main", arch)
     steps: list[Step] = []
 
-    def record(name: str, verdict: str, detail: str, where: Path = run_dir) -> None:
+    def record(name: str, verdict: Verdict, detail: str, where: Path = run_dir) -> None:
         step = Step(arch, name, verdict, detail, where / "console.log")
         steps.append(step)
         append_result(results, {"job": "main", "arch": arch, "step": name, "verdict": verdict,
@@ -72,7 +75,7 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
                    f"{report['passed']} passed, {len(failed)} failed, {len(report['skipped'])} skipped"
                    + (f": {', '.join(failed[:5])}" if failed else ""))
     except JitprobeError as exc:
-        record("guest", getattr(exc, "verdict", "infra"), str(exc))
+        record("guest", exc.verdict if isinstance(exc, GuestError) else "infra", str(exc))
     for install, step in (("same-thread", "sanitizer"), ("cross-thread", "sanitizer-cross")):
         sanitizer_dir = new_run_dir(f"main-{step}", arch)
         record(step, *_sanitizer_step(arch, sanitizer_dir, install), where=sanitizer_dir)
@@ -86,14 +89,14 @@ INSTALLS = {
 }
 
 
-def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
+def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[Verdict, str]:
     """(verdict, detail) of every MUTATIONS install program of kind ``install`` run once in one
     sanitized guest.
 
     The guest runs the profile's default CPU model; what must be reported comes from
-    harness.icache_cases (expected_mutation_rules or expected_cross_mutation_rules) for that
-    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit
-    (riscv64 fence_i_writer_only, x86_64 no_serialize).
+    harness.icache (expected_mutation_rules or expected_cross_mutation_rules) for that
+    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit (each
+    profile's ``code_modification.writer_only_mutation``).
     """
     build, expect = INSTALLS[install]
     try:
@@ -114,7 +117,7 @@ def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
             kallsyms = save_kernel_symbols(guest)
         violations = read_violations(run_dir, arch, system_map=kallsyms)
     except JitprobeError as exc:
-        return getattr(exc, "verdict", "infra"), str(exc)
+        return (exc.verdict if isinstance(exc, GuestError) else "infra"), str(exc)
     except JitError as exc:  # the install programs are the project's own: a refusal is its fault
         return "infra", f"jit_core refused an install program: {exc}"
     return judge_mutations(arch, model.name, expected, exit_codes, violations, install)
@@ -122,7 +125,7 @@ def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", default="all", help="x86_64, arm64, riscv64 or all (default)")
+    parser.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
     parser.add_argument("--conformance", default=str(CONFORMANCE_DIR), help="bpf_conformance tests folder")
     args = parser.parse_args(argv)
     install_signal_handlers()

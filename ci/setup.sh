@@ -7,13 +7,18 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# Packages every architecture's profile names (arch_profiles/*.yaml, one-line fields `debian_package:`
+# and `cross_packages: [...]`), read without Python since the venv comes later.
+profile_field() {
+  sed -n "s/^ *$1: *\[\{0,1\}\([^]#]*\).*/\1/p" arch_profiles/*.yaml | tr ',' ' ' | xargs
+}
+
 BACKPORTS_FILE=/etc/apt/sources.list.d/jitprobe-bookworm-backports.sources
 # QEMU 10 comes from bookworm-backports: Debian 12's own 7.2 has no register access in its plugin API.
-BACKPORTS_PKGS="qemu-system-arm qemu-system-x86 qemu-system-misc qemu-system-data qemu-utils qemu-user"
+BACKPORTS_PKGS="$(profile_field debian_package) qemu-system-data qemu-utils qemu-user"
 # Host tools: gcc + GLib headers build the sanitizer plugin; kmod's depmod indexes guest modules;
 # cross binutils and gcc are independent oracles for encoder and sanitizer tests.
-HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv
-  binutils-aarch64-linux-gnu binutils-riscv64-linux-gnu gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu"
+HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv $(profile_field cross_packages)"
 
 missing() {
   local out=()
@@ -28,7 +33,7 @@ has_backports() {
 }
 
 qemu_is_10() {
-  command -v qemu-system-aarch64 >/dev/null && qemu-system-aarch64 --version | head -n1 | grep -q "version 10\."
+  command -v qemu-img >/dev/null && qemu-img --version | head -n1 | grep -q "version 10\."
 }
 
 apt_updated=0

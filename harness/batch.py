@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 from .guest import GUEST_SHARE, Guest
 
+__all__ = ["ProgramRun", "run_batch"]
+
 _OUT = "batch-out"
 
 
 @dataclass(frozen=True)
 class ProgramRun:
-    """One executable's run: exact stdout bytes and exit status (124 when its time limit hit)."""
+    """One executable's run: exact stdout bytes and exit status.
+
+    A program that hits its time limit ends with 143 (128 + SIGTERM): busybox ``timeout`` execs
+    the program in its own process and has a watcher send it SIGTERM, so the shell sees the
+    program killed by that signal (not GNU timeout's 124)."""
 
     stdout: bytes
     exit_code: int

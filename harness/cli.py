@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import guest as guest_mod
-from harness import progress, sanitizer
-from harness.errors import (
+from base import progress
+from base.contract import BootResult, ExecResult, Verdict
+from base.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
     EXIT_PASS,
@@ -30,14 +30,18 @@ from harness.errors import (
     InputError,
     JitprobeError,
 )
+from base.profiles import Profile, available_arches, env_slowdown, load_profile
+from base.progress import status
+from harness import guest as guest_mod
+from harness import sanitizer
 from harness.guest import OUTPUT_DISK_LIMIT, Guest
 from harness.jit_commands import add_jit_parser
-from harness.profiles import Profile, available_arches, env_slowdown, load_profile
-from harness.progress import status
 from harness.runs import append_result, new_run_dir
 from images.commands import add_images_parser
 from jit_core.errors import JitError
 from litmus.cli import add_litmus_parser
+
+__all__ = ["SUBCOMMAND_PROVIDERS", "build_parser", "cmd_boot", "cmd_exec", "cmd_shell", "main"]
 
 # Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
 # status) with set_defaults.
@@ -48,14 +52,14 @@ SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (
 _ERR = progress.STDERR
 
 
-def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], None]) -> None:
+def _emit(args: argparse.Namespace, result: BootResult | ExecResult, human: Callable[[], None]) -> None:
     if args.json:
         progress.print_json(result)
     else:
         human()
 
 
-def _exit_code(verdict: str) -> int:
+def _exit_code(verdict: Verdict) -> int:
     return {"pass": EXIT_PASS, "infra": EXIT_INFRA}.get(verdict, EXIT_FAIL)
 
 
@@ -82,7 +86,7 @@ def _profile(args: argparse.Namespace) -> Profile:
 def cmd_boot(args: argparse.Namespace) -> int:
     """Boot a fresh guest to readiness and shut it down."""
     profile = _profile(args)
-    result: dict[str, Any] = {
+    result: BootResult = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "qemu_version": None, "kernel": None, "ready_s": None, "verdict": "infra",
     }  # fmt: skip
@@ -130,7 +134,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     profile = _profile(args)
     _check_program(args.file, profile)
     run_dir = new_run_dir("exec", profile.arch)
-    result: dict[str, Any] = {
+    result: ExecResult = {
         "arch": profile.arch, "cpu": profile.cpu_model(args.cpu).name, "smp": args.smp or profile.smp,
         "verdict": "infra", "exit_code": None, "stdout": "", "console_tail": "", "wall_s": None,
         "violations": [], "stderr": "", "stdout_bytes": 0, "stderr_bytes": 0, "stdout_truncated": False,
@@ -149,13 +153,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 outcome = guest.run(command, timeout=args.timeout, keep=args.output_limit)
             if args.sanitize and guest.alive and sanitizer.kernel_violations_seen(run_dir):
                 kernel_symbols = sanitizer.save_kernel_symbols(guest)
-        result.update(
-            verdict=outcome.verdict, exit_code=outcome.exit_code, console_tail=outcome.console_tail,
-            stdout=outcome.stdout.decode("utf-8", errors="backslashreplace"),
-            stderr=outcome.stderr.decode("utf-8", errors="backslashreplace"),
-            stdout_bytes=outcome.stdout_bytes, stderr_bytes=outcome.stderr_bytes,
-            stdout_truncated=outcome.stdout_truncated, stderr_truncated=outcome.stderr_truncated,
-        )  # fmt: skip
+        result["verdict"], result["exit_code"] = outcome.verdict, outcome.exit_code
+        result["console_tail"] = outcome.console_tail
+        result["stdout"] = outcome.stdout.decode("utf-8", errors="backslashreplace")
+        result["stderr"] = outcome.stderr.decode("utf-8", errors="backslashreplace")
+        result["stdout_bytes"], result["stderr_bytes"] = outcome.stdout_bytes, outcome.stderr_bytes
+        result["stdout_truncated"] = outcome.stdout_truncated
+        result["stderr_truncated"] = outcome.stderr_truncated
         if outcome.crash is not None:
             _ERR.print(
                 f"{profile.arch}: {outcome.crash.kind}: {outcome.crash.line}", markup=False, highlight=False
@@ -180,7 +184,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return _finish(args, "exec", result, run_dir, lambda: _print_exec(result, run_dir))
 
 
-def _report(arch: str, exc: GuestError | InfraError) -> str:
+def _report(arch: str, exc: GuestError | InfraError) -> Verdict:
     """Print whose fault ``exc`` is on stderr; return its verdict."""
     if isinstance(exc, GuestError):
         _ERR.print(f"{arch}: {exc.verdict}: {exc}", markup=False, highlight=False)
@@ -252,7 +256,7 @@ def _elf_interpreter(path: Path) -> str | None:
     return None
 
 
-def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
+def _print_exec(result: ExecResult, run_dir: Path) -> None:
     sys.stdout.write(result["stdout"])
     print(
         f"{result['arch']} ({result['cpu']}, smp {result['smp']}): {result['verdict']}, exit status "
@@ -265,7 +269,8 @@ def _print_exec(result: dict[str, Any], run_dir: Path) -> None:
 
 
 def _finish(
-    args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path, human: Callable[[], None]
+    args: argparse.Namespace, command: str, result: BootResult | ExecResult, run_dir: Path,
+    human: Callable[[], None],
 ) -> int:
     """Print the result, then keep it; a result that cannot be kept makes the exit status 3."""
     _emit(args, result, human)
@@ -277,7 +282,7 @@ def _finish(
     return _exit_code(result["verdict"])
 
 
-def _record(args: argparse.Namespace, command: str, result: dict[str, Any], run_dir: Path) -> None:
+def _record(args: argparse.Namespace, command: str, result: BootResult | ExecResult, run_dir: Path) -> None:
     """Keep the result in the run folder and, with --results DIR, append it to DIR/results.jsonl."""
     record = {
         "command": command,

@@ -11,18 +11,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "CRASH_PATTERNS",
+    "EXCERPT_AFTER",
+    "EXCERPT_BEFORE",
+    "FATAL_SIGNALS",
+    "CrashReport",
+    "clean_lines",
+    "crash_kind",
+    "find_crashes",
+    "first_crash",
+    "signal_crash",
+    "tail",
+    "tail_with_crash",
+]
+
 CRASH_PATTERNS: tuple[tuple[str, str], ...] = (
     ("panic", r"Kernel panic - not syncing"),
-    # arm64/riscv64 "Internal error: Oops: ...", x86 "Oops: general protection fault", riscv "Oops [#1]"
+    # "Internal error: Oops: ...", "Oops: general protection fault", "Oops [#1]" (architectures differ)
     ("oops", r"\bOops(: | \[#\d+\]| - )"),
     ("bug", r"(^|\s)(BUG: |kernel BUG at )"),
     ("warning", r"(^|\s)WARNING: (CPU: \d+ PID: \d+|at )"),
     ("kernel_fault", r"Unable to handle kernel "),
-    # x86: "prog[42]: segfault at 0 ip ... error 6 in prog[...]"
+    # "prog[42]: segfault at 0 ip ... error 6 in prog[...]" (architectures that log user faults so)
     ("segfault", r"\S+\[\d+\]: segfault at [0-9a-f]+"),
-    # x86: "traps: prog[42] trap invalid opcode ip:..." (also general protection, divide error)
+    # "traps: prog[42] trap invalid opcode ip:..." (also general protection, divide error)
     ("trap", r"traps: \S+\[\d+\] "),
-    # arm64: "prog[42]: unhandled exception: ..."; riscv64: "prog[42]: unhandled signal 4 code 0x1 at ..."
+    # "prog[42]: unhandled exception: ..." or "prog[42]: unhandled signal 4 code 0x1 at ..."
     ("unhandled_signal", r"\S+\[\d+\]: unhandled (exception|signal)"),
 )
 """(kind, regex) pairs; a line matching a regex is a crash of that kind."""
@@ -36,7 +51,7 @@ EXCERPT_BEFORE = 3
 EXCERPT_AFTER = 40
 
 # Signals whose default action is a core dump: a process ending with one of them crashed.
-# Numbers are Linux's generic ones, shared by x86_64, arm64 and riscv64.
+# Numbers are Linux's generic ones, shared by every architecture jitprobe has a profile for.
 FATAL_SIGNALS = {
     4: "SIGILL",
     5: "SIGTRAP",
@@ -110,7 +125,7 @@ def tail(text: str, lines: int = 40) -> str:
 
 def tail_with_crash(console_tail: str, crash: CrashReport | None) -> str:
     """``console_tail``, preceded by the crash's excerpt when the crash line scrolled out of it
-    (an x86_64 panic's stack dump alone fills a 40-line tail)."""
+    (a panic's stack dump alone can fill a 40-line tail)."""
     if crash is None or crash.line in console_tail:
         return console_tail
     return f"{crash.excerpt}\n[...]\n{console_tail}"

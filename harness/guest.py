@@ -6,10 +6,11 @@ redirected to files in the run folder's ``share/`` (the guest's /mnt/host over v
 program output is byte-exact; the console carries only markers, exit status and kernel text,
 and is logged to ``console.log`` in the run folder as it arrives.
 
-No QEMU outlives its Guest: ``stop()`` runs from ``with`` blocks, an atexit hook and (when the
-CLI installs them) SIGTERM/SIGINT handlers, and QEMU is started with PR_SET_PDEATHSIG so that it
-is killed when the process that started it dies, even by SIGKILL. The death signal is tied to
-the thread that called ``start()``: start and stop a guest in the same thread.
+No QEMU outlives its Guest: ``stop()`` runs from ``with`` blocks (which Ctrl-C, and SIGTERM and
+SIGHUP once the CLI installs their handlers, unwind) and an atexit hook, and QEMU is started with
+PR_SET_PDEATHSIG so that it is killed when the process that started it dies, even by SIGKILL.
+The death signal is tied to the thread that called ``start()``: start and stop a guest in the
+same thread.
 """
 
 from __future__ import annotations
@@ -27,16 +28,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import pexpect
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from base.contract import Verdict
+from base.errors import InfraError, InputError
+from base.profiles import Profile
 from harness import console
 from harness.console import CrashReport
-from harness.errors import GuestCrash, GuestTimeout, InfraError, InputError
-from harness.profiles import Profile
 from harness.qemu_cmdline import LaunchSpec, PluginSpec, Share, build_argv, check_binary, resolve_accel
+from harness.verdicts import WaitOutcome, check_boot, command_verdict
+from images.build import GuestImage, ensure_images
+
+__all__ = [
+    "GUEST_SHARE",
+    "MAX_SMP",
+    "CommandResult",
+    "Guest",
+    "check_smp",
+    "install_signal_handlers",
+    "stop_all",
+]
 
 GUEST_SHARE = "/mnt/host"
 """Where the run folder's share/ appears in the guest."""
@@ -62,7 +76,7 @@ class CommandResult:
     lines it produced, ``console_tail`` the end of the whole console log."""
 
     command: str
-    verdict: str
+    verdict: Verdict
     exit_code: int | None
     stdout: bytes
     stderr: bytes
@@ -123,7 +137,7 @@ class Guest:
         smp: int | None = None,
         plugin: PluginSpec | None = None,
         accel: str | None = None,
-        image: Any = None,
+        image: GuestImage | None = None,
         memory_mb: int | None = None,
         extra_append: str = "",
         output_disk_limit: int = OUTPUT_DISK_LIMIT,
@@ -181,7 +195,7 @@ class Guest:
         QEMU is stopped before any of them propagates."""
         if self._child is not None:
             raise InfraError("Guest.start() called twice")
-        image = self.image if self.image is not None else _ensure_image(self.profile.arch)
+        image = self.image if self.image is not None else ensure_images(self.profile.arch)
         self.image = image
         binary = check_binary(self.profile)
         for path in (image.kernel, image.initramfs):
@@ -192,19 +206,7 @@ class Guest:
                 )
         (self.share_dir / _WORK).mkdir(parents=True, exist_ok=True)
         self._qmp_socket = _qmp_socket_path(self.run_dir)
-        spec = LaunchSpec(
-            kernel=Path(image.kernel),
-            initrd=Path(image.initramfs),
-            cpu=self.cpu,
-            smp=self.smp,
-            accel=self.accel,
-            token=self.token,
-            qmp_socket=self._qmp_socket,
-            shares=(Share("modules", Path(image.modules_dir), readonly=True), Share("host", self.share_dir)),
-            plugin=self.plugin,
-            memory_mb=self.memory_mb,
-            extra_append=self.extra_append,
-        )
+        spec = self._launch_spec(image, self._qmp_socket)
         self.argv = build_argv(self.profile, spec)
         self.argv[0] = binary
         (self.run_dir / "qemu-argv.txt").write_text("\n".join(self.argv) + "\n")
@@ -219,30 +221,35 @@ class Guest:
                 self.argv[0], self.argv[1:], env=os.environ.copy(), echo=False, use_poll=True,
                 dimensions=(50, 400), preexec_fn=lambda: _die_with_parent(parent),
             )  # fmt: skip
-            deadline = started + self._scaled(self.profile.timeouts.boot_s)
-            self._connect_qmp(spec.qmp_socket, deadline)
+            limit = self._scaled(self.profile.timeouts.boot_s)
+            self._connect_qmp(spec.qmp_socket, started + limit)
             outcome, _ = self._wait_for(
-                re.compile(re.escape(f"JITPROBE-READY-{self.token}".encode())), 0, deadline
+                re.compile(re.escape(f"JITPROBE-READY-{self.token}".encode())), 0, started + limit
             )
-            if outcome == "timeout":
-                limit = self._scaled(self.profile.timeouts.boot_s)
-                raise GuestTimeout(
-                    f"{self.profile.arch} guest not ready within {limit:.1f} s", self.console_tail()
-                )
-            if outcome == "eof":
-                self._raise_boot_exit()
-            self.ready_s = time.monotonic() - started
-            boot_crash = console.first_crash(self.console_text())
-            if boot_crash is not None:
-                raise GuestCrash(
-                    f"{self.profile.arch} kernel reported {boot_crash.kind} while booting: {boot_crash.line}",
-                    boot_crash.excerpt,
-                )
+            if outcome == "match":
+                self.ready_s = time.monotonic() - started
+            check_boot(self.profile.arch, outcome, self.console_text(), self.console_tail, limit)
             self._usable = True
             self._prepare_shell(time.monotonic() + self._scaled(self.profile.timeouts.command_s))
         except BaseException:
             self.stop()
             raise
+
+    def _launch_spec(self, image: GuestImage, qmp_socket: Path) -> LaunchSpec:
+        """What QEMU is started with for ``image``: kernel, initramfs, shares, plugin and options."""
+        return LaunchSpec(
+            kernel=Path(image.kernel),
+            initrd=Path(image.initramfs),
+            cpu=self.cpu,
+            smp=self.smp,
+            accel=self.accel,
+            token=self.token,
+            qmp_socket=qmp_socket,
+            shares=(Share("modules", Path(image.modules_dir), readonly=True), Share("host", self.share_dir)),
+            plugin=self.plugin,
+            memory_mb=self.memory_mb,
+            extra_append=self.extra_append,
+        )
 
     def stop(self) -> None:
         """End QEMU: QMP quit, wait up to the profile's stop time, then SIGKILL; always reaps it."""
@@ -302,7 +309,7 @@ class Guest:
 
     def _wait_for(
         self, pattern: re.Pattern[bytes], start: int, deadline: float
-    ) -> tuple[str, re.Match[bytes] | None]:
+    ) -> tuple[WaitOutcome, re.Match[bytes] | None]:
         """Read until ``pattern`` appears after offset ``start``.
 
         Returns ("match", match), ("eof", None) when QEMU's output ended, or ("timeout", None)."""
@@ -351,19 +358,10 @@ class Guest:
         if version:
             self.qemu_version = f"{version['major']}.{version['minor']}.{version['micro']}"
 
-    def _raise_boot_exit(self) -> None:
-        """QEMU exited before readiness: a kernel crash if the console shows one, else infra."""
-        text = self.console_text()
-        crash = console.first_crash(text)
-        if crash is not None:
-            raise GuestCrash(
-                f"{self.profile.arch} kernel {crash.kind} while booting: {crash.line}", crash.excerpt
-            )
-        raise InfraError(f"QEMU exited before the guest was ready:\n{self.console_tail(20)}")
-
     def _prepare_shell(self, deadline: float) -> None:
         """Quiet the shell's echo, send kernel messages to the console, have the kernel report
-        every user process killed by a fatal signal (arm64 does not by default), keep the boot log."""
+        every user process killed by a fatal signal (not every architecture's kernel does by default),
+        keep the boot log."""
         work = f"{GUEST_SHARE}/{_WORK}"
         result = self._send(
             "stty -echo 2>/dev/null; dmesg -n 7; echo 1 >/proc/sys/debug/exception-trace; "
@@ -375,7 +373,7 @@ class Guest:
                 f"guest shell did not answer after the readiness marker:\n{self.console_tail(20)}"
             )
 
-    def _send(self, line: str, deadline: float) -> tuple[str, re.Match[bytes] | None]:
+    def _send(self, line: str, deadline: float) -> tuple[WaitOutcome, re.Match[bytes] | None]:
         """Type ``line`` into the guest shell, its ``{done}`` replaced by the command-finished
         marker, and wait for the marker followed by an exit status.
 
@@ -453,23 +451,8 @@ class Guest:
         end = match.start() if match else len(self._buffer)
         text = self.console_text(start)[: None if match is None else end - start]
         kmsg = _read_text(work_host / f"kmsg-{n}") if match else ""
-        crashes = console.find_crashes(text + "\n" + kmsg)
         exit_code = int(match.group(1)) if match else None
-        if outcome == "match":
-            assert exit_code is not None
-            signal_report = console.signal_crash(exit_code)
-            if signal_report is not None:
-                crashes.append(signal_report)
-            verdict = "crash" if crashes else ("pass" if exit_code == 0 else "fail")
-        elif outcome == "timeout":
-            # A kernel that crashed and then hung (no reboot) is a crash, not a slow program.
-            verdict = "crash" if crashes else "timeout"
-        else:
-            verdict = "crash"
-            if not crashes:
-                crashes.append(
-                    CrashReport("guest_exit", "QEMU exited while the command ran", console.tail(text, 20))
-                )
+        verdict, crashes = command_verdict(outcome, exit_code, text, kmsg)
         result = CommandResult(
             command=command,
             verdict=verdict,
@@ -528,15 +511,6 @@ def _qmp_socket_path(run_dir: Path) -> Path:
     if len(str(path)) < 100:  # sun_path holds 108 bytes
         return path
     return Path(tempfile.mkdtemp(prefix="jitprobe-qmp-")) / "qmp.sock"
-
-
-def _ensure_image(arch: str) -> Any:
-    """``images.build.ensure_images(arch)``. Raises InfraError if the images package cannot do it."""
-    try:
-        from images.build import ensure_images
-    except ImportError as exc:
-        raise InfraError(f"cannot build guest images: images.build is not available ({exc})") from exc
-    return ensure_images(arch)
 
 
 _LIVE: set[Guest] = set()

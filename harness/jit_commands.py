@@ -12,20 +12,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from base.contract import ConformanceReport
+from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
+from base.profiles import available_arches, expand_arch, load_profile
+from base.progress import print_json, status
 from jit_core import conformance
 from jit_core.asm import assemble
 from jit_core.elf import build_executable
 from jit_core.intrinsics import MUTATIONS
 
 from .batch import run_batch
-from .errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, GuestError, InfraError, InputError
 from .guest import Guest
-from .profiles import expand_arch, load_profile
-from .progress import print_json, status
 from .runs import new_run_dir
 
+__all__ = ["add_jit_parser", "cmd_build", "cmd_conformance", "native_conformance", "run_conformance"]
 
-def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> conformance.Report:
+
+def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -> ConformanceReport:
     """R for the backend of ``guest``'s architecture, every test run natively in that guest.
 
     Raises InfraError if the guest cannot run the batch."""
@@ -37,7 +40,7 @@ def native_conformance(guest: Guest, tests: list[conformance.ConformanceTest]) -
 
 def run_conformance(
     directory: Path, arches: list[str]
-) -> tuple[dict[str, conformance.Report], list[GuestError | InfraError]]:
+) -> tuple[dict[str, ConformanceReport], list[GuestError | InfraError]]:
     """The CONTRACT's ``{"interp": R, <arch>: R, ...}`` for the ``*.data`` files of ``directory``,
     and the errors of architectures whose guest failed (their R then fails every runnable test
     as not run, so the other architectures' results are kept).
@@ -59,11 +62,11 @@ def run_conformance(
     return result, errors
 
 
-def _failed(result: dict[str, conformance.Report]) -> bool:
+def _failed(result: dict[str, ConformanceReport]) -> bool:
     return any(report["failed"] for report in result.values())
 
 
-def _print_conformance(result: dict[str, conformance.Report]) -> None:
+def _print_conformance(result: dict[str, ConformanceReport]) -> None:
     for part, report in result.items():
         print(f"{part:8} passed {report['passed']:4}  failed {len(report['failed']):3}  "
               f"skipped {len(report['skipped']):3}")
@@ -114,12 +117,12 @@ def add_jit_parser(subparsers: Any) -> None:
     sub = jit.add_subparsers(dest="jit_command", required=True)
     conf = sub.add_parser("conformance", help="run a bpf_conformance suite on the interpreter and in guests")
     conf.add_argument("directory", help="folder of *.data files")
-    conf.add_argument("--arch", default="all", help="x86_64, arm64, riscv64 or all (default)")
+    conf.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
     conf.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     conf.set_defaults(func=cmd_conformance)
     build = sub.add_parser("build", help="assemble an eBPF program into a static executable")
     build.add_argument("source", help="assembler text in the bpf_conformance syntax")
-    build.add_argument("--arch", required=True, help="x86_64, arm64 or riscv64")
+    build.add_argument("--arch", required=True, help=", ".join(available_arches()))
     build.add_argument("--mem", help="file whose bytes become the program's memory (r1, r2)")
     build.add_argument("--mutation", default="none", choices=list(MUTATIONS),
                        help="a deliberately broken cache-synchronization protocol")

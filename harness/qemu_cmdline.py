@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import InfraError, InputError
-from harness.profiles import Profile
+from base.errors import InfraError, InputError
+from base.profiles import Profile
 
 KVM_DEVICE = "/dev/kvm"
 _KVM_GET_API_VERSION = 0xAE00

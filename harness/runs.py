@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -10,7 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import locked
+
+__all__ = [
+    "RESULTS_FILE", "RESULTS_SCHEMA", "RUNS_ENV", "append_result", "new_run_dir", "read_results", "runs_root",
+]
 
 RUNS_ENV = "JITPROBE_RUNS"
 RESULTS_FILE = "results.jsonl"
@@ -55,17 +59,14 @@ def append_result(results_dir: Path, record: Mapping[str, object]) -> Path:
     data = (json.dumps({"schema": RESULTS_SCHEMA, **record}, sort_keys=True) + "\n").encode()
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+        with open(path, "ab+") as fh, locked(fh):
+            size = os.fstat(fh.fileno()).st_size
+            if size and os.pread(fh.fileno(), 1, size - 1) != b"\n":
                 data = b"\n" + data
             view = memoryview(data)
-            while view:
+            fd = fh.fileno()
+            while view:  # unbuffered: one record in as few write calls as the kernel allows
                 view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
     except OSError as exc:
         raise InfraError(f"cannot append to {path}: {exc}") from exc
     return path

@@ -1,1 +1,3 @@
 """Guest images built from pinned Debian packages."""
+
+__all__ = []

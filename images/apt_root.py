@@ -9,16 +9,17 @@ from the host is the mirror URI (``host_mirror``), so no mirror host name lives 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import file_lock
+from base.proc import run
+
+__all__ = ["DEBIAN_KEYRING", "AptRoot", "AptSource", "host_mirror"]
 
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _SOURCE_TYPES = ("deb", "deb-src")
@@ -32,7 +33,8 @@ class AptSource:
     suites: tuple[str, ...]
     components: tuple[str, ...] = ("main",)
     types: tuple[str, ...] = ("deb",)
-    architectures: tuple[str, ...] = ("amd64",)
+    # Debian architecture names; empty: apt's APT::Architectures (enough for deb-src stanzas).
+    architectures: tuple[str, ...] = ()
     signed_by: Path = field(default=DEBIAN_KEYRING)
 
     def __post_init__(self) -> None:
@@ -51,8 +53,8 @@ class AptSource:
             f"URIs: {self.uri}\n"
             f"Suites: {' '.join(self.suites)}\n"
             f"Components: {' '.join(self.components)}\n"
-            f"Architectures: {' '.join(self.architectures)}\n"
-            f"Signed-By: {self.signed_by}\n\n"
+            + (f"Architectures: {' '.join(self.architectures)}\n" if self.architectures else "")
+            +             f"Signed-By: {self.signed_by}\n\n"
         )
 
 
@@ -174,39 +176,15 @@ class AptRoot:
 
     @staticmethod
     def _host_arch() -> str:
-        try:
-            return subprocess.run(
-                ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise InfraError(f"cannot ask dpkg for the host architecture: {exc}") from exc
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return run(["dpkg", "--print-architecture"], what="dpkg --print-architecture").stdout.strip()
 
     def _run(self, argv: list[str], cwd: Path | None = None) -> str:
         env = dict(
             os.environ, APT_CONFIG=str(self._config), LC_ALL="C.UTF-8", DEBIAN_FRONTEND="noninteractive"
         )
-        with self._locked():
+        with file_lock(self.root / ".lock"):
             self._prepare()
-            try:
-                proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-            except OSError as exc:
-                raise InfraError(f"cannot run {argv[0]}: {exc}") from exc
-        if proc.returncode != 0:
-            message = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
-            raise InfraError(
-                f"{' '.join(argv)} failed (exit {proc.returncode}) in apt root {self.root}: {message}"
-            )
-        return proc.stdout
+            return run(argv, cwd=cwd, env=env, what=f"{' '.join(argv)} in apt root {self.root}").stdout
 
 
 def _write_if_changed(path: Path, text: str) -> None:

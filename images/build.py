@@ -12,20 +12,32 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import progress
-from harness.errors import InfraError
+from base import progress
+from base.errors import InfraError
+from base.files import cache_root, file_lock
+from base.proc import run
+from base.profiles import load_profile
 
 from . import bzimage, cache, cpio, initramfs
-from .arches import debian_arch
 from .lock import LockedPackage, load_lock
 from .lock import fetch as fetch_deb
+
+__all__ = [
+    "GuestImage",
+    "cached_trees",
+    "current_image_dir",
+    "ensure_images",
+    "image_key",
+    "images_root",
+    "load_image",
+    "manifest_meta",
+]
 
 # The files whose content shapes an image; editing any of them gives a new cache key.
 _BUILDER_SOURCES = ("build.py", "cpio.py", "initramfs.py", "init.sh", "bzimage.py")
@@ -49,8 +61,8 @@ class GuestImage:
 
 def images_root(arch: str) -> Path:
     """The cache folder holding every built image of ``arch``. Raises InputError if unknown."""
-    debian_arch(arch)
-    return cache.cache_root() / "images" / arch
+    load_profile(arch)
+    return cache_root() / "images" / arch
 
 
 def image_key(kernel: LockedPackage, busybox: LockedPackage) -> str:
@@ -89,7 +101,7 @@ def ensure_images(arch: str) -> GuestImage:
     if not problems:  # a missing tree or manifest is a problem too
         return load_image(tree)
     try:
-        with cache.file_lock(images_root(arch) / ".lock"):
+        with file_lock(images_root(arch) / ".lock"):
             if tree.exists():
                 problems = cache.verify(tree, always=_boot_files(tree))
                 if not problems:
@@ -148,15 +160,6 @@ def cached_trees(arch: str) -> list[Path]:
     )
 
 
-def _run(argv: list[str]) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True)
-    except OSError as exc:
-        raise InfraError(f"cannot run {argv[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise InfraError(f"{' '.join(argv)} failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
-
-
 def _only(paths: list[Path], what: str, deb: Path) -> Path:
     if len(paths) != 1:
         raise InfraError(f"expected one {what} in {deb.name}, found {[p.name for p in paths]}")
@@ -174,10 +177,10 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
     try:
         unpacked = tmp / ".unpacked"
         unpacked.mkdir()
-        _run(["dpkg-deb", "-x", str(kernel_deb), str(unpacked / "kernel")])
-        _run(["dpkg-deb", "-x", str(busybox_deb), str(unpacked / "busybox")])
+        run(["dpkg-deb", "-x", str(kernel_deb), str(unpacked / "kernel")])
+        run(["dpkg-deb", "-x", str(busybox_deb), str(unpacked / "busybox")])
         boot = unpacked / "kernel" / "boot"
-        # riscv64 ships an uncompressed vmlinux, the others a vmlinuz.
+        # Some architectures' packages ship an uncompressed vmlinux, the others a vmlinuz.
         kernel = _only(sorted(boot.glob("vmlinu[xz]-*")), "boot/vmlinu[xz]-*", kernel_deb)
         version = kernel.name.split("-", 1)[1]
         modules_src = _only(
@@ -207,7 +210,7 @@ def _build(arch: str, kernel_pkg: LockedPackage, kernel_deb: Path, busybox_deb: 
         if has_map:
             os.replace(system_map, tmp / "boot" / system_map.name)
         os.replace(modules_src, tmp / "lib" / "modules" / version)
-        _run(["depmod", "-b", str(tmp), version])
+        run(["depmod", "-b", str(tmp), version])
 
         modules_dir = tmp / "lib" / "modules" / version
         closure = initramfs.module_closure((modules_dir / "modules.dep").read_text())

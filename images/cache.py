@@ -13,23 +13,25 @@ be written (read-only) is still checked, only more slowly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "MANIFEST",
+    "atomic_write",
+    "read_manifest",
+    "sha256_file",
+    "verify",
+    "write_json",
+    "write_manifest",
+]
+
 MANIFEST = "manifest.json"
 _VERIFIED = "verified.json"
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/jitprobe``, or ``~/.cache/jitprobe`` when the variable is unset or empty."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jitprobe"
 
 
 _HASHED: dict[tuple[str, int, int, int, int], str] = {}  # this process's hashes, by path and stat
@@ -71,18 +73,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 def write_json(path: Path, value: object) -> None:
     """Atomically write ``value`` as indented JSON with a final newline."""
     atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_manifest(tree: Path, meta: dict[str, object]) -> None:

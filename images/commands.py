@@ -6,12 +6,15 @@ import argparse
 import shutil
 import sys
 
-from harness.errors import EXIT_INFRA, EXIT_PASS
+from base.errors import EXIT_INFRA, EXIT_PASS
+from base.files import file_lock
+from base.profiles import available_arches, expand_arch
 
 from . import cache
-from .arches import arches, expand_arches
 from .build import cached_trees, current_image_dir, ensure_images, images_root, manifest_meta
 from .lock import LOCK_PATH, update_lock
+
+__all__ = ["add_images_parser"]
 
 
 def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,7 +31,7 @@ def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
     ):
         parser = actions.add_parser(name, help=text)
         parser.add_argument(
-            "--arch", default="all", help=f"one of {', '.join(arches())}, or all (default: all)"
+            "--arch", default="all", help=f"one of {', '.join(available_arches())}, or all (default: all)"
         )
         parser.set_defaults(func=func)
     update = actions.add_parser("update", help=f"re-pin the newest packages of the suite in {LOCK_PATH.name}")
@@ -36,7 +39,7 @@ def add_images_parser(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def _build(args: argparse.Namespace) -> int:
-    for arch in expand_arches(args.arch):
+    for arch in expand_arch(args.arch):
         image = ensure_images(arch)
         print(f"{arch}: kernel {image.kernel_version}")
         print(f"  kernel     {image.kernel}")
@@ -47,7 +50,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    for arch in expand_arches(args.arch):
+    for arch in expand_arch(args.arch):
         trees = cached_trees(arch)
         current = current_image_dir(arch)
         if not trees:
@@ -65,7 +68,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     status = EXIT_PASS
-    for arch in expand_arches(args.arch):
+    for arch in expand_arch(args.arch):
         trees = cached_trees(arch)
         if not trees:
             print(f"{arch}: no cached image to verify", file=sys.stderr)
@@ -81,10 +84,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    for arch in expand_arches(args.arch):
+    for arch in expand_arch(args.arch):
         root = images_root(arch)
         trees = [p for p in root.iterdir() if p.name != ".lock"] if root.is_dir() else []
-        with cache.file_lock(root / ".lock"):  # not under a build in progress
+        with file_lock(root / ".lock"):  # not under a build in progress
             for tree in trees:
                 shutil.rmtree(tree) if tree.is_dir() else tree.unlink()
         print(f"{arch}: removed {len(trees)} cached item(s) from {root}")

@@ -14,6 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+__all__ = [
+    "MAGIC",
+    "TRAILER",
+    "CpioEntry",
+    "append_archive",
+    "archive_bytes",
+    "char_device",
+    "directory",
+    "file",
+    "read_archives",
+    "symlink",
+    "write_archive",
+]
+
 MAGIC = b"070701"
 TRAILER = "TRAILER!!!"
 _FIELDS = (

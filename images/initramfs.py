@@ -12,6 +12,18 @@ from pathlib import Path
 
 from . import cpio
 
+__all__ = [
+    "INIT_SCRIPT",
+    "MODULES_IN_INITRAMFS",
+    "NINEP_MODULES",
+    "SIGNATURE_MAGIC",
+    "initramfs_entries",
+    "load_module",
+    "module_closure",
+    "module_name",
+    "strip_signature",
+]
+
 INIT_SCRIPT = Path(__file__).with_name("init.sh")
 # What /init needs to mount a virtio-9p share; their modules.dep closure comes along.
 NINEP_MODULES = ("9pnet_virtio", "9p")

@@ -12,11 +12,25 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import cache_root
+from base.profiles import available_arches, load_profile
 
 from .apt_root import AptRoot, AptSource, host_mirror
-from .arches import arches, debian_arch, debian_arches
-from .cache import cache_root, sha256_file, write_json
+from .cache import sha256_file, write_json
+
+__all__ = [
+    "LOCK_PATH",
+    "ROLES",
+    "SUITE",
+    "Lock",
+    "LockedPackage",
+    "fetch",
+    "load_lock",
+    "private_apt",
+    "resolve_kernel_package",
+    "update_lock",
+]
 
 LOCK_PATH = Path(__file__).with_name("packages.lock.json")
 SUITE = "trixie"
@@ -48,7 +62,7 @@ class Lock:
 
         Raises InputError for an unknown architecture and InfraError when the lock has no entry.
         """
-        deb_arch = debian_arch(arch)
+        deb_arch = load_profile(arch).debian_arch
         for pkg in self.packages:
             if pkg.arch == deb_arch and pkg.role == role:
                 return pkg
@@ -91,7 +105,8 @@ def private_apt(suite: str = SUITE) -> AptRoot:
 
     Raises InfraError when the host's apt sources name no Debian mirror.
     """
-    return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,), architectures=debian_arches())])
+    debian_arches = tuple(load_profile(a).debian_arch for a in available_arches())
+    return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,), architectures=debian_arches)])
 
 
 def fetch(pkg: LockedPackage, suite: str = SUITE) -> Path:
@@ -144,8 +159,8 @@ def update_lock(path: Path = LOCK_PATH, suite: str = SUITE) -> Lock:
     apt = private_apt(suite)
     apt.update()
     packages = []
-    for arch in arches():
-        deb_arch = debian_arch(arch)
+    for arch in available_arches():
+        deb_arch = load_profile(arch).debian_arch
         for role, name in (("kernel", resolve_kernel_package(apt, deb_arch)), ("busybox", "busybox-static")):
             version = apt.candidate_version(name, deb_arch)
             index = apt.fields(name, deb_arch, version)

@@ -1,1 +1,4 @@
-"""The JIT core: eBPF (RFC 9669) as an architecture-neutral IR, lowered to x86_64, arm64 and riscv64."""
+"""The JIT core: eBPF (RFC 9669) as an architecture-neutral IR, lowered by one backend package
+``jit_core.<arch>`` per architecture with a profile."""
+
+__all__ = []

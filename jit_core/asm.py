@@ -36,6 +36,8 @@ from .intrinsics import Helper
 from .isa import Insn
 from .verify import CALLX_OPCODE, LDDW_FUNC
 
+__all__ = ["FORMS", "assemble", "disassemble", "format_insn", "parse_int", "parse_memory", "parse_register"]
+
 _ALU_NAMES = {name: code for code, name in isa.ALU_OPS.items() if code not in (isa.NEG, isa.END)}
 _SIZE_SUFFIX = {isa.SIZE_B: "b", isa.SIZE_H: "h", isa.SIZE_W: "w", isa.SIZE_DW: "dw"}
 _SIZE_BITS = {isa.SIZE_B: 8, isa.SIZE_H: 16, isa.SIZE_W: 32, isa.SIZE_DW: 64}

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import JitError
+from .intrinsics import Mutation
 from .isa import Insn
+from .target import target_profile
 
-ARCHES = ("x86_64", "arm64", "riscv64")
+__all__ = ["Backend", "Compiled", "get_backend"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,12 @@ class Compiled:
 
 
 class Backend(Protocol):
+    """A native backend, ``jit_core.<arch>.BACKEND``.
+
+    ``mutations`` are the MUTATIONS that change its code; the others emit the correct protocol."""
+
     arch: str
+    mutations: frozenset[Mutation]
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program to native code. Raises JitError on any refused input."""
@@ -37,9 +43,9 @@ class Backend(Protocol):
 
 
 def get_backend(arch: str) -> Backend:
-    """The backend for ``arch``. Raises JitError naming the valid architectures."""
-    if arch not in ARCHES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(ARCHES)}")
+    """The backend for ``arch`` (the package ``jit_core.<arch>``). Raises JitError naming the
+    valid architectures."""
+    target_profile(arch)
     module = importlib.import_module(f"jit_core.{arch}")
     backend: Backend = module.BACKEND
     return backend

@@ -14,6 +14,8 @@ from .errors import JitError
 from .intrinsics import MUTATIONS
 from .isa import Insn
 
+__all__ = ["check_mutation", "compile_program", "lowered_ir"]
+
 
 def check_mutation(mutation: str) -> None:
     """Raises JitError if ``mutation`` is not a name in intrinsics.MUTATIONS (listing them)."""

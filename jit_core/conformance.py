@@ -21,15 +21,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+
+from base.contract import ConformanceReport
 
 from . import isa
 from .asm import assemble
-from .elf import MACHINES, build_executable
+from .elf import build_executable
 from .errors import JitError
 from .interp import InterpError, run
 from .isa import Insn
+from .target import target_profile
 from .verify import CALLX_OPCODE, verify
+
+__all__ = [
+    "FAILED",
+    "PASSED",
+    "SKIPPED",
+    "ConformanceTest",
+    "Outcome",
+    "build_elves",
+    "decode_result",
+    "interp_report",
+    "judge",
+    "judge_native",
+    "load_suite",
+    "load_test",
+    "native_report",
+    "parse_test",
+    "rejection",
+    "report",
+    "run_interp",
+    "skip_reason",
+]
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
@@ -185,15 +208,7 @@ def run_interp(test: ConformanceTest) -> Outcome:
     return judge(test, result.r0, None)
 
 
-class Report(TypedDict):
-    """The CONTRACT's R object."""
-
-    passed: int
-    failed: list[dict[str, str]]
-    skipped: list[dict[str, str]]
-
-
-def report(outcomes: Iterable[Outcome]) -> Report:
+def report(outcomes: Iterable[Outcome]) -> ConformanceReport:
     """The CONTRACT's R object."""
     outcomes = list(outcomes)
     return {
@@ -204,7 +219,7 @@ def report(outcomes: Iterable[Outcome]) -> Report:
     }
 
 
-def interp_report(tests: Iterable[ConformanceTest]) -> Report:
+def interp_report(tests: Iterable[ConformanceTest]) -> ConformanceReport:
     """R for the reference interpreter over ``tests``."""
     return report(run_interp(t) for t in tests)
 
@@ -228,8 +243,7 @@ def build_elves(arch: str, tests: Iterable[ConformanceTest]) -> tuple[dict[str, 
     """One executable per runnable test, by test name, plus the outcomes decided without running
     (unusable, skipped, refused by the verifier or the backend). Raises JitError for an unknown
     architecture."""
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
+    target_profile(arch)
     elves: dict[str, bytes] = {}
     decided: list[Outcome] = []
     for test in tests:
@@ -263,7 +277,7 @@ def judge_native(test: ConformanceTest, stdout: bytes, exit_code: int) -> Outcom
 
 
 def native_report(tests: Iterable[ConformanceTest], decided: Iterable[Outcome],
-                  runs: Mapping[str, tuple[bytes, int]]) -> Report:
+                  runs: Mapping[str, tuple[bytes, int]]) -> ConformanceReport:
     """R for a backend: ``decided`` from build_elves, ``runs`` maps each built test's name to
     (stdout, exit status); a built test missing from ``runs`` is failed as 'not run'."""
     by_name = {o.test: o for o in decided}

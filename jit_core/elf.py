@@ -32,7 +32,39 @@ from .isa import ALU64, CALL_LOCAL, JMP, LDDW_OPCODE, MODE_MEM, MOV, SIZE_DW, ST
 from .isa import CALL as OP_CALL
 from .isa import EXIT_OPCODE as OP_EXIT
 from .syscalls import syscall_number
+from .target import arches, target_profile
 from .verify import verify
+
+__all__ = [
+    "BLOB_ALIGN",
+    "DATA_ADDR",
+    "MEM_ADDR",
+    "PAGE",
+    "PF_R",
+    "PF_W",
+    "PF_X",
+    "PT_GNU_STACK",
+    "PT_LOAD",
+    "RESULTS_ADDR",
+    "RESULTS_CAPACITY",
+    "SHF_ALLOC",
+    "SHF_EXECINSTR",
+    "SHF_WRITE",
+    "SHT_PROGBITS",
+    "SHT_STRTAB",
+    "SHT_SYMTAB",
+    "START_SLOTS",
+    "STB_GLOBAL",
+    "STT_FUNC",
+    "STT_OBJECT",
+    "TEXT_ADDR",
+    "TEXT_OFFSET",
+    "DataLayout",
+    "build_executable",
+    "data_layout",
+    "start_program",
+    "write_elf",
+]
 
 PAGE = 0x1000
 TEXT_OFFSET = 0x1000
@@ -43,7 +75,6 @@ RESULTS_CAPACITY = PAGE
 MEM_ADDR = DATA_ADDR + RESULTS_CAPACITY
 BLOB_ALIGN = 64
 
-MACHINES = {"x86_64": (62, 0), "arm64": (183, 0), "riscv64": (243, 0x5)}  # e_machine, e_flags
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -110,7 +141,7 @@ def start_program(arch: str, mem_size: int, results_size: int) -> list[Insn]:
     return [*head, call_main, *tail]
 
 
-START_SLOTS = len(start_program("x86_64", 0, 8))
+START_SLOTS = len(start_program(arches()[0], 0, 8))  # the same on every architecture
 
 
 def build_executable(arch: str, prog: Sequence[Insn], mem: bytes = b"", *,
@@ -121,8 +152,7 @@ def build_executable(arch: str, prog: Sequence[Insn], mem: bytes = b"", *,
     Raises JitError for an unknown architecture, mutation or bad results_size, or a program the
     verifier or backend refuses.
     """
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
+    target_profile(arch)
     verify(prog)  # first alone, so that an error names the program's own instruction numbers
     layout = data_layout(mem, blobs, results_size)
     start = start_program(arch, len(mem), results_size)
@@ -148,9 +178,8 @@ def write_elf(arch: str, code: bytes, data: bytes,
 
     Raises JitError for an unknown architecture.
     """
-    if arch not in MACHINES:
-        raise JitError(f"unknown architecture {arch!r}; valid choices: {', '.join(MACHINES)}")
-    machine, flags = MACHINES[arch]
+    profile = target_profile(arch)
+    machine, flags = profile.elf_machine, profile.elf_flags
     data_offset = _align(TEXT_OFFSET + len(code), PAGE)
     shstrtab, sh_names = _string_table(["", ".text", ".data", ".symtab", ".strtab", ".shstrtab"])
     strtab, sym_names = _string_table(["", *(s[0] for s in symbols)])

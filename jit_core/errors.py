@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+__all__ = ["JitError"]
+
 
 class JitError(Exception):
     """A program or operand the JIT refuses. Names the instruction index and text when known.
 
-    Raised before anything is emitted: a failed compile returns no partial code.
+    A failed compile returns no partial code; the error may come from any stage, from the
+    verifier before lowering to a backend's final layout (a branch out of reach).
     """
 
     def __init__(self, message: str, index: int | None = None, text: str | None = None):

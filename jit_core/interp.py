@@ -24,6 +24,22 @@ from .intrinsics import Helper
 from .isa import Insn
 from .verify import CALLX_OPCODE, LDDW_FUNC, verify
 
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "FUNC_ADDR_BASE",
+    "M32",
+    "M64",
+    "MAX_FRAMES",
+    "STACK_BOTTOM",
+    "STACK_TOP",
+    "InterpError",
+    "Machine",
+    "RunResult",
+    "alu",
+    "condition",
+    "run",
+]
+
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 MAX_FRAMES = 8

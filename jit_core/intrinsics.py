@@ -16,18 +16,18 @@
 | 12 | spin_hint       | -                                        | -                     |
 
 As with any eBPF call, r1-r5 are clobbered and r6-r9, r10 preserved. ``icache_sync`` is what a
-JIT does after writing code (arm64: DC CVAU, DSB ISH, IC IVAU, DSB ISH, ISB with line sizes
-from CTR_EL0, skipping DC when IDC=1 and IC when DIC=1; riscv64: the riscv_flush_icache
-system call for all harts; x86_64: nothing, same-CPU stores are seen after a jump).
-``context_sync`` is what a thread does before running code another thread wrote (arm64 ISB,
-riscv64 FENCE.I, x86_64 CPUID). ``clone_thread`` starts a thread that calls the function with
+JIT does after writing code and ``context_sync`` what a thread does before running code another
+thread wrote; each backend's sequences, with the manual sections they follow, are documented in
+``jit_core/<arch>/``. ``clone_thread`` starts a thread that calls the function with
 r1 = argument and exits when it returns; the tid word is cleared and futex-woken at exit
 (CLONE_CHILD_CLEARTID), so the parent can join with futex wait.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
+
+__all__ = ["HELPER_IDS", "ICACHE_MUTATIONS", "MUTATIONS", "ORDERING_MUTATIONS", "Helper", "Mutation"]
 
 
 class Helper(IntEnum):
@@ -47,37 +47,60 @@ class Helper(IntEnum):
 
 HELPER_IDS = frozenset(int(h) for h in Helper)
 
-# Named protocol mutations of icache_sync / context_sync. Each is a real bug class; the
-# architectures where it changes the emitted code are listed (elsewhere it is a no-op, so the
-# program stays correct there and a sanitizer must not report it).
-ICACHE_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "none": ("the correct protocol", frozenset()),
-    "no_dc_clean": ("skip DC CVAU (no D-side clean to PoU)", frozenset({"arm64"})),
-    "no_ic_invalidate": ("skip IC IVAU (no I-side invalidate)", frozenset({"arm64"})),
-    "no_dsb": ("skip the DSBs that complete the maintenance", frozenset({"arm64"})),
-    "no_isb": ("skip the ISB / context synchronization on the executing CPU", frozenset({"arm64"})),
-    "wrong_line_size": ("step by 4x the CTR_EL0 line size, missing lines", frozenset({"arm64"})),
-    "half_range": ("synchronize only the first half of the range", frozenset({"arm64", "riscv64"})),
-    "fence_i_writer_only": ("FENCE.I on the writing hart only, no remote harts", frozenset({"riscv64"})),
-    "no_serialize": ("no serializing instruction on the executing CPU", frozenset({"x86_64"})),
+class Mutation(StrEnum):
+    """Named mutations of icache_sync / context_sync and of the ordering lowering; each is a real
+    bug class."""
+
+    NONE = "none"
+    NO_DC_CLEAN = "no_dc_clean"
+    NO_IC_INVALIDATE = "no_ic_invalidate"
+    NO_DSB = "no_dsb"
+    NO_ISB = "no_isb"
+    WRONG_LINE_SIZE = "wrong_line_size"
+    HALF_RANGE = "half_range"
+    FENCE_I_WRITER_ONLY = "fence_i_writer_only"
+    NO_SERIALIZE = "no_serialize"
+    # of the memory-ordering lowering, checked by ``litmus jit``
+    FENCE_FULL_AS_STORE_STORE = "fence_full_as_store_store"
+    FENCE_FULL_AS_LOAD_LOAD = "fence_full_as_load_load"
+    ACQUIRE_AS_PLAIN = "acquire_as_plain"
+    RELEASE_AS_PLAIN = "release_as_plain"
+    SELF_SUB_AS_ZERO = "self_sub_as_zero"
+    DROP_BRANCH_TO_NEXT = "drop_branch_to_next"
+    FETCH_ATOMIC_RELAXED = "fetch_atomic_relaxed"
+
+
+# What each mutation does. Each backend lists the ones that change its code
+# (``jit_core.<arch>.BACKEND.mutations``); elsewhere a mutation is a no-op, so the program stays
+# correct there and a sanitizer must not report it.
+ICACHE_MUTATIONS: dict[Mutation, str] = {
+    Mutation.NONE: "the correct protocol",
+    Mutation.NO_DC_CLEAN: "skip DC CVAU (no D-side clean to PoU)",
+    Mutation.NO_IC_INVALIDATE: "skip IC IVAU (no I-side invalidate)",
+    Mutation.NO_DSB: "skip the DSBs that complete the maintenance",
+    Mutation.NO_ISB: "skip the ISB / context synchronization on the executing CPU",
+    Mutation.WRONG_LINE_SIZE: "step by 4x the CTR_EL0 line size, missing lines",
+    Mutation.HALF_RANGE: "synchronize only the first half of the range",
+    Mutation.FENCE_I_WRITER_ONLY: "FENCE.I on the writing hart only, no remote harts",
+    Mutation.NO_SERIALIZE: "no serializing instruction on the executing CPU",
 }
 
 # Mutations of the memory-ordering lowering (fences, acquire/release, atomics), checked by
-# ``litmus jit``. x86_64 is absent from all: TSO gives the ordering with the plain instructions,
-# so its correct code already is the mutated code.
-ORDERING_MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "fence_full_as_store_store": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
-                                  "a store-store barrier", frozenset({"arm64", "riscv64"})),
-    "fence_full_as_load_load": ("a full fence (fence_full, the barrier of fetch atomics) lowered as "
-                                "a load-load barrier", frozenset({"arm64", "riscv64"})),
-    "acquire_as_plain": ("load-acquire lowered as a plain load", frozenset({"arm64", "riscv64"})),
-    "release_as_plain": ("store-release lowered as a plain store", frozenset({"arm64", "riscv64"})),
-    "self_sub_as_zero": ("rX -= rX / rX ^= rX lowered as rX = 0, dropping the dependency the idiom carries",
-                         frozenset({"x86_64", "arm64", "riscv64"})),
-    "drop_branch_to_next": ("a conditional jump to the next instruction removed, dropping the control "
-                            "dependency it carries", frozenset({"x86_64", "arm64", "riscv64"})),
-    "fetch_atomic_relaxed": ("atomics that return a value without their ordering (no release, no "
-                             "trailing barrier, no .aq/.rl)", frozenset({"arm64", "riscv64"})),
+# ``litmus jit``. Under TSO most of them change nothing: x86_64's correct code already is the
+# mutated code, so its backend lists only the two that change its instructions.
+ORDERING_MUTATIONS: dict[Mutation, str] = {
+    Mutation.FENCE_FULL_AS_STORE_STORE: "a full fence (fence_full, the barrier of fetch atomics) lowered as "
+    "a store-store barrier",
+    Mutation.FENCE_FULL_AS_LOAD_LOAD: "a full fence (fence_full, the barrier of fetch atomics) lowered as "
+    "a load-load barrier",
+    Mutation.ACQUIRE_AS_PLAIN: "load-acquire lowered as a plain load",
+    Mutation.RELEASE_AS_PLAIN: "store-release lowered as a plain store",
+    Mutation.SELF_SUB_AS_ZERO: "rX -= rX / rX ^= rX lowered as rX = 0, dropping the dependency the "
+    "idiom carries",
+    Mutation.DROP_BRANCH_TO_NEXT: "a conditional jump to the next instruction removed, dropping the control "
+    "dependency it carries",
+    Mutation.FETCH_ATOMIC_RELAXED: "atomics that return a value without their ordering (no release, no "
+    "trailing barrier, no .aq/.rl)",
 }
 
-MUTATIONS: dict[str, tuple[str, frozenset[str]]] = {**ICACHE_MUTATIONS, **ORDERING_MUTATIONS}
+MUTATIONS: dict[Mutation, str] = {**ICACHE_MUTATIONS, **ORDERING_MUTATIONS}

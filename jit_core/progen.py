@@ -19,6 +19,19 @@ from hypothesis import strategies as st
 from . import elf, isa
 from .isa import Insn
 
+__all__ = [
+    "IMM32",
+    "IMM64",
+    "RESULTS_SIZE",
+    "SAVED_REGS",
+    "STACK_WINDOW",
+    "epilogue",
+    "lddw",
+    "programs",
+    "prologue",
+    "sample",
+]
+
 STACK_WINDOW = 64  # bytes below r10 the body may touch
 SAVED_REGS = 10  # r0..r9
 RESULTS_SIZE = 8 * (SAVED_REGS + STACK_WINDOW // 8)  # r0..r9, then the stack window

@@ -23,6 +23,16 @@ from .errors import JitError
 from .intrinsics import HELPER_IDS
 from .isa import Insn
 
+__all__ = [
+    "CALLX_OPCODE",
+    "LDDW_FUNC",
+    "LDDW_IMM64",
+    "LDDW_SOURCES",
+    "ProgramInfo",
+    "branch_target",
+    "verify",
+]
+
 LDDW_IMM64 = 0  # lddw src: a plain 64-bit constant
 LDDW_FUNC = 4  # lddw src: address of the program-local function at slot index + imm + 1
 LDDW_SOURCES = {LDDW_IMM64: "64-bit constant", LDDW_FUNC: "program-local function address"}

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EXIT_FAIL, EXIT_PASS, InputError
-from harness.profiles import expand_arch
+from base.errors import EXIT_FAIL, EXIT_PASS, InputError
+from base.profiles import expand_arch
 from jit_core.errors import JitError
 from jit_core.intrinsics import MUTATIONS
 

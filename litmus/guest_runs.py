@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from base.errors import InfraError
+from base.profiles import load_profile
+from base.progress import status
 from harness.batch import run_batch
-from harness.errors import InfraError
 from harness.guest import Guest
-from harness.profiles import load_profile
-from harness.progress import status
 from harness.runs import new_run_dir
 
 from .jit import SourceCache

@@ -8,7 +8,7 @@ import enum
 import importlib
 from collections.abc import Callable
 
-from harness.profiles import available_arches, load_profile
+from base.profiles import available_arches, load_profile
 
 from .bpf import bpf_program
 from .bpf_model import BpfModel

@@ -6,9 +6,16 @@ set-up builds. They run by default (CI runs everything); ``-m "not qemu"`` gives
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+# Subprocesses (`python -m harness.cli`, ...) import this checkout's packages even from another
+# working folder, not those of whichever checkout the environment has installed as editable.
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 QEMU_BINARIES = ("qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-riscv64")
 

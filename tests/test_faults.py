@@ -148,8 +148,8 @@ def _read_only(path: Path) -> list[str]:
 
 @pytest.mark.qemu
 def test_a_read_only_cache_boots_its_good_image(tmp_path: Path) -> None:
+    from base.files import cache_root
     from images.build import ensure_images
-    from images.cache import cache_root
 
     ensure_images("riscv64")
     boot = [sys.executable, "-m", "harness.cli", "boot", "--arch", "riscv64", "--json"]

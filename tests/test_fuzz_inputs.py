@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from base.errors import InfraError, JitprobeError
+from base.profiles import ProfileError, load_profile_file
 from harness import cli
-from harness.errors import InfraError, JitprobeError
-from harness.profiles import ProfileError, load_profile_file
 from harness.runs import RESULTS_FILE, read_results
 from jit_core.asm import assemble
 from jit_core.conformance import parse_test

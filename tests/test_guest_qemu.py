@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from guest_programs import build_program, compiler
 
+from base.profiles import load_profile
 from harness.guest import Guest
-from harness.profiles import load_profile
 
 ARCHES = ("x86_64", "arm64", "riscv64")
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,23 +1,23 @@
-"""harness.icache_cases without a guest: install programs, expectations, attribution, verdicts."""
+"""harness.icache without a guest: install programs, expectations, attribution, verdicts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from capstone import CS_ARCH_ARM64, CS_ARCH_RISCV, CS_ARCH_X86, CS_MODE_64, CS_MODE_ARM, CS_MODE_RISCV64, Cs
 from user_mode import require_runner, run_batch
 
-from harness.errors import InputError
-from harness.icache_cases import (
+from base.contract import Violation
+from base.disasm import disassembler
+from base.errors import InputError
+from base.profiles import load_profile
+from harness.icache import (
     CODEGEN_VARIANTS,
     FILLER,
     JIT_BASE,
     JIT_STRIDE,
     MAX_INDEX,
     PAGE,
-    WRITER_ONLY_MUTATIONS,
     expected_cross_mutation_rules,
     expected_mutation_rules,
     expected_rules,
@@ -27,20 +27,19 @@ from harness.icache_cases import (
     judge_mutations,
     mutation_of_pc,
 )
+from jit_core.backend import get_backend
 from jit_core.errors import JitError
 from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
 ARCHES = ["x86_64", "arm64", "riscv64"]
-NAMES = list(MUTATIONS)
-DISASSEMBLERS = {"x86_64": (CS_ARCH_X86, CS_MODE_64), "arm64": (CS_ARCH_ARM64, CS_MODE_ARM),
-                 "riscv64": (CS_ARCH_RISCV, CS_MODE_RISCV64)}  # fmt: skip
+NAMES = [m.value for m in MUTATIONS]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_installed_function_is_whole_native_code_within_a_page(arch: str) -> None:
     code, entry = installed_function(arch)
     assert entry == 0 and 64 * 4 <= len(code) <= PAGE  # spans several 64-byte lines
-    insns = list(Cs(*DISASSEMBLERS[arch]).disasm(code, 0))
+    insns = list(disassembler(arch).disasm(code, 0))
     assert sum(i.size for i in insns) == len(code)  # all of it decodes: no data, no padding
 
 
@@ -79,7 +78,7 @@ def test_unknown_mutation_and_bad_index_are_refused(build: Callable[[str, str, i
 def test_arm64_mutations_expect_their_codegen_variants_rules() -> None:
     expected = expected_mutation_rules("arm64")
     assert set(expected) == set(MUTATIONS)
-    arm64_bugs = {name for name, (_, arches) in MUTATIONS.items() if "arm64" in arches}
+    arm64_bugs = {m.value for m in get_backend("arm64").mutations}
     assert arm64_bugs <= set(CODEGEN_VARIANTS)
     assert {name for name, rules in expected.items() if rules} == arm64_bugs
     assert expected["no_isb"] == {"arm64.no_isb"} and expected["half_range"] == {"arm64.no_dc_clean"}
@@ -102,7 +101,7 @@ def test_same_thread_installs_are_clean_on_riscv64_and_x86_64(arch: str) -> None
 @pytest.mark.parametrize("arch", ARCHES)
 def test_cross_thread_installs_add_the_writer_only_bug_to_the_same_thread_ones(arch: str) -> None:
     expected = expected_cross_mutation_rules(arch)
-    writer_only = WRITER_ONLY_MUTATIONS[arch]
+    writer_only = load_profile(arch).code_modification.writer_only_mutation
     assert expected[writer_only] == expected_rules(arch)["cross_writer_only"] != set()
     same_thread = expected_mutation_rules(arch)
     del expected[writer_only], same_thread[writer_only]
@@ -129,12 +128,13 @@ def test_pcs_are_attributed_to_the_mutation_whose_page_holds_them() -> None:
         assert mutation_of_pc(pc, NAMES) is None
 
 
-def _violation(rule: str, pc: int, symbol: str | None = None) -> dict[str, Any]:
-    return {"rule": rule, "pc": pc, "space": "user" if symbol is None else "kernel", "symbol": symbol,
-            "disasm": "add x0, x0, #1"}  # fmt: skip
+def _violation(rule: str, pc: int, symbol: str | None = None) -> Violation:
+    return {"rule": rule, "pc": pc, "vcpu": 0, "paddr": pc, "insn": "00040091", "disasm": "add x0, x0, #1",
+            "symbol": symbol, "writer_pc": pc, "writer_vcpu": 0, "count": 1,
+            "space": "user" if symbol is None else "kernel"}  # fmt: skip
 
 
-def _caught(expected: dict[str, set[str]]) -> list[dict[str, Any]]:
+def _caught(expected: dict[str, set[str]]) -> list[Violation]:
     return [_violation(rule, JIT_BASE + NAMES.index(name) * JIT_STRIDE + 8)
             for name, rules in expected.items() for rule in rules]  # fmt: skip
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import InfraError, InputError
+from base.profiles import expand_arch, load_profile
 from harness import cli
-from harness.errors import InfraError, InputError
 from images import cache, cpio, initramfs, lock
 from images.apt_root import AptSource, host_mirror
-from images.arches import debian_arch, expand_arches
 
 # -- cpio ---------------------------------------------------------------------------------------
 
@@ -146,11 +146,11 @@ def test_initramfs_has_console_init_and_ordered_modules() -> None:
 
 def test_unknown_arch_lists_choices() -> None:
     with pytest.raises(InputError) as info:
-        debian_arch("mips")
+        load_profile("mips")
     assert "mips" in str(info.value)
     assert sorted(str(c) for c in info.value.choices or []) == ["arm64", "riscv64", "x86_64"]
-    assert sorted(expand_arches("all")) == ["arm64", "riscv64", "x86_64"]
-    assert debian_arch("x86_64") == "amd64"
+    assert sorted(expand_arch("all")) == ["arm64", "riscv64", "x86_64"]
+    assert load_profile("x86_64").debian_arch == "amd64"
 
 
 def test_cli_unknown_arch_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,7 +212,7 @@ def test_lock_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
 
 def test_committed_lock_pins_every_arch_and_role() -> None:
     committed = lock.load_lock()
-    for arch in expand_arches("all"):
+    for arch in expand_arch("all"):
         for role in lock.ROLES:
             pkg = committed.entry(arch, role)
             assert pkg.version and len(pkg.sha256) == 64 and pkg.filename.endswith(".deb")

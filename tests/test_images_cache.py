@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from base.files import cache_root
 from harness import cli
 from images import build, cache
-from images.cache import cache_root
 from images.lock import load_lock
 
 ARCH = "riscv64"  # the quickest to rebuild

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import InputError
-from harness.profiles import (
+from base.errors import InputError
+from base.profiles import (
     PROFILES_DIR,
     ProfileError,
     available_arches,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from base.profiles import load_profile
 from harness.batch import run_batch
 from harness.guest import Guest
-from harness.profiles import load_profile
 from jit_core import interp
 from jit_core.asm import assemble, disassemble
 from jit_core.elf import build_executable

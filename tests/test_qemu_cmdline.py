@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import InfraError, InputError
+from base.profiles import load_profile
 from harness import qemu_cmdline
-from harness.errors import InfraError, InputError
-from harness.profiles import load_profile
 from harness.qemu_cmdline import LaunchSpec, PluginSpec, Share, build_argv, kernel_append, resolve_accel
 
 

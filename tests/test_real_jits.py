@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 from realjit import PROGRAMS, build, describe, pinned
 
-from harness.errors import InfraError
-from harness.profiles import load_profile
+from base.errors import InfraError
+from base.profiles import load_profile
 from harness.sanitizer.symbols import Symbolizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -335,13 +335,13 @@ def _decode(code: bytes) -> list[str]:
 
 def test_icache_sync_sequences_per_mutation() -> None:
     prog = asm.assemble("call icache_sync\ncall context_sync\nexit")
-    text = {m: _decode(BACKEND.compile(prog, mutation=m).code) for m in MUTATIONS}
+    text = {m.value: _decode(BACKEND.compile(prog, mutation=m).code) for m in MUTATIONS}
     syscall = ["add a1, a0, a1", "mv a2, zero", "addi a7, zero, 0x103", "ecall", "fence.i"]
     assert syscall == text["none"][8:13]
     assert text["half_range"][8:14] == ["srli a1, a1, 1", *syscall]
     assert text["fence_i_writer_only"][8:10] == ["fence.i", "fence.i"]
     assert "ecall" not in text["fence_i_writer_only"]
-    untouched = {m for m, (_, arches) in MUTATIONS.items() if "riscv64" not in arches}
+    untouched = {m.value for m in MUTATIONS if m not in BACKEND.mutations}
     assert all(text[m] == text["none"] for m in untouched)
 
 

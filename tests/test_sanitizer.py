@@ -11,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
 from harness.qemu_cmdline import PluginSpec
 from harness.sanitizer import REPORT_NAME, check_ctr_el0, plugin_spec, read_report, read_violations
 from harness.sanitizer.build import check_header_matches, ensure_plugin, upstream_version
@@ -127,7 +127,7 @@ def test_unusable_reports_are_infrastructure_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", [0x8440C004, 0x8444C000, 0x844AC004, 0x1_8444_C004])
 def test_a_ctr_el0_the_plugin_would_refuse_is_refused_before_qemu(value: int) -> None:
     with pytest.raises(InfraError, match=rf"ctr_el0={value:#x} .*DminLine.*1 to 9"):
-        check_ctr_el0("some-cpu", value)
+        check_ctr_el0("arm64", "some-cpu", value)
 
 
 def test_codegen_variants_are_told_apart_by_pc() -> None:

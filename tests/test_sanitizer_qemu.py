@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from sanitizer_progs import CODEGEN_VARIANTS, build_program, variant_of_pc
 
+from base.contract import Violation
+from base.profiles import load_profile
 from harness.guest import Guest
-from harness.icache_cases import (
+from harness.icache import (
     FILLER,
     describe_violations,
     expected_cross_mutation_rules,
@@ -26,7 +28,6 @@ from harness.icache_cases import (
     mutation_of_pc,
     rules_by_code,
 )
-from harness.profiles import load_profile
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
 from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
@@ -37,7 +38,7 @@ CROSS_ITERATIONS = 100  # interrupts no longer hide a missing synchronization: n
 
 def run_sanitized(
     arch: str, cpu: str | None, run_dir: Path, commands: list[str], program: Path | None = None, smp: int = 2
-) -> tuple[list[Any], list[dict[str, Any]]]:
+) -> tuple[list[Any], list[Violation]]:
     """Boot a sanitized guest and run commands (``{prog}``: the copied program).
 
     Returns the command results and the violations of the whole run."""
@@ -119,7 +120,7 @@ def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:
 def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
     """Every mutation of jit_core's icache_sync, in an eBPF program that installs code and calls it.
 
-    Same-thread installs, expected as harness.icache_cases.expected_mutation_rules says (with why).
+    Same-thread installs, expected as harness.icache.expected_mutation_rules says (with why).
     """
     model = load_profile(arch).cpu_model(None)
     seen = _rules_of_jit_programs(arch, tmp_path, install_program)
@@ -130,7 +131,7 @@ def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
 def test_jit_core_cross_thread_mutations(arch: str, tmp_path: Path) -> None:
     """Every mutation of jit_core's icache_sync with the code written on CPU 0 and run on CPU 1.
 
-    Expected as harness.icache_cases.expected_cross_mutation_rules says: this is where riscv64's
+    Expected as harness.icache.expected_cross_mutation_rules says: this is where riscv64's
     fence_i_writer_only and x86_64's no_serialize are bugs.
     """
     model = load_profile(arch).cpu_model(None)

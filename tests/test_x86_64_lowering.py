@@ -505,7 +505,7 @@ def test_void_intrinsics_keep_every_register(helper: Helper) -> None:
 
 def test_context_sync_is_cpuid_and_only_no_serialize_changes_code() -> None:
     prog = assemble("call icache_sync\ncall context_sync\nexit")
-    codes = {m: BACKEND.compile(prog, mutation=m).code for m in MUTATIONS}
+    codes = {m.value: BACKEND.compile(prog, mutation=m).code for m in MUTATIONS}
     assert enc.FIXED["cpuid"] in codes["none"]
     assert enc.FIXED["cpuid"] not in codes["no_serialize"]
     for mutation, code in codes.items():

@@ -3,27 +3,10 @@
 QEMU's TCG keeps translated code coherent with memory, so a guest that skips a cache flush still
 runs its new code. The plugin (C, in this folder; built by ``harness.sanitizer.build``) watches
 stores and the execution of stored-to bytes and reports every executed instruction that the
-architecture does not guarantee to be the new one. Rules, with the manual sections they follow
-(details in the arch_*.c sources):
-
-- ``arm64.no_dc_clean``: no DC CVAU (or clean to PoC) covered the line after the store, and
-  CTR_EL0.IDC=0.
-- ``arm64.no_ic_invalidate``: no IC IVAU / IC IALLUIS (or IC IALLU on the executing PE) after
-  the store, and CTR_EL0.DIC=0.
-- ``arm64.no_dsb``: the clean (with IDC=1: the store) or the invalidation was not completed by a
-  DSB of the PE that issued it, or the invalidation came before that DSB.
-- ``arm64.no_isb``: the executing PE had no context synchronization (ISB, exception entry,
-  ERET) after the last DSB; for code a program wrote, only those the executing thread caused
-  (not an interrupt's).
-- ``riscv64.no_fence_i``: the executing hart ran no FENCE.I after the store.
-- ``x86_64.no_serialize``: another CPU stored the bytes and the executing CPU ran no serializing
-  instruction since.
-
-Arm ARM (DDI 0487) "Concurrent modification and execution of instructions" and "Instruction
-cache maintenance"; RISC-V unprivileged ISA, "Zifencei"; Intel SDM Vol. 3A "Handling Self- and
-Cross-Modifying Code". Instructions another CPU may see old-or-new while they are patched
-(arm64 B/BL/NOP/BRK/SVC/HVC/SMC/ISB, riscv64 NOP/JAL as Linux patches them, x86_64 INT3) are not
-checked, and x86_64 same-CPU modification is legal. Lines are identified by physical address.
+architecture does not guarantee to be the new one. Each architecture's rules are named in its
+profile (``code_modification.rules``) and checked by its rule file ``arch_<arch>.c``, which cites
+the manual sections they follow; harness/sanitizer/README.md explains them. Lines are identified
+by physical address.
 
 ``plugin_spec`` gives the ``-plugin`` argument for a guest; ``read_violations`` turns the
 plugin's report into the violation objects of the CLI contract. Design, exemptions and limits:
@@ -37,25 +20,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfraError, InputError
+from base.contract import Violation
+from base.errors import InfraError, InputError
+from base.profiles import load_profile
 from harness.guest import GUEST_SHARE, Guest
 from harness.qemu_cmdline import PluginSpec
 
-REPORT_NAME = "sanitizer.jsonl"
-RULES = (
-    "arm64.no_dc_clean",
-    "arm64.no_ic_invalidate",
-    "arm64.no_dsb",
-    "arm64.no_isb",
-    "riscv64.no_fence_i",
-    "x86_64.no_serialize",
-)
-ARCHES = ("arm64", "riscv64", "x86_64")
+__all__ = [
+    "KALLSYMS_NAME",
+    "REPORT_NAME",
+    "check_ctr_el0",
+    "kernel_violations_seen",
+    "plugin_spec",
+    "read_report",
+    "read_violations",
+    "save_kernel_symbols",
+]
 
-# Guest RAM's physical base for each machine the profiles use (arm64/riscv64 `virt`, x86_64 q35).
-RAM_BASE = {"arm64": 0x4000_0000, "riscv64": 0x8000_0000, "x86_64": 0}
-# q35 keeps RAM in one block below 4 GiB only up to 2816 MiB; the plugin models one block.
-X86_64_MAX_RAM_MB = 2816
+REPORT_NAME = "sanitizer.jsonl"
 
 
 def plugin_spec(arch: str, cpu: str | None, run_dir: Path, memory_mb: int | None = None) -> PluginSpec:
@@ -63,45 +45,45 @@ def plugin_spec(arch: str, cpu: str | None, run_dir: Path, memory_mb: int | None
 
     ``cpu`` None means the profile's default model; ``memory_mb`` None the profile's memory size
     (pass the guest's ``-m`` when it differs). Builds the plugin when needed. Raises InputError
-    for an unknown arch or CPU model, or an x86_64 memory size the plugin cannot model, and
-    InfraError when the plugin cannot be built or the profile lacks the model's CTR_EL0.
+    for an unknown arch or CPU model, or a memory size larger than the one physical block the
+    plugin models (profile ``qemu.ram_block_mb``), and InfraError when the plugin cannot be
+    built or the model lacks a field the plugin needs (``code_modification.plugin_cpu_args``).
     """
-    from harness.profiles import load_profile
     from harness.sanitizer.build import ensure_plugin
 
-    if arch not in ARCHES:
-        raise InputError("architecture", arch, ARCHES)
     profile = load_profile(arch)
     model = profile.cpu_model(cpu)
     mb = memory_mb or profile.memory_mb
-    if arch == "x86_64" and mb > X86_64_MAX_RAM_MB:
+    if profile.ram_block_mb is not None and mb > profile.ram_block_mb:
         raise InputError(
-            "guest memory (MiB) with --sanitize on x86_64", mb, hint=f"at most {X86_64_MAX_RAM_MB}"
+            f"guest memory (MiB) with --sanitize on {arch}", mb, hint=f"at most {profile.ram_block_mb}"
         )
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     args = {
         "arch": arch,
         "out": str(run_dir / REPORT_NAME),
-        "ram_base": hex(RAM_BASE[arch]),
+        "ram_base": hex(profile.ram_base),
         "ram_size": hex(mb << 20),
     }
-    if arch == "arm64":
-        if model.ctr_el0 is None:
-            raise InfraError(f"profile arm64 gives no ctr_el0 for CPU model {model.name}")
-        check_ctr_el0(model.name, model.ctr_el0)
-        args["ctr_el0"] = hex(model.ctr_el0)
+    for name in profile.code_modification.plugin_cpu_args:
+        value = getattr(model, name, None)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InfraError(f"profile {arch} gives no {name} for CPU model {model.name}")
+        if name == "ctr_el0":
+            check_ctr_el0(arch, model.name, value)
+        args[name] = hex(value)
     return PluginSpec(ensure_plugin(), args)
 
 
-def check_ctr_el0(cpu: str, value: int) -> None:
+def check_ctr_el0(arch: str, cpu: str, value: int) -> None:
     """Refuse a CTR_EL0 the plugin would refuse, before QEMU starts: a 32-bit value whose DminLine
     (bits 19:16) and IminLine (bits 3:0) give lines of 8 bytes to 2 KiB. Raises InfraError naming
     the argument, its value and the valid range (the profile is the project's data)."""
     dmin, imin = (value >> 16) & 0xF, value & 0xF
     if not (0 <= value < 1 << 32 and 1 <= dmin <= 9 and 1 <= imin <= 9):
         raise InfraError(
-            f"sanitizer argument ctr_el0={value:#x} (profile arm64, CPU model {cpu}) is not valid: "
+            f"sanitizer argument ctr_el0={value:#x} (profile {arch}, CPU model {cpu}) is not valid: "
             "expected a 32-bit CTR_EL0 whose DminLine (bits 19:16) and IminLine (bits 3:0) are 1 to 9"
         )
 
@@ -134,7 +116,7 @@ def read_report(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
 
 def read_violations(
     run_dir: Path, arch: str, binaries: Sequence[Path] = (), system_map: Path | None = None
-) -> list[dict[str, Any]]:
+) -> list[Violation]:
     """The contract's violation objects from the report in ``run_dir``, sorted by rule and pc.
 
     Each has rule, pc, vcpu, paddr, insn (hex bytes), disasm (capstone), symbol (from the ELF
@@ -143,8 +125,7 @@ def read_violations(
     InfraError when the report is missing or damaged, or the plugin never learnt where guest
     RAM lives (then it checked nothing).
     """
-    if arch not in ARCHES:
-        raise InputError("architecture", arch, ARCHES)
+    load_profile(arch)
     from harness.sanitizer.symbols import Symbolizer, disassemble
 
     records, summary = read_report(run_dir)
@@ -155,7 +136,7 @@ def read_violations(
             f"the sanitizer ran out of event numbers ({summary['events']}): its verdicts are void"
         )
     symbols = Symbolizer(binaries, system_map)
-    out = []
+    out: list[Violation] = []
     for rec in records:
         pc = int(rec["pc"], 16)
         insn = bytes.fromhex(rec["insn"])

@@ -15,37 +15,50 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import cache_root
+from base.proc import run
+from base.profiles import Profile, available_arches, load_profile
+
+__all__ = [
+    "HEADER_MEMBER",
+    "PLUGIN_NAME",
+    "SOURCE_DIR",
+    "SOURCE_PACKAGE",
+    "SOURCE_SUITE",
+    "check_header_matches",
+    "ensure_header",
+    "ensure_plugin",
+    "header_path",
+    "installed_qemu_version",
+    "main",
+    "plugin_path",
+    "upstream_version",
+]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 PLUGIN_NAME = "libcoherency.so"
-QEMU_PACKAGE = "qemu-system-arm"
 SOURCE_PACKAGE = "qemu"
 SOURCE_SUITE = "bookworm-backports"
 HEADER_MEMBER = "include/qemu/qemu-plugin.h"
 
 
-def cache_dir() -> Path:
-    """jitprobe's cache folder (``$XDG_CACHE_HOME/jitprobe``, default ``~/.cache/jitprobe``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "jitprobe"
+def _reference_qemu() -> Profile:
+    """The profile whose QEMU package and binary stand for all: every QEMU system emulator of one
+    Debian version speaks the same plugin API, so the first architecture's is asked."""
+    return load_profile(available_arches()[0])
 
 
 def installed_qemu_version() -> str:
     """The Debian version of the installed QEMU. Raises InfraError when it is not installed."""
-    try:
-        proc = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Version}", QEMU_PACKAGE], capture_output=True, text=True
-        )
-    except OSError as exc:
-        raise InfraError(f"cannot run dpkg-query: {exc}") from exc
+    package = _reference_qemu().qemu_package
+    proc = run(["dpkg-query", "-W", "-f=${Version}", package], check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise InfraError(f"{QEMU_PACKAGE} is not installed; run `make setup` (ci/setup.sh)")
+        raise InfraError(f"{package} is not installed; run `make setup` (ci/setup.sh)")
     return proc.stdout.strip()
 
 
@@ -59,7 +72,7 @@ def upstream_version(debian_version: str) -> str:
 
 def header_path(version: str) -> Path:
     # make cannot take a ':' (the epoch separator) in a prerequisite path.
-    return cache_dir() / "qemu-plugin" / version.replace(":", "_") / "qemu-plugin.h"
+    return cache_root() / "qemu-plugin" / version.replace(":", "_") / "qemu-plugin.h"
 
 
 def ensure_header(version: str) -> Path:
@@ -73,7 +86,7 @@ def ensure_header(version: str) -> Path:
     from images.apt_root import AptRoot, AptSource, host_mirror
 
     root = AptRoot(
-        cache_dir() / "qemu-plugin" / "apt-root",
+        cache_root() / "qemu-plugin" / "apt-root",
         [AptSource(uri=host_mirror(), suites=(SOURCE_SUITE,), types=("deb-src",))],
     )
     root.update()
@@ -116,23 +129,21 @@ def _verify_against_sources(apt_root: Path, tarball: Path, cause: Exception) -> 
     raise InfraError(f"{tarball.name} does not match the SHA-256 of the Sources index ({cause})") from cause
 
 
-def check_header_matches(header: Path, qemu_binary: str = "qemu-system-aarch64") -> None:
+def check_header_matches(header: Path) -> None:
     """Raise InfraError unless the header's plugin API is the one the installed QEMU speaks.
 
     The header carries ``QEMU_PLUGIN_VERSION``; QEMU's own version is compared through the
     cache folder name (the Debian version) against ``qemu-system-* --version``.
     """
+    qemu_binary, package = _reference_qemu().qemu_binary, _reference_qemu().qemu_package
     version = header.parent.name.replace("_", ":", 1)
-    try:
-        out = subprocess.run([qemu_binary, "--version"], capture_output=True, text=True).stdout
-    except OSError as exc:
-        raise InfraError(f"cannot run {qemu_binary}: {exc}") from exc
+    out = run([qemu_binary, "--version"], check=False).stdout
     match = re.search(r"version (\d+\.\d+\.\d+)", out)
     if not match or match.group(1) != upstream_version(version):
         reported = match.group(1) if match else repr(out.strip())
         raise InfraError(
             f"plugin header {header} is from QEMU {upstream_version(version)} but {qemu_binary} "
-            f"reports {reported}: the installed package ({QEMU_PACKAGE} {version}) and the QEMU on "
+            f"reports {reported}: the installed package ({package} {version}) and the QEMU on "
             "PATH differ; run `make setup` so that both are Debian's"
         )
     text = header.read_text(errors="replace")
@@ -156,13 +167,8 @@ def ensure_plugin() -> Path:
     check_header_matches(header)
     if shutil.which("make") is None or shutil.which("gcc") is None:
         raise InfraError("make and gcc are needed to build the sanitizer plugin; run `make setup`")
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(SOURCE_DIR), f"QEMU_PLUGIN_INCLUDE={header.parent}"],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise InfraError(f"building the sanitizer plugin failed:\n{(proc.stderr or proc.stdout)[-4000:]}")
+    run(["make", "-s", "-C", str(SOURCE_DIR), f"QEMU_PLUGIN_INCLUDE={header.parent}"],
+        what="building the sanitizer plugin", tail=4000)
     path = plugin_path()
     if not path.is_file():
         raise InfraError(f"make succeeded but {path} is missing")

@@ -6,25 +6,19 @@ import bisect
 from collections.abc import Sequence
 from pathlib import Path
 
-import capstone
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from harness.errors import InfraError
+from base.disasm import disassembler
+from base.errors import InfraError
 
-_CAPSTONE = {
-    "arm64": (capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM),
-    "riscv64": (capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV64 | capstone.CS_MODE_RISCVC),
-    "x86_64": (capstone.CS_ARCH_X86, capstone.CS_MODE_64),
-}
+__all__ = ["Symbolizer", "disassemble"]
 
 
 def disassemble(arch: str, insn: bytes, pc: int) -> str:
     """One instruction as text (``"(unknown)"`` when capstone cannot decode it)."""
-    cs_arch, cs_mode = _CAPSTONE[arch]
-    md = capstone.Cs(cs_arch, cs_mode)
-    for i in md.disasm(insn, pc):
+    for i in disassembler(arch).disasm(insn, pc):
         return f"{i.mnemonic} {i.op_str}".strip()
     return "(unknown)"
 

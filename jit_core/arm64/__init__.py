@@ -1,4 +1,8 @@
-"""The arm64 (AArch64) backend: encoder (encoder.py), code buffer (emit.py), lowering (lower.py)."""
+"""The arm64 (AArch64) backend: encoder.py (instruction forms), layout.py (code buffer, branch
+fix-ups and relaxation), intrinsics.py (harness intrinsics), lower.py (eBPF -> AArch64).
+``BACKEND`` is what ``jit_core.backend.get_backend("arm64")`` returns."""
+
+from __future__ import annotations
 
 from .lower import Arm64Backend
 

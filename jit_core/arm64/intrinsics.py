@@ -11,13 +11,40 @@ from __future__ import annotations
 from ..compile import check_mutation
 from ..errors import JitError
 from ..intrinsics import Helper
+from ..syscalls import syscall_number
 from . import encoder as e
+
+__all__ = [
+    "CLONE_THREAD_FLAGS",
+    "CTR_DIC_BIT",
+    "CTR_DMINLINE_LSB",
+    "CTR_IDC_BIT",
+    "CTR_IMINLINE_LSB",
+    "FENCES",
+    "NR_CLONE",
+    "NR_EXIT",
+    "R0",
+    "SYSNO",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "clone_thread",
+    "context_sync",
+    "cycle_counter",
+    "helper_words",
+    "icache_sync",
+    "spin_hint",
+    "syscall",
+    "syscall6",
+]
 
 R0 = 7  # eBPF r0 lives in x7; see lower.REGS
 T0, T1, T2, T3, T4 = 9, 10, 11, 12, 13
 SYSNO = 8
 
-NR_CLONE, NR_EXIT = 220, 93  # asm-generic/unistd.h
+NR_CLONE, NR_EXIT = syscall_number("arm64", "clone"), syscall_number("arm64", "exit")
 CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800  # CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND
                       | 0x10000 | 0x40000  # CLONE_THREAD | CLONE_SYSVSEM
                       | 0x200000 | 0x1000000)  # CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID

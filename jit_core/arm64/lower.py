@@ -42,11 +42,29 @@ from ..asm import format_insn
 from ..backend import Compiled
 from ..compile import lowered_ir
 from ..errors import JitError
+from ..intrinsics import ORDERING_MUTATIONS, Mutation
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as e
 from . import intrinsics
-from .emit import FIX_ADR, FIX_B, FIX_BCOND, FIX_BL, REGS, T0, T1, T2, T3, T4, Emitter
+from .layout import FIX_ADR, FIX_B, FIX_BCOND, FIX_BL, REGS, T0, T1, T2, T3, T4, CodeBuffer
+
+__all__ = [
+    "ALU_REG",
+    "ATOMIC_ALU",
+    "EPILOGUE",
+    "FP",
+    "HANDLERS",
+    "JUMP_CONDS",
+    "LOGIC_IMM",
+    "MASK64",
+    "PROLOGUE",
+    "R0",
+    "SHIFT_IMM",
+    "SHIFT_REG",
+    "SIZE_LOG2",
+    "Arm64Backend",
+]
 
 R0, FP = REGS[0], REGS[isa.FRAME_REG]
 MASK64 = (1 << 64) - 1
@@ -81,6 +99,10 @@ class Arm64Backend:
     """The arm64 backend: ``compile`` lowers a verified program to position-independent code."""
 
     arch = "arm64"
+    mutations = frozenset({Mutation.NO_DC_CLEAN, Mutation.NO_IC_INVALIDATE, Mutation.NO_DSB, Mutation.NO_ISB,
+                           Mutation.WRONG_LINE_SIZE, Mutation.HALF_RANGE}) | frozenset(
+        ORDERING_MUTATIONS
+    )
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation
@@ -88,7 +110,7 @@ class Arm64Backend:
         return _Lowering(lowered_ir(prog, mutation), mutation).run()
 
 
-class _Lowering(Emitter):
+class _Lowering(CodeBuffer):
     def __init__(self, prog: Sequence[Insn], mutation: str):
         super().__init__(len(prog))
         self.prog = prog

@@ -1,22 +1,11 @@
-"""The riscv64 (RV64GC, LP64D) backend: encoder.py (instruction forms), layout.py (labels and
-branch relaxation), lower.py (eBPF -> RV64GC), intrinsics.py (harness intrinsics)."""
+"""The riscv64 (RV64GC, LP64D) backend: encoder.py (instruction forms), layout.py (code buffer,
+labels and branch relaxation), intrinsics.py (harness intrinsics), lower.py (eBPF -> RV64GC).
+``BACKEND`` is what ``jit_core.backend.get_backend("riscv64")`` returns."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..backend import Compiled
-from ..compile import lowered_ir
-from ..isa import Insn
-from .lower import compile_program
-
-
-class RiscV64Backend:
-    arch = "riscv64"
-
-    def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
-        """Lower a program to RV64GC. Raises JitError for an unknown mutation or a refused program."""
-        return compile_program(lowered_ir(prog, mutation), mutation)
-
+from .lower import RiscV64Backend
 
 BACKEND = RiscV64Backend()
+
+__all__ = ["BACKEND", "RiscV64Backend"]

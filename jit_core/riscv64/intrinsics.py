@@ -3,7 +3,7 @@
 Linux system calls on riscv64: number in a7, arguments in a0-a5, ECALL, result in a0; the
 kernel preserves every other register. eBPF r1-r5 live in a0-a4 and r0 in a5 (see lower.py).
 
-icache_sync(r1 = start, r2 = length) is the riscv_flush_icache system call (number 259;
+icache_sync(r1 = start, r2 = length) is the riscv_flush_icache system call (numbers: profile;
 arguments start, end, flags = 0 for all harts of the process). RISC-V unprivileged ISA,
 "Zifencei" chapter: FENCE.I makes a hart's later instruction fetches see stores already visible
 to that same hart, and does not make other harts' fetches see them; a store to instruction memory
@@ -24,10 +24,26 @@ from __future__ import annotations
 
 from ..errors import JitError
 from ..intrinsics import Helper
+from ..syscalls import syscall_number
 from . import encoder as E
 from .encoder import Reg
 
-SYS_EXIT, SYS_CLONE, SYS_RISCV_FLUSH_ICACHE = 93, 220, 259
+__all__ = [
+    "CLONE_THREAD_FLAGS",
+    "R0",
+    "SYS_CLONE",
+    "SYS_EXIT",
+    "SYS_RISCV_FLUSH_ICACHE",
+    "clone_thread",
+    "helper_words",
+    "icache_sync",
+    "syscall4",
+    "syscall6",
+]
+
+SYS_EXIT, SYS_CLONE, SYS_RISCV_FLUSH_ICACHE = (
+    syscall_number("riscv64", name) for name in ("exit", "clone", "riscv_flush_icache")
+)
 R0 = Reg.A5  # eBPF r0
 
 # CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM

@@ -26,6 +26,8 @@ from ..errors import JitError
 from . import encoder as E
 from .encoder import Reg
 
+__all__ = ["FAR_SCRATCH", "CodeBuffer"]
+
 # The long jump forms need a scratch register; the lowering never keeps a value in t6.
 FAR_SCRATCH = Reg.T6
 

@@ -36,13 +36,46 @@ from collections.abc import Sequence
 
 from .. import isa
 from ..backend import Compiled
+from ..compile import lowered_ir
 from ..errors import JitError
+from ..intrinsics import ORDERING_MUTATIONS, Mutation
 from ..isa import Insn
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as E
 from .encoder import Reg
 from .intrinsics import full_fence, helper_words
 from .layout import CodeBuffer
+
+__all__ = [
+    "ALU_IMM12",
+    "ALU_REG",
+    "AMO_OPS",
+    "BEQ",
+    "BGE",
+    "BGEU",
+    "BLT",
+    "BLTU",
+    "BNE",
+    "DIVIDE",
+    "EPILOGUE",
+    "FP",
+    "FRAME_SIZE",
+    "JUMP_CONDS",
+    "LOADS",
+    "PROLOGUE",
+    "R0",
+    "REGS",
+    "SHIFT_IMM",
+    "STORES",
+    "SX_LOADS",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "ZERO",
+    "RiscV64Backend",
+    "zext32",
+]
 
 REGS = (Reg.A5, Reg.A0, Reg.A1, Reg.A2, Reg.A3, Reg.A4, Reg.S1, Reg.S2, Reg.S3, Reg.S4, Reg.S5)
 R0, FP = REGS[0], REGS[isa.FRAME_REG]
@@ -96,7 +129,7 @@ STORES = {isa.SIZE_B: E.sb, isa.SIZE_H: E.sh, isa.SIZE_W: E.sw, isa.SIZE_DW: E.s
 AMO_OPS = {isa.ATOMIC_ADD: "add", isa.ATOMIC_OR: "or", isa.ATOMIC_AND: "and", isa.ATOMIC_XOR: "xor"}
 
 
-class _Lowerer:
+class _Lowering:
     def __init__(self, prog: Sequence[Insn], mutation: str):
         self.prog = prog
         self.mutation = mutation
@@ -360,10 +393,18 @@ def _error_at(prog: Sequence[Insn], i: int, exc: JitError) -> JitError:
     return JitError(str(exc), i, format_insn(prog[i], prog[i + 1] if i + 1 < len(prog) else None))
 
 
-def compile_program(prog: Sequence[Insn], mutation: str = "none") -> Compiled:
-    """Verify and lower ``prog`` to position-independent RV64GC code.
+class RiscV64Backend:
+    """The riscv64 backend (``jit_core.backend.Backend``)."""
 
-    Raises JitError (naming the instruction) for a program the verifier refuses or an operand
-    the encoder cannot express; nothing partial is returned.
-    """
-    return _Lowerer(prog, mutation).run()
+    arch = "riscv64"
+    mutations = frozenset({Mutation.HALF_RANGE, Mutation.FENCE_I_WRITER_ONLY}) | frozenset(
+        ORDERING_MUTATIONS
+    )
+
+    def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
+        """Verify and lower ``prog`` to position-independent RV64GC code.
+
+        Raises JitError for an unknown mutation, or (naming the instruction) for a program the
+        verifier refuses or an operand the encoder cannot express; nothing partial is returned.
+        """
+        return _Lowering(lowered_ir(prog, mutation), mutation).run()

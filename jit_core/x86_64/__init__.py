@@ -1,5 +1,6 @@
-"""The x86_64 backend: ``encoder`` (instruction forms), ``layout`` (labels, branch relaxation),
-``lower`` (eBPF -> x86_64). ``BACKEND`` is what ``jit_core.backend.get_backend("x86_64")`` returns."""
+"""The x86_64 backend: encoder.py (instruction forms), layout.py (code buffer, labels and branch
+relaxation), lower.py (eBPF -> x86_64, harness intrinsics inline).
+``BACKEND`` is what ``jit_core.backend.get_backend("x86_64")`` returns."""
 
 from __future__ import annotations
 

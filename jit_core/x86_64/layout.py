@@ -13,6 +13,8 @@ from __future__ import annotations
 from ..errors import JitError
 from . import encoder as enc
 
+__all__ = ["CALL", "JCC", "JMP", "LEA", "CodeBuffer"]
+
 JMP, JCC, CALL, LEA = range(4)
 _SHORT_SIZE = {JMP: enc.JMP_REL8_SIZE, JCC: enc.JCC_REL8_SIZE,
                CALL: enc.CALL_REL32_SIZE, LEA: enc.LEA_RIP_SIZE}

@@ -47,8 +47,9 @@ from ..asm import format_insn
 from ..backend import Compiled
 from ..compile import lowered_ir
 from ..errors import JitError
-from ..intrinsics import Helper
+from ..intrinsics import Helper, Mutation
 from ..isa import Insn
+from ..syscalls import syscall_number
 from ..verify import CALLX_OPCODE, LDDW_FUNC, verify
 from . import encoder as enc
 from .encoder import (
@@ -74,6 +75,18 @@ from .encoder import (
 )
 from .layout import CodeBuffer
 
+__all__ = [
+    "ARCH",
+    "CLONE_THREAD_FLAGS",
+    "EPILOGUE",
+    "PROLOGUE",
+    "REG",
+    "SYS_CLONE",
+    "SYS_EXIT",
+    "X86_64Backend",
+    "mov_imm",
+]
+
 ARCH = "x86_64"
 # eBPF register -> x86 register.
 REG = (RAX, RDI, RSI, RDX, RCX, R8, RBX, R13, R14, R15, RBP)
@@ -95,7 +108,7 @@ _ATOMIC_FETCH_LOOP = {isa.ATOMIC_OR | isa.ATOMIC_FETCH: "or", isa.ATOMIC_AND | i
 
 # clone_thread: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|CHILD_SETTID|CHILD_CLEARTID, no exit signal.
 CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 | 0x1000000 | 0x200000
-SYS_CLONE, SYS_EXIT = 56, 60
+SYS_CLONE, SYS_EXIT = syscall_number(ARCH, "clone"), syscall_number(ARCH, "exit")
 
 
 def mov_imm(reg: int, value: int) -> bytes:
@@ -423,6 +436,7 @@ class X86_64Backend:
     """The x86_64 backend (``jit_core.backend.Backend``)."""
 
     arch = ARCH
+    mutations = frozenset({Mutation.NO_SERIALIZE, Mutation.SELF_SUB_AS_ZERO, Mutation.DROP_BRANCH_TO_NEXT})
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it

@@ -24,8 +24,9 @@ Which suite, and why. The cross compilers on this Debian 12 host are bookworm's 
 Built programs are cached in ``$XDG_CACHE_HOME/jitprobe/realjit/programs/`` under a name that
 includes a digest of the sources, the pinned packages, the compiler's version and the flags.
 
-``python -m realjit update`` (from tests/) re-resolves each pinned package's newest version in its
-suite and rewrites the lock; ``python -m realjit build`` builds everything and prints the paths.
+From the top folder, ``PYTHONPATH=tests python -m realjit update`` re-resolves each pinned
+package's newest version in its suite and rewrites the lock; ``... -m realjit build`` builds
+every program and prints the paths.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import InfraError
+from base.errors import InfraError
+from base.files import cache_root, file_lock
+from base.profiles import load_profile
 from images.apt_root import AptRoot, AptSource, host_mirror
-from images.arches import debian_arch
-from images.cache import cache_root, file_lock, sha256_file, write_json
+from images.cache import sha256_file, write_json
 
 SOURCE_DIR = Path(__file__).resolve().parent
 LOCK_PATH = SOURCE_DIR / "packages.lock.json"
@@ -131,8 +133,13 @@ def pinned(library: Library, arch: str, lock: list[PinnedDeb] | None = None) -> 
             return entry
     raise InfraError(
         f"{LOCK_PATH} pins no {library.package} for {deb_arch} from {library.suite}; "
-        "run `python -m realjit update` in tests/"
+        "run `PYTHONPATH=tests python -m realjit update` in the top folder"
     )
+
+
+def debian_arch(arch: str) -> str:
+    """Debian's name of jitprobe architecture ``arch`` (from its profile)."""
+    return load_profile(arch).debian_arch
 
 
 def _root() -> Path:
@@ -293,5 +300,5 @@ def main(argv: list[str]) -> int:
             for arch in program.libraries:
                 print(f"{name} {arch} {describe(name, arch)}: {build(name, arch)}")
         return 0
-    print("usage: python -m realjit update|build", file=sys.stderr)
+    print("usage: PYTHONPATH=tests python -m realjit update|build", file=sys.stderr)
     return 2

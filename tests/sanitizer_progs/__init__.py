@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness.errors import InfraError
-from harness.icache_cases import CODEGEN_VARIANTS, slot_of_pc
+from base.errors import InfraError
+from harness.icache import CODEGEN_VARIANTS, slot_of_pc
 
 SOURCE_DIR = Path(__file__).resolve().parent
 COMPILERS = {"arm64": "aarch64-linux-gnu-gcc", "riscv64": "riscv64-linux-gnu-gcc", "x86_64": "gcc"}

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from base.contract import Verdict
+
+__all__ = [
+    "EXIT_FAIL",
+    "EXIT_INFRA",
+    "EXIT_PASS",
+    "EXIT_USAGE",
+    "GuestCrash",
+    "GuestError",
+    "GuestTimeout",
+    "InfraError",
+    "InputError",
+    "JitprobeError",
+]
+
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_INFRA = 3
 
-VERDICTS = ("pass", "fail", "crash", "timeout", "infra")
 
 
 class JitprobeError(Exception):
@@ -52,8 +66,7 @@ class GuestError(JitprobeError):
 
     exit_code = EXIT_FAIL
 
-    def __init__(self, verdict: str, message: str, console_tail: str = ""):
-        assert verdict in VERDICTS
+    def __init__(self, verdict: Verdict, message: str, console_tail: str = ""):
         self.verdict = verdict
         self.console_tail = console_tail
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""The arm64 code buffer: words, branch fix-ups, relaxation to a fixed point, final layout.
+"""The arm64 code buffer (layout): words, branch fix-ups, relaxation to a fixed point, final layout.
 
 Words are appended in program order. A branch whose target is an eBPF slot (or a function's
 prologue) is a fix-up: a placeholder word resolved once every offset is known. B.cond and ADR
@@ -14,6 +14,23 @@ from array import array
 from ..backend import Compiled
 from ..errors import JitError
 from . import encoder as e
+
+__all__ = [
+    "FIX_ADR",
+    "FIX_B",
+    "FIX_BCOND",
+    "FIX_BL",
+    "LONG_EXTRA",
+    "REGS",
+    "SHORT_REACH",
+    "T0",
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "CodeBuffer",
+    "Fixup",
+]
 
 # eBPF r0..r10 -> X registers (r0 = x7, r1-r5 = x0-x4, r6-r9 = x19-x22, r10 = x25).
 REGS = (7, 0, 1, 2, 3, 4, 19, 20, 21, 22, 25)
@@ -35,7 +52,7 @@ class Fixup:
         self.index = index  # the eBPF slot that emitted it, for error messages
 
 
-class Emitter:
+class CodeBuffer:
     """Words of one program being lowered, plus its fix-ups and slot/prologue positions."""
 
     def __init__(self, slots: int):

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
+__all__ = ["STDERR", "enabled", "status"]
+
 STDERR = Console(stderr=True, soft_wrap=True)
 _json_printed = False
 

@@ -1,10 +1,12 @@
 """Architecture profiles: one YAML file per guest architecture under arch_profiles/.
 
-A profile holds everything the harness needs to boot an architecture (QEMU binary, machine, CPU
-models, console, kernel command line, memory, vCPUs, accelerator, time limits). Profiles are
-discovered by listing ``arch_profiles/*.yaml``, so a new architecture is a new file, not a harness
-edit. Every file is checked against PROFILE_SCHEMA on load; a bad file raises ProfileError naming
-the file, the field and what was expected.
+A profile holds every fact about an architecture that is data: how to boot it (QEMU binary
+and package, machine, RAM base, CPU models, console, kernel command line, memory, vCPUs,
+accelerator, time limits), its ELF machine, Debian names, capstone mode, system call numbers,
+and its rules for making stored code executable (``code_modification``). Profiles are
+discovered by listing ``arch_profiles/*.yaml``, so every list of architectures comes from there.
+Every file is checked against PROFILE_SCHEMA on load; a bad file raises ProfileError naming the
+file, the field and what was expected.
 """
 
 from __future__ import annotations
@@ -20,7 +22,30 @@ from typing import Any
 
 import yaml
 
-from harness.errors import InfraError, InputError
+from base.errors import InfraError, InputError
+
+__all__ = [
+    "ACCELS",
+    "CPU_MODEL_SCHEMA",
+    "PROFILES_DIR",
+    "PROFILE_SCHEMA",
+    "SLOWDOWN_ENV",
+    "TCG_THREADS",
+    "CodeModification",
+    "CpuModel",
+    "Field",
+    "MapOf",
+    "Profile",
+    "ProfileError",
+    "Timeouts",
+    "available_arches",
+    "env_slowdown",
+    "expand_arch",
+    "load_profile",
+    "load_profile_file",
+    "parse_profile",
+    "validate",
+]
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "arch_profiles"
 SLOWDOWN_ENV = "JITPROBE_SLOWDOWN"
@@ -40,7 +65,7 @@ class Field:
     """One entry of a schema: the expected kind of value and what it is for.
 
     ``kind`` is a Python type (str, int, float, bool), ``list`` (of strings), a nested schema
-    (dict of Field) or ``MapOf`` (free keys, each value matching a nested schema).
+    (dict of Field) or ``MapOf`` (free keys, each value matching a nested schema or a list).
     """
 
     kind: Any
@@ -52,16 +77,17 @@ class Field:
 
 @dataclass(frozen=True)
 class MapOf:
-    """A mapping with free string keys whose values all match ``schema``."""
+    """A mapping with free string keys whose values all match ``schema`` (or are lists of strings)."""
 
-    schema: Mapping[str, Field]
+    schema: Mapping[str, Field] | type[list[str]]
 
 
 CPU_MODEL_SCHEMA: dict[str, Field] = {
     "description": Field(str, "what the model is"),
-    "ctr_el0": Field(int, "arm64: CTR_EL0 value QEMU reports for this model", required=False),
-    "idc": Field(bool, "arm64: CTR_EL0.IDC (D-side clean to PoU not needed)", required=False),
-    "dic": Field(bool, "arm64: CTR_EL0.DIC (I-side invalidation not needed)", required=False),
+    # Only for an architecture with a cache type register giving line sizes and coherence bits.
+    "ctr_el0": Field(int, "CTR_EL0 value QEMU reports for this model", required=False),
+    "idc": Field(bool, "CTR_EL0.IDC (D-side clean to PoU not needed)", required=False),
+    "dic": Field(bool, "CTR_EL0.DIC (I-side invalidation not needed)", required=False),
 }
 
 PROFILE_SCHEMA: dict[str, Field] = {
@@ -69,6 +95,31 @@ PROFILE_SCHEMA: dict[str, Field] = {
     "debian_arch": Field(str, "Debian's name of the architecture (packages of images/)"),
     "host_machines": Field(list, "`uname -m` values of hosts that can run this guest under KVM"),
     "elf_machine": Field(int, "e_machine of the architecture's ELF executables"),
+    "elf_flags": Field(int, "e_flags of the architecture's ELF executables"),
+    "cross_packages": Field(list, "Debian packages of this guest's binutils and gcc on the host (tests)"),
+    "capstone": Field(
+        {
+            "arch": Field(str, "capstone's CS_ARCH_* name without the prefix"),
+            "mode": Field(list, "capstone's CS_MODE_* names without the prefix, or-ed"),
+        },
+        "the capstone disassembler of native code",
+    ),
+    "syscalls": Field(dict, "Linux system call numbers of the calls programs make, by name"),
+    "code_modification": Field(
+        {
+            "rules": Field(list, "the sanitizer's rule names for this architecture"),
+            "plugin_cpu_args": Field(list, "CPU-model fields passed to the sanitizer plugin"),
+            "executor_sync": Field(bool, "code another CPU wrote needs context_sync on the executing CPU"),
+            "writer_only_mutation": Field(str, "the mutation that leaves the executing CPU unsynchronized"),
+            "same_thread_reported": Field(
+                bool, "a same-thread install with a mutation is reported as the codegen.c variant of its name"
+            ),
+            "variant_rules": Field(
+                MapOf(list), "per broken step: rules, each maybe 'unless <CPU flag>'; the first applies"
+            ),
+        },
+        "making stored code executable",
+    ),
     "qemu": Field(
         {
             "binary": Field(str, "QEMU system emulator, looked up on PATH"),
@@ -76,6 +127,11 @@ PROFILE_SCHEMA: dict[str, Field] = {
             "bios": Field(str, "firmware passed with -bios (QEMU finds it by name)", required=False),
             "machine_args": Field(list, "further QEMU arguments for this machine", required=False),
             "ninep_device": Field(str, "QEMU device that exports a 9p share (virtio-9p-pci, ...)"),
+            "debian_package": Field(str, "Debian package of the QEMU binary"),
+            "ram_base": Field(int, "guest physical address where the machine's RAM starts"),
+            "ram_block_mb": Field(
+                int, "largest memory the machine keeps in one physical block", required=False, minimum=64
+            ),
         },
         "QEMU binary and machine",
     ),
@@ -129,6 +185,29 @@ class CpuModel:
 
 
 @dataclass(frozen=True)
+class CodeModification:
+    """An architecture's rules for making stored code executable (profile ``code_modification``)."""
+
+    rules: tuple[str, ...]
+    plugin_cpu_args: tuple[str, ...]
+    executor_sync: bool
+    writer_only_mutation: str
+    same_thread_reported: bool
+    variant_rules: Mapping[str, tuple[str, ...]]
+
+    def rules_for(self, variant: str, flags: Mapping[str, bool]) -> set[str]:
+        """The rules broken step ``variant`` is reported with on a CPU with ``flags`` (empty: none).
+
+        Each entry of variant_rules is ``rule`` or ``rule unless <flag>``; the first whose flag is
+        false (or absent from ``flags``) applies."""
+        for entry in self.variant_rules.get(variant, ()):
+            rule, _, flag = entry.partition(" unless ")
+            if not flags.get(flag, False):
+                return {rule}
+        return set()
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """Time limits in seconds before scaling (see Profile.scaled)."""
 
@@ -146,7 +225,16 @@ class Profile:
     debian_arch: str
     host_machines: tuple[str, ...]
     elf_machine: int
+    elf_flags: int
+    cross_packages: tuple[str, ...]
+    capstone_arch: str
+    capstone_mode: tuple[str, ...]
+    syscalls: Mapping[str, int]
+    code_modification: CodeModification
     qemu_binary: str
+    qemu_package: str
+    ram_base: int
+    ram_block_mb: int | None
     machine: str
     bios: str | None
     machine_args: tuple[str, ...]
@@ -197,6 +285,9 @@ def env_slowdown() -> float:
     return value
 
 
+_CPU_FLAGS = tuple(name for name, f in CPU_MODEL_SCHEMA.items() if f.kind is bool)
+
+
 def _kind_name(kind: Any) -> str:
     if isinstance(kind, dict):
         return "a mapping"
@@ -204,7 +295,9 @@ def _kind_name(kind: Any) -> str:
         return "a mapping of names to mappings"
     if kind is list:
         return "a list of strings"
-    return {str: "a string", int: "an integer", float: "a finite number", bool: "true or false"}[kind]
+    names = {str: "a string", int: "an integer", float: "a finite number", bool: "true or false",
+             dict: "a mapping"}
+    return names[kind]
 
 
 def _matches(value: Any, kind: Any) -> bool:
@@ -251,7 +344,10 @@ def validate(data: Any, schema: Mapping[str, Field], source: str, prefix: str = 
             if not value:
                 raise ProfileError(f"{source}: field '{where}' must not be empty")
             for name, entry in value.items():
-                validate(entry, field.kind.schema, source, f"{where}.{name}.")
+                if isinstance(field.kind.schema, Mapping):
+                    validate(entry, field.kind.schema, source, f"{where}.{name}.")
+                elif not _matches(entry, list):
+                    raise ProfileError(f"{source}: field '{where}.{name}': expected a list of strings")
 
 
 def parse_profile(data: Any, path: Path) -> Profile:
@@ -273,6 +369,24 @@ def parse_profile(data: Any, path: Path) -> Profile:
             f"{source}: field 'cpu.default': expected one of cpu.models ({', '.join(cpus)}), "
             f"got {data['cpu']['default']!r}"
         )
+    syscalls = data["syscalls"]
+    if not all(isinstance(k, str) and _matches(v, int) for k, v in syscalls.items()):
+        raise ProfileError(f"{source}: field 'syscalls': expected names mapped to integers")
+    modification = data["code_modification"]
+    named = {r.partition(" unless ")[0] for rules in modification["variant_rules"].values() for r in rules}
+    unknown = named - set(modification["rules"])
+    flags = {r.partition(" unless ")[2] for rules in modification["variant_rules"].values() for r in rules}
+    bad_flags = sorted(flags - {"", *_CPU_FLAGS})
+    if bad_flags:
+        raise ProfileError(
+            f"{source}: code_modification.variant_rules: unknown CPU flags {bad_flags}; "
+            f"expected one of {', '.join(_CPU_FLAGS)}"
+        )
+    if unknown:
+        raise ProfileError(
+            f"{source}: code_modification.variant_rules names rules not in code_modification.rules: "
+            + ", ".join(sorted(unknown))
+        )
     qemu, timeouts = data["qemu"], data["timeouts"]
     return Profile(
         arch=data["arch"],
@@ -280,7 +394,23 @@ def parse_profile(data: Any, path: Path) -> Profile:
         debian_arch=data["debian_arch"],
         host_machines=tuple(data["host_machines"]),
         elf_machine=data["elf_machine"],
+        elf_flags=data["elf_flags"],
+        cross_packages=tuple(data["cross_packages"]),
+        capstone_arch=data["capstone"]["arch"],
+        capstone_mode=tuple(data["capstone"]["mode"]),
+        syscalls=dict(syscalls),
+        code_modification=CodeModification(
+            rules=tuple(modification["rules"]),
+            plugin_cpu_args=tuple(modification["plugin_cpu_args"]),
+            executor_sync=modification["executor_sync"],
+            writer_only_mutation=modification["writer_only_mutation"],
+            same_thread_reported=modification["same_thread_reported"],
+            variant_rules={k: tuple(v) for k, v in modification["variant_rules"].items()},
+        ),
         qemu_binary=qemu["binary"],
+        qemu_package=qemu["debian_package"],
+        ram_base=qemu["ram_base"],
+        ram_block_mb=qemu.get("ram_block_mb"),
         machine=qemu["machine"],
         bios=qemu.get("bios"),
         machine_args=tuple(qemu.get("machine_args", ())),

@@ -1,0 +1,94 @@
+"""The JSON objects of the CLI contract (../shared/CONTRACT.md) as types mypy checks.
+
+Results are built as these TypedDicts and serialized with ``json.dumps`` where they are printed
+or kept (harness.cli, harness.runs), so a key the contract does not name, or a verdict it does
+not list, is a type error rather than a silent difference.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict, get_args
+
+__all__ = [
+    "VERDICTS",
+    "BootResult",
+    "ConformanceReport",
+    "ExecResult",
+    "FailedTest",
+    "SkippedTest",
+    "Space",
+    "Verdict",
+    "Violation",
+]
+
+Verdict = Literal["pass", "fail", "crash", "timeout", "infra"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+Space = Literal["user", "kernel"]
+
+
+class Violation(TypedDict):
+    """A sanitizer violation V of ``jitprobe exec --sanitize``."""
+
+    rule: str
+    pc: int
+    vcpu: int
+    paddr: int
+    insn: str
+    disasm: str
+    symbol: str | None
+    writer_pc: int
+    writer_vcpu: int
+    count: int
+    space: Space
+
+
+class BootResult(TypedDict):
+    """The object ``jitprobe boot --json`` prints."""
+
+    arch: str
+    cpu: str
+    smp: int
+    qemu_version: str | None
+    kernel: str | None
+    ready_s: float | None
+    verdict: Verdict
+
+
+class ExecResult(TypedDict):
+    """The object ``jitprobe exec --json`` prints."""
+
+    arch: str
+    cpu: str
+    smp: int
+    verdict: Verdict
+    exit_code: int | None
+    stdout: str
+    console_tail: str
+    wall_s: float | None
+    violations: list[Violation]
+    # beyond the contract's fields: the program's stderr, and how much of each stream it wrote
+    # (the strings hold at most --output-limit bytes)
+    stderr: str
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+class FailedTest(TypedDict):
+    test: str
+    expected: str
+    got: str
+
+
+class SkippedTest(TypedDict):
+    test: str
+    reason: str
+
+
+class ConformanceReport(TypedDict):
+    """The R object of ``jitprobe jit conformance --json`` (one per interpreter or architecture)."""
+
+    passed: int
+    failed: list[FailedTest]
+    skipped: list[SkippedTest]

@@ -1,0 +1,40 @@
+"""Which install program's code a reported PC lies in, and the rules reported in each one's code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from base.contract import Violation
+
+from .programs import JIT_BASE, JIT_STRIDE, PAGE
+
+__all__ = ["mutation_of_pc", "rules_by_code", "slot_of_pc"]
+
+
+def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str]) -> str | None:
+    """The name whose code page (``base + index * stride``, one page) holds ``pc``, or None."""
+    index, offset = divmod(pc - base, stride)
+    if pc < base or index >= len(names) or offset >= PAGE:
+        return None
+    return names[index]
+
+
+def mutation_of_pc(pc: int, names: Sequence[str]) -> str | None:
+    """The mutation whose install program (``names[index]`` built with ``index``) put code at pc."""
+    return slot_of_pc(pc, JIT_BASE, JIT_STRIDE, names)
+
+
+def rules_by_code(
+    violations: Iterable[Violation], names: Sequence[str], owner: Callable[[int], str | None]
+) -> tuple[dict[str, set[str]], list[Violation]]:
+    """The rules reported in each name's code (``owner`` maps a PC to its name), and the violations
+    in nobody's code."""
+    seen: dict[str, set[str]] = {name: set() for name in names}
+    stray = []
+    for v in violations:
+        name = owner(v["pc"])
+        if name is None:
+            stray.append(v)
+        else:
+            seen[name].add(v["rule"])
+    return seen, stray
