@@ -211,7 +211,7 @@ static uint64_t arm64_user_mm(unsigned vcpu)
 /* ---- events --------------------------------------------------------------------------------- */
 
 /* DC clean or IC IVAU by VA in Xt. */
-static void line_op(unsigned vcpu, unsigned rt, bool icache)
+static void line_op(unsigned vcpu, unsigned rt, bool icache, bool kernel)
 {
     uint64_t va, pa;
     unsigned size = icache ? g_iline : g_dline;
@@ -223,7 +223,7 @@ static void line_op(unsigned vcpu, unsigned rt, bool icache)
         }
         return;
     }
-    engine_maintain(vcpu, pa, size, icache, engine_event());
+    engine_maintain(vcpu, pa, size, icache, kernel, engine_event());
 }
 
 static void vbar_write(unsigned vcpu, unsigned rt)
@@ -276,7 +276,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         break;
     case OP_DC:
     case OP_IC:
-        line_op(vcpu, arg, op == OP_IC);
+        line_op(vcpu, arg, op == OP_IC, kernel);
         break;
     case OP_IALLU:
         __atomic_store_n(&g_iallu_task[vcpu], load64(&v->task), RELAXED);
@@ -284,7 +284,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         break;
     case OP_IALLUIS:
         __atomic_store_n(&g_iallis_task, load64(&v->task), RELAXED);
-        __atomic_store_n(&g_iallis, maint_word(engine_event(), vcpu), RELAXED);
+        __atomic_store_n(&g_iallis, maint_word(engine_event(), vcpu, kernel), RELAXED);
         break;
     case OP_ERET:
         engine_stamp(&v->csync);
@@ -397,6 +397,12 @@ static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_
     return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq);
 }
 
+/* An I-side invalidation that may stand for the line: its event, PE and thread. */
+struct invalidation {
+    uint64_t seq, task;
+    unsigned vcpu;
+};
+
 static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
                                       const struct exec_ctx *x)
 {
@@ -404,46 +410,64 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
     if (!w.seq || (flags & INSN_EXEMPT)) {
         return NULL;
     }
-    bool by_program = x->user && !arm64_is_kernel_pc(w.pc);
-    uint64_t clean, clean_done, ic_done;
+    bool by_program = engine_by_program(l, w, x);
+    /* Of the recorded maintenance, the most favourable sequence counts: the earliest completed
+       clean after the store, then the earliest completed invalidation after that completion. */
+    uint64_t clean_done = 0;
     if (g_idc) {
-        clean = w.seq;
-        clean_done = completed(by_program, w.vcpu, w.task, clean);
+        clean_done = completed(by_program, w.vcpu, w.task, w.seq);
     } else {
-        uint64_t dc = load64(&l->dc);
-        clean = maint_seq(dc);
-        if (clean <= w.seq) {
+        bool cleaned = false;
+        for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+            uint64_t dc = load64(&l->dc[i]);
+            if (maint_seq(dc) <= w.seq) {
+                continue;
+            }
+            cleaned = true;
+            uint64_t done = completed(by_program, maint_vcpu(dc), load64(&l->dc_task[i]), maint_seq(dc));
+            if (done && (!clean_done || done < clean_done)) {
+                clean_done = done;
+            }
+        }
+        if (!cleaned) {
             return &no_dc_clean;
         }
-        clean_done = completed(by_program, maint_vcpu(dc), load64(&l->dc_task), clean);
     }
     if (!clean_done) {
         return &no_dsb;
     }
+    uint64_t ic_done = 0;
     if (g_dic) {
         ic_done = clean_done;
     } else {
-        uint64_t line_ic = load64(&l->ic), all = load64(&g_iallis), local = load64(&g_vcpu[vcpu].iallu);
-        uint64_t ic = maint_seq(line_ic), ic_task = load64(&l->ic_task);
-        unsigned ic_vcpu = maint_vcpu(line_ic);
-        if (maint_seq(all) > ic) {
-            ic = maint_seq(all);
-            ic_vcpu = maint_vcpu(all);
-            ic_task = load64(&g_iallis_task);
+        struct invalidation cand[MAINT_HISTORY + 2];
+        unsigned n = 0;
+        for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+            uint64_t ic = load64(&l->ic[i]);
+            cand[n++] = (struct invalidation){ maint_seq(ic), load64(&l->ic_task[i]), maint_vcpu(ic) };
         }
-        if (local > ic) {
-            ic = local;
-            ic_vcpu = vcpu;
-            ic_task = load64(&g_iallu_task[vcpu]);
+        uint64_t all = load64(&g_iallis);
+        cand[n++] = (struct invalidation){ maint_seq(all), load64(&g_iallis_task), maint_vcpu(all) };
+        cand[n++] = (struct invalidation){ load64(&g_vcpu[vcpu].iallu), load64(&g_iallu_task[vcpu]), vcpu };
+        bool invalidated = false, after_clean = false;
+        for (unsigned i = 0; i < n; i++) {
+            if (cand[i].seq <= w.seq) {
+                continue;
+            }
+            invalidated = true;
+            if (cand[i].seq < clean_done) {
+                continue; /* issued before the clean completed */
+            }
+            after_clean = true;
+            uint64_t done = completed(by_program, cand[i].vcpu, cand[i].task, cand[i].seq);
+            if (done && (!ic_done || done < ic_done)) {
+                ic_done = done;
+            }
         }
-        if (ic <= w.seq) {
+        if (!invalidated) {
             return &no_ic_invalidate;
         }
-        if (ic < clean_done) {
-            return &no_dsb;
-        }
-        ic_done = completed(by_program, ic_vcpu, ic_task, ic);
-        if (!ic_done) {
+        if (!after_clean || !ic_done) {
             return &no_dsb;
         }
     }

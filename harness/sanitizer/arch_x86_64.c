@@ -212,7 +212,7 @@ static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigne
     if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == vcpu) {
         return NULL;
     }
-    bool by_program = x->user && !x86_64_is_kernel_pc(w.pc);
+    bool by_program = engine_by_program(l, w, x);
     if (by_program && x->task && w.task == x->task) {
         return NULL;
     }

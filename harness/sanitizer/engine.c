@@ -296,23 +296,30 @@ struct writer engine_writer(const struct line *l, uint64_t m)
     return w;
 }
 
-bool engine_kernel_written(const struct line *l, uint64_t m)
-{
-    struct writer w = engine_writer(l, m);
-    return w.seq && g_arch->is_kernel_pc(w.pc);
-}
-
-void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s)
+void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, bool kernel, uint64_t s)
 {
     uint64_t task = load64(&g_vcpu[vcpu].task);
     engine_track_page(pa);
     for (unsigned off = 0; off < size; off += g_granule) {
         struct line *l = engine_line(pa + off);
-        if (l) {
-            __atomic_store_n(icache ? &l->ic_task : &l->dc_task, task, RELAXED);
-            __atomic_store_n(icache ? &l->ic : &l->dc, maint_word(s, vcpu), RELAXED);
+        if (!l) {
+            continue;
+        }
+        uint64_t slot = __atomic_fetch_add(icache ? &l->n_ic : &l->n_dc, 1, RELAXED) % MAINT_HISTORY;
+        __atomic_store_n(icache ? &l->ic_task[slot] : &l->dc_task[slot], task, RELAXED);
+        __atomic_store_n(icache ? &l->ic[slot] : &l->dc[slot], maint_word(s, vcpu, kernel), RELAXED);
+    }
+}
+
+bool engine_kernel_maintained(const struct line *l, uint64_t seq)
+{
+    for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+        uint64_t dc = load64(&l->dc[i]), ic = load64(&l->ic[i]);
+        if ((maint_kernel(dc) && maint_seq(dc) > seq) || (maint_kernel(ic) && maint_seq(ic) > seq)) {
+            return true;
         }
     }
+    return false;
 }
 
 /* ---- vCPU events ------------------------------------------------------------------------- */
@@ -345,6 +352,16 @@ static uint64_t ring_after(const uint64_t *ring, unsigned n, const uint64_t *cou
 
 static struct task *current(unsigned vcpu);
 static struct task *task_lookup(uint64_t key);
+
+bool engine_by_program(const struct line *l, struct writer w, const struct exec_ctx *x)
+{
+    if (!x->user || g_arch->is_kernel_pc(w.pc) || engine_kernel_maintained(l, w.seq)) {
+        return false;
+    }
+    const struct task *t = w.task ? task_lookup(w.task) : NULL;
+    uint64_t writer_mm = t ? load64(&t->mm) : 0;
+    return !(writer_mm && x->mm && writer_mm != x->mm);
+}
 
 void engine_dsb(unsigned vcpu, bool by_program)
 {
@@ -526,8 +543,8 @@ const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu,
 {
     struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
     if (user) {
-        uint64_t mm = g_arch->user_mm && engine_process_syncs() ? g_arch->user_mm(vcpu) : 0;
-        x.thread_sync = engine_user_sync(vcpu, mm);
+        x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
+        x.thread_sync = engine_user_sync(vcpu, x.mm);
     }
     return g_arch->check(l, m, vcpu, flags, &x);
 }

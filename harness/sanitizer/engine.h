@@ -44,7 +44,7 @@ struct rule {
     const char *name;
 };
 
-/* chunk word: seq << 16 | bytes << 8 | vcpu. maint word (DC, IC): seq << 8 | vcpu. */
+/* chunk word: seq << 16 | bytes << 8 | vcpu. maint word (DC, IC): seq << 8 | kernel << 7 | vcpu. */
 static inline uint64_t chunk_word(uint64_t seq, unsigned bytes, unsigned vcpu)
 {
     return seq << 16 | (uint64_t)(bytes & 0xff) << 8 | (vcpu & 0xff);
@@ -52,9 +52,15 @@ static inline uint64_t chunk_word(uint64_t seq, unsigned bytes, unsigned vcpu)
 static inline uint64_t chunk_seq(uint64_t w) { return w >> 16; }
 static inline unsigned chunk_bytes(uint64_t w) { return (w >> 8) & 0xff; }
 static inline unsigned chunk_vcpu(uint64_t w) { return w & 0xff; }
-static inline uint64_t maint_word(uint64_t seq, unsigned vcpu) { return seq << 8 | (vcpu & 0xff); }
+static inline uint64_t maint_word(uint64_t seq, unsigned vcpu, bool kernel)
+{
+    return seq << 8 | (uint64_t)kernel << 7 | (vcpu & 0x7f);
+}
 static inline uint64_t maint_seq(uint64_t w) { return w >> 8; }
-static inline unsigned maint_vcpu(uint64_t w) { return w & 0xff; }
+static inline unsigned maint_vcpu(uint64_t w) { return w & 0x7f; }
+static inline bool maint_kernel(uint64_t w) { return (w >> 7) & 1; }
+
+#define MAINT_HISTORY 4
 
 /* One tracked line of guest RAM (granule bytes, at most 64). */
 struct line {
@@ -62,8 +68,13 @@ struct line {
     uint64_t chunk[CHUNKS];   /* chunk_word of the newest store to each 1/8 line; 0 = none */
     uint64_t wpc[CHUNKS];     /* PC of that store (reports; kernel or user writer) */
     uint64_t wtask[CHUNKS];   /* thread of that store (0 = unknown) */
-    uint64_t dc, ic;          /* maint_word of the last D-side clean / I-side invalidate covering it */
-    uint64_t dc_task, ic_task; /* the thread that issued each (0 = unknown) */
+    /* The last MAINT_HISTORY D-side cleans and I-side invalidates covering it (maint_word, ring by
+       n_dc/n_ic), and the thread that issued each (0 = unknown). More than one is kept because
+       threads whose code shares a line maintain it in turn: one thread's complete protocol must
+       not be judged by another's later maintenance of its own bytes. */
+    uint64_t dc[MAINT_HISTORY], ic[MAINT_HISTORY];
+    uint64_t dc_task[MAINT_HISTORY], ic_task[MAINT_HISTORY];
+    uint64_t n_dc, n_ic;
 };
 
 /* The newest store to the bytes m of a line. */
@@ -95,6 +106,7 @@ enum episode { EPISODE_NONE, EPISODE_SYNC, EPISODE_ASYNC };
 struct exec_ctx {
     bool user;
     uint64_t task;
+    uint64_t mm;          /* the executing process (0 = unknown) */
     uint64_t thread_sync;
 };
 
@@ -171,9 +183,11 @@ struct line *engine_line(uint64_t pa);
 void engine_track_page(uint64_t pa);
 /* The newest store to the bytes m of l (seq 0: none known). */
 struct writer engine_writer(const struct line *l, uint64_t m);
-/* Record a D-side clean / I-side invalidate by vcpu (and its current thread) of the size bytes at
-   pa (event number s). */
-void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, uint64_t s);
+/* Record a D-side clean / I-side invalidate by vcpu (and its current thread; by kernel code or
+   not) of the size bytes at pa (event number s). */
+void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, bool kernel, uint64_t s);
+/* Whether the kernel cleaned or invalidated line l after event seq (it took the line over). */
+bool engine_kernel_maintained(const struct line *l, uint64_t seq);
 
 /* vCPU events */
 /* A DSB on vcpu; by_program: executed by the current thread's program (in user mode, or within a
@@ -218,8 +232,12 @@ uint64_t engine_min_thread_sync(void);
 bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least);
 /* The rule broken when vcpu executes the bytes m of l now (user: at a user PC), or NULL. */
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user);
-/* Whether the newest store to the bytes m of l was made by kernel code. */
-bool engine_kernel_written(const struct line *l, uint64_t m);
+/* Whether the bytes (newest store w) of line l are judged by the executing program's own protocol
+   (see engine.h's top): user code executing bytes a thread of its own process wrote in user mode,
+   which the kernel has not cleaned or invalidated since. Otherwise they are the kernel's: kernel
+   code, kernel-written bytes, a page the kernel reused and filled (by a device, unseen) whose
+   last recorded store was another process's, or a line the kernel maintained itself. */
+bool engine_by_program(const struct line *l, struct writer w, const struct exec_ctx *x);
 
 /* ---- what the host provides (plugin.c under QEMU, engine_test.c in tests) ---------------------- */
 

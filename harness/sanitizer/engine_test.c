@@ -268,6 +268,39 @@ static void test_arm64(void)
     insn32(1, ISB, false);
     EXPECT("protocol finished after a migration", run(1, true), "clean");
 
+    /* Two threads whose code shares a line (sljit's shared allocator): A installs and synchronizes
+       its bytes, then B maintains the line for its own bytes; A's protocol was complete. */
+    arm64_boot(A57);
+    arm64_install(0, 0);
+    engine_store(1, CODE + 32, 4, USER_PC + 0x40);
+    set_reg(1, "x9", CODE + 32);
+    insn32(1, DC_CVAU_X9, false);
+    insn32(1, DSB_ISH, false);
+    insn32(1, IC_IVAU_X9, false);
+    insn32(1, DSB_ISH, false);
+    EXPECT("another thread's later maintenance of the line", run(0, true), "clean");
+
+    /* A page another process wrote (busybox's heap), freed and refilled by a device with this
+       program's text, then cleaned and invalidated by the kernel when it mapped it executable
+       (neoverse-n1: IDC=1, so the kernel's invalidation is all there is). */
+    arm64_boot(N1);
+    arm64_same_process();
+    set_reg(0, "x9", 0xffff000000700000ULL); /* a thread of another process */
+    insn32(0, MSR_SP_EL0_X9, true);
+    set_reg(0, "TTBR0_EL1", 0x1111000);
+    arm64_syscall(0, 172, 0); /* its process is known */
+    store(0, USER_PC);
+    set_reg(0, "x9", 0xffff000000100000ULL); /* back to a thread of this program's process */
+    insn32(0, MSR_SP_EL0_X9, true);
+    set_reg(0, "TTBR0_EL1", 0x7654000);
+    block(0, SYNC_FROM_USER); /* its page fault: the kernel maps the text... */
+    insn32(0, DSB_ISH, true);
+    set_reg(0, "x9", CODE);
+    insn32(0, IC_IVAU_X9, true);
+    insn32(0, DSB_ISH, true);
+    insn32(0, ERET, true); /* ...and returns */
+    EXPECT("text refilled in a page another process wrote", run(0, true), "clean");
+
     /* Cross-modification: the executor's own ISB is needed; an interrupt must not hide its absence. */
     arm64_boot(A57);
     arm64_install(0, 0);

@@ -28,7 +28,7 @@ from litmus.events import Kind, Tag, ThreadBuilder, ThreadSemantics
 from litmus.execution import Execution
 from litmus.machine import M64, Code, Instr, Operand, OperandKind, Registers, decode, run_code
 
-from .emit import REGS
+from .layout import REGS
 from .semantics import CONDS, Arm64Thread
 
 MODEL_NAME = "armv8"
