@@ -393,6 +393,9 @@ static uint16_t arm64_block_op(uint64_t vaddr)
    thread is unknown) by a DSB of the issuing PE. 0: not completed. */
 static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_t seq)
 {
+    if (vcpu == UNKNOWN_WRITER) {
+        return seq + 1; /* a store not attributed to one PE: assume its DSB (no false report) */
+    }
     uint64_t done = by_program ? engine_thread_dsb_after(task, seq) : UINT64_MAX;
     return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq);
 }

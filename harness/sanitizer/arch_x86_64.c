@@ -209,8 +209,8 @@ static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigne
                                        const struct exec_ctx *x)
 {
     struct writer w = engine_writer(l, m);
-    if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == vcpu) {
-        return NULL;
+    if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == vcpu || w.vcpu == UNKNOWN_WRITER) {
+        return NULL; /* same CPU, or a writer not attributed: not shown to be cross-modification */
     }
     bool by_program = engine_by_program(l, w, x);
     if (by_program && x->task && w.task == x->task) {

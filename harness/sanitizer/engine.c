@@ -55,6 +55,7 @@ struct page {
     uint64_t wpc, wtask;
     uint64_t seq, seq_first;
     uint8_t wvcpu, tracked, lock;
+    uint8_t mixed; /* the stores at stamp seq came from more than one vCPU or thread */
 };
 static struct line *g_lines; /* one record per granule of guest RAM */
 static struct page *g_pages; /* one record per 4 KiB page of guest RAM */
@@ -192,7 +193,10 @@ void engine_track_page(uint64_t pa)
                 }
             }
             if (seq) {
-                chunk_raise(l, c, chunk_word(seq, bytes, pg->wvcpu), pg->wpc, pg->wtask);
+                /* The page's writer is known for these bytes only if it alone wrote at that stamp. */
+                bool exact = seq == pg->seq && !__atomic_load_n(&pg->mixed, RELAXED);
+                unsigned writer = exact ? __atomic_load_n(&pg->wvcpu, RELAXED) : UNKNOWN_WRITER;
+                chunk_raise(l, c, chunk_word(seq, bytes, writer), load64(&pg->wpc), exact ? load64(&pg->wtask) : 0);
             }
         }
         __atomic_fetch_or(&l->mask, full_mask(), RELAXED);
@@ -229,6 +233,9 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
                 pg->before[i] |= pg->cur[i];
                 pg->cur[i] = 0;
             }
+            __atomic_store_n(&pg->mixed, 0, RELAXED);
+            __atomic_store_n(&pg->wvcpu, (uint8_t)vcpu, RELAXED);
+            __atomic_store_n(&pg->wtask, task, RELAXED);
             if (!pg->seq_first) {
                 pg->seq_first = epoch;
             }
@@ -238,10 +245,15 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
             __atomic_fetch_or(&pg->cur[i / 64], 1ULL << (i % 64), RELAXED);
         }
     }
-    if (load64(&pg->wpc) != pc || load64(&pg->wtask) != task || pg->wvcpu != vcpu) {
-        __atomic_store_n(&pg->wpc, pc, RELAXED);
+    if (load64(&pg->wtask) != task || __atomic_load_n(&pg->wvcpu, RELAXED) != vcpu) {
+        if (!__atomic_load_n(&pg->mixed, RELAXED)) {
+            __atomic_store_n(&pg->mixed, 1, RELAXED);
+        }
         __atomic_store_n(&pg->wtask, task, RELAXED);
         __atomic_store_n(&pg->wvcpu, (uint8_t)vcpu, RELAXED);
+    }
+    if (load64(&pg->wpc) != pc) {
+        __atomic_store_n(&pg->wpc, pc, RELAXED);
     }
     if (changed) {
         page_unlock(pg);

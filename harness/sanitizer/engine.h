@@ -77,7 +77,10 @@ struct line {
     uint64_t n_dc, n_ic;
 };
 
-/* The newest store to the bytes m of a line. */
+/* The newest store to the bytes m of a line. vcpu is UNKNOWN_WRITER when the store was recorded
+   before the page was tracked, in a stretch in which several vCPUs or threads wrote the page
+   (its pieces are not attributed one by one then). */
+#define UNKNOWN_WRITER 0xff
 struct writer {
     uint64_t seq, pc, task;
     unsigned vcpu;
