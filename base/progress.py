@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-__all__ = ["STDERR", "enabled", "status"]
+__all__ = ["json_printed", "print_json", "STDERR", "enabled", "status"]
 
 STDERR = Console(stderr=True, soft_wrap=True)
 _json_printed = False

@@ -2,7 +2,7 @@
 `jitprobe exec --json` process, the size of its JSON and of its run folder, for 1 MB and 200 MB
 of guest output, side by side in one run (the memory of the jitprobe process, not QEMU's).
 
-    .venv/bin/python bench/output.py [--arch riscv64] [--sizes 1000000,200000000]
+    .venv/bin/python bench/output.py [--arch ARCH] [--sizes 1000000,200000000]
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
+from base.profiles import available_arches  # noqa: E402
 
 # jitprobe's own peak (its children, QEMU among them, excluded), printed as it exits.
 _PEAK = ("import resource, sys; from harness.cli import main; status = main(sys.argv[1:]); "
@@ -42,7 +44,7 @@ def measure(arch: str, size: int, workdir: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="riscv64")
+    parser.add_argument("--arch", default=available_arches()[0], choices=available_arches())
     parser.add_argument("--sizes", default="1000000,200000000")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))  # ascending: each run's peak shows

@@ -86,7 +86,7 @@ ICACHE_MUTATIONS: dict[Mutation, str] = {
 }
 
 # Mutations of the memory-ordering lowering (fences, acquire/release, atomics), checked by
-# ``litmus jit``. Under TSO most of them change nothing: x86_64's correct code already is the
+# ``litmus jit``. Under TSO most of them change nothing: a TSO architecture's correct code already is the
 # mutated code, so its backend lists only the two that change its instructions.
 ORDERING_MUTATIONS: dict[Mutation, str] = {
     Mutation.FENCE_FULL_AS_STORE_STORE: "a full fence (fence_full, the barrier of fetch atomics) lowered as "

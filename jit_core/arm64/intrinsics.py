@@ -14,7 +14,7 @@ from ..intrinsics import Helper
 from ..syscalls import syscall_number
 from . import encoder as e
 
-__all__ = [
+__all__ = ["full_barrier",
     "CLONE_THREAD_FLAGS",
     "CTR_DIC_BIT",
     "CTR_DMINLINE_LSB",

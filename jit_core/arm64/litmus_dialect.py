@@ -15,6 +15,8 @@ from litmus.syntax import Line, LitmusTest, Symbol
 from .memory_model import machine_semantics
 from .semantics import canon
 
+__all__ = ["M64", "litmus_program", "parse_thread"]
+
 _REG = re.compile(r"(?:[wx](?:[0-9]|[12][0-9]|30)|wzr|xzr|sp)$")
 _IMM = re.compile(r"#\s*(-?(?:0x[0-9a-f]+|\d+))$")
 _LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")

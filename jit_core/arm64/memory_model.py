@@ -31,6 +31,11 @@ from litmus.machine import M64, Code, Instr, Operand, OperandKind, Registers, de
 from .layout import REGS
 from .semantics import CONDS, Arm64Thread
 
+__all__ = [
+    "Armv8Axiom", "Armv8Model", "MODEL", "MODEL_NAME",
+    "decode_code", "machine_semantics", "thread_semantics",
+]
+
 MODEL_NAME = "armv8"
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from litmus.events import NO_TAINT, Kind, Tag, Taint, ThreadBuilder
 from litmus.machine import M64, Instr, Operand, OperandKind, Registers, signed, unsupported
 
+__all__ = ["Arm64Thread", "CONDS", "DMB", "canon"]
+
 # DMB options (Arm ARM C6.2.81): which earlier and later accesses each orders.
 DMB = {
     "ish": (Kind.RW, Kind.RW),

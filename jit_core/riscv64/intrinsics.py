@@ -28,7 +28,7 @@ from ..syscalls import syscall_number
 from . import encoder as E
 from .encoder import Reg
 
-__all__ = [
+__all__ = ["full_fence",
     "CLONE_THREAD_FLAGS",
     "R0",
     "SYS_CLONE",

@@ -15,6 +15,8 @@ from litmus.syntax import Line, LitmusTest, Symbol
 from .memory_model import machine_semantics
 from .semantics import ABI_NAMES, BRANCHES, LOADS, STORES, canon
 
+__all__ = ["M64", "litmus_program", "parse_thread"]
+
 M64 = (1 << 64) - 1
 _REG = re.compile(r"(?:x(?:[0-9]|[12][0-9]|3[01])|" + "|".join(ABI_NAMES) + r"|fp)$")
 _IMM = re.compile(r"-?(?:0x[0-9a-f]+|\d+)$")

@@ -30,6 +30,11 @@ from litmus.machine import Code, Instr, Operand, OperandKind, Registers, decode,
 from .lower import REGS
 from .semantics import BRANCHES, RiscvThread
 
+__all__ = [
+    "MODEL", "MODEL_NAME", "RvwmoAxiom", "RvwmoModel",
+    "decode_code", "machine_semantics", "thread_semantics",
+]
+
 MODEL_NAME = "rvwmo"
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from litmus.events import NO_TAINT, Kind, Tag, Taint, ThreadBuilder
 from litmus.machine import M64, Instr, Operand, OperandKind, Registers, signed, unsupported
 
+__all__ = ["ABI_NAMES", "BRANCHES", "LOADS", "RiscvThread", "STORES", "canon", "fence_sets"]
+
 ABI_NAMES = (
     "zero",
     "ra",

@@ -16,6 +16,8 @@ from litmus.syntax import Line, LitmusTest, Symbol
 from .memory_model import machine_semantics
 from .semantics import ALU, JCC, NAMES64, NOPS, canon
 
+__all__ = ["M64", "litmus_program"]
+
 M64 = (1 << 64) - 1
 _SUFFIX = {"b": 1, "w": 2, "l": 4, "q": 8}
 _KNOWN = frozenset(

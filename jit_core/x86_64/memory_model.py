@@ -23,6 +23,11 @@ from litmus.machine import Code, Instr, Operand, OperandKind, Registers, decode,
 from .lower import REG
 from .semantics import JCC, NAMES64, X86Thread
 
+__all__ = [
+    "MODEL", "MODEL_NAME", "TsoAxiom", "TsoModel",
+    "decode_code", "machine_semantics", "thread_semantics",
+]
+
 MODEL_NAME = "x86-tso"
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from litmus.events import NO_TAINT, Kind, Tag, Taint, ThreadBuilder
 from litmus.machine import M64, Instr, Operand, OperandKind, Registers, signed, unsupported
 
+__all__ = ["ALU", "JCC", "NAMES64", "NOPS", "X86Thread", "canon"]
+
 NAMES64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", *(f"r{k}" for k in range(8, 16)))
 _LEGACY = {"ax": 0, "cx": 1, "dx": 2, "bx": 3, "sp": 4, "bp": 5, "si": 6, "di": 7}
 _LOW = {"al": "ax", "cl": "cx", "dl": "dx", "bl": "bx", "spl": "sp", "bpl": "bp", "sil": "si", "dil": "di"}
