@@ -78,7 +78,7 @@ static uint64_t g_ctr;
 static bool g_ctr_set, g_idc, g_dic;
 static unsigned g_dline, g_iline;
 static uint64_t g_iallis, g_iallis_task; /* maint_word of the last IC IALLUIS, and its thread */
-static uint64_t g_iallu_task[MAX_VCPUS];  /* the thread of each PE's last IC IALLU */
+static uint64_t g_iallu[MAX_VCPUS], g_iallu_task[MAX_VCPUS]; /* each PE's last IC IALLU, and its thread */
 static uint64_t g_vbar[MAX_VECTORS];
 static unsigned g_nvbar;
 
@@ -116,6 +116,7 @@ static bool arm64_init(unsigned *granule)
         return false;
     }
     g_iallis = g_iallis_task = 0;
+    memset(g_iallu, 0, sizeof(g_iallu));
     memset(g_iallu_task, 0, sizeof(g_iallu_task));
     g_nvbar = 0;
     memset(g_vbar, 0, sizeof(g_vbar));
@@ -280,7 +281,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         break;
     case OP_IALLU:
         __atomic_store_n(&g_iallu_task[vcpu], load64(&v->task), RELAXED);
-        engine_stamp(&v->iallu);
+        engine_stamp(&g_iallu[vcpu]);
         break;
     case OP_IALLUIS:
         __atomic_store_n(&g_iallis_task, load64(&v->task), RELAXED);
@@ -451,7 +452,7 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
         }
         uint64_t all = load64(&g_iallis);
         cand[n++] = (struct invalidation){ maint_seq(all), load64(&g_iallis_task), maint_vcpu(all) };
-        cand[n++] = (struct invalidation){ load64(&g_vcpu[vcpu].iallu), load64(&g_iallu_task[vcpu]), vcpu };
+        cand[n++] = (struct invalidation){ load64(&g_iallu[vcpu]), load64(&g_iallu_task[vcpu]), vcpu };
         bool invalidated = false, after_clean = false;
         for (unsigned i = 0; i < n; i++) {
             if (cand[i].seq <= w.seq) {

@@ -22,7 +22,7 @@
  *
  * Exemption: Linux patches jump labels and ftrace sites by replacing one aligned 4-byte NOP
  * with a JAL (or back) and lets other harts run the old or the new instruction until its
- * remote FENCE.I arrives. Unlike arm64 the base ISA gives no such guarantee, but a clean
+ * remote FENCE.I arrives. Unlike some architectures the base ISA gives no such guarantee, but a clean
  * kernel must sanitize clean, so an executed NOP (addi x0, x0, 0) or JAL is not checked.
  */
 #include <string.h>
@@ -35,10 +35,12 @@ static const struct rule *const rules[] = { &no_fence_i, NULL };
 enum { OP_FENCE_I = 1, OP_MRET };
 
 static bool g_started[MAX_VCPUS]; /* owned by each hart's vCPU thread */
+static uint64_t g_fence_i[MAX_VCPUS]; /* each hart's last FENCE.I (written by its own thread) */
 
 static bool riscv64_init(unsigned *granule)
 {
     memset(g_started, 0, sizeof(g_started));
+    memset(g_fence_i, 0, sizeof(g_fence_i));
     *granule = 64;
     return true;
 }
@@ -51,7 +53,7 @@ static void riscv64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
     (void)kernel;
     if (op == OP_FENCE_I || (op == OP_MRET && !g_started[vcpu])) {
         g_started[vcpu] = true;
-        engine_stamp(&g_vcpu[vcpu].fence_i);
+        engine_stamp(&g_fence_i[vcpu]);
     }
 }
 
@@ -85,7 +87,7 @@ static const struct rule *riscv64_check(const struct line *l, uint64_t m, unsign
     if (!w.seq || (flags & INSN_EXEMPT)) {
         return NULL;
     }
-    return load64(&g_vcpu[vcpu].fence_i) > w.seq ? NULL : &no_fence_i;
+    return load64(&g_fence_i[vcpu]) > w.seq ? NULL : &no_fence_i;
 }
 
 static bool riscv64_is_kernel_pc(uint64_t pc)

@@ -38,7 +38,7 @@ static bool g_overflow;
 /* ---- pages ----------------------------------------------------------------------------------
 
    Until code is translated from a page or cache maintenance names it, only which pieces (the
-   architecture's smallest instruction; 8 bytes on x86_64) were stored to at the page's last
+   architecture's smallest instruction, or 8 bytes where instructions are bytes) were stored to at the page's last
    store stamp, and before it, is kept: cheap for the many pages that never hold code. Then the
    page becomes "tracked" and its lines take over, seeded from that: pieces written at the last
    stamp get it, older ones the page's first stamp. That under-estimates their age on purpose: a
@@ -460,7 +460,7 @@ void engine_switch_task(unsigned vcpu, uint64_t task)
     g_cur[vcpu] = t;
     if (t && __atomic_load_n(&t->reborn, RELAXED)) {
         /* A new thread (or a task pointer reused after its thread exited) starts synchronized:
-           it reaches user mode through the kernel's return from fork (arm64 ERET, x86_64 IRET). */
+           it reaches user mode through the kernel's return from fork, which synchronizes. */
         __atomic_store_n(&t->usync, engine_event(), RELAXED);
         __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
         __atomic_store_n(&t->mm, 0, RELAXED);

@@ -15,8 +15,8 @@
  * one atomic word, so a reader never pairs one store's stamp with another store's writer.
  *
  * Whose synchronization counts. An instruction's bytes written by user code are judged by the
- * protocol of the program: the executing *thread's* own context synchronizations (arm64 ISB, a
- * synchronous exception it took and its return; x86_64 a serializing instruction it ran) and the
+ * protocol of the program: the executing *thread's* own context synchronizations (an
+ * instruction-barrier it ran, a synchronous exception it took and its return) and the
  * synchronizations its process requested (membarrier SYNC_CORE). An asynchronous interrupt that
  * happened to arrive in between does not count, so a missing synchronization is reported whatever
  * the host's load. Bytes written by the kernel, and kernel code, are judged per vCPU with every
@@ -92,15 +92,13 @@ struct vcpu_state {
     uint64_t dsb[DSB_HISTORY]; /* the last DSBs, a ring */
     uint64_t dsb_count;
     uint64_t csync;            /* any context synchronization, interrupts included (kernel judgements) */
-    uint64_t iallu;            /* arm64: last IC IALLU (local to this PE) */
-    uint64_t fence_i;          /* riscv64: last FENCE.I */
     uint64_t task;             /* the thread now running (arch-defined identity, 0 = unknown) */
     uint64_t switches;         /* thread switches so far (a block validated for one thread is not for the next) */
     uint64_t stores, checks;   /* statistics */
     uint64_t line_ops, untranslated;
 } __attribute__((aligned(128)));
 
-/* Why the current thread last entered the kernel from user mode (arm64), decides whether the
+/* Why the current thread last entered the kernel from user mode, decides whether the
    return counts as its synchronization. */
 enum episode { EPISODE_NONE, EPISODE_SYNC, EPISODE_ASYNC };
 
@@ -143,7 +141,7 @@ struct arch_ops {
     /* Validate the arguments; sets the line size used for identity (at most 64 bytes).
        NULL: 64-byte lines. */
     bool (*init)(unsigned *granule);
-    unsigned piece;          /* smallest instruction size and alignment (x86_64: 8, coarser) */
+    unsigned piece;          /* smallest instruction size and alignment (coarser for byte-sized ones) */
     void (*vcpu_init)(unsigned vcpu);
     struct decoded (*decode)(const uint8_t *bytes, size_t len);
     /* A block starting at vaddr is itself an event (exception vector, CPU reset); op or 0. */
@@ -217,7 +215,7 @@ void engine_process_register(uint64_t mm);
 /* The current thread of vcpu exits (whole_process: every thread of its address space mm); a
    thread later found at the same identity is new. */
 void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm);
-/* The executing thread's kernel entry kind (arm64), and the thread's pending membarrier. */
+/* The executing thread's kernel entry kind (for architectures whose return synchronizes). */
 void engine_set_episode(unsigned vcpu, enum episode e);
 enum episode engine_episode(unsigned vcpu);
 /* The latest synchronization the thread now on vcpu has by its own program; mm (0: unknown) is

@@ -6,7 +6,7 @@
  *   arch=NAME                     the guest architecture (a rule file's name; checked against QEMU)
  *   out=PATH                      JSON-lines report (report.c)
  *   ram_base=N, ram_size=N        guest RAM's physical range (the machine's single RAM block)
- *   and the architecture's own (arm64: ctr_el0=N, the modelled CPU's CTR_EL0)
+ *   and the architecture's own (parse_arg of its rule file, e.g. ctr_el0=N, a CPU model's CTR_EL0)
  *
  * Physical addresses. Stores give physical addresses (qemu_plugin_hwaddr_phys_addr, looked up for
  * every store: QEMU's own TLB entry of that very access, so a remapped page can never be
