@@ -45,6 +45,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--arch", default="all")
+    parser.add_argument("--what", choices=("both", "true", "program"), default="both",
+                        help="--guest-cmd true, the clean program, or both (default)")
     args = parser.parse_args()
     arches = available_arches() if args.arch == "all" else [args.arch]
     dirty_total = 0
@@ -54,7 +56,8 @@ def main() -> int:
             program = workdir / f"clean-{arch}"
             program.write_bytes(install_program_cross(arch, "none", 0))
             program.chmod(0o755)
-            for label, prog in (("true", None), ("clean program", program)):
+            runs = {"true": [("true", None)], "program": [("clean program", program)]}
+            for label, prog in runs.get(args.what, [("true", None), ("clean program", program)]):
                 dirty = 0
                 for _ in range(args.runs):
                     violations = run_once(arch, workdir, prog)
