@@ -56,8 +56,9 @@ def main() -> int:
             program = workdir / f"clean-{arch}"
             program.write_bytes(install_program_cross(arch, "none", 0))
             program.chmod(0o755)
-            runs = {"true": [("true", None)], "program": [("clean program", program)]}
-            for label, prog in runs.get(args.what, [("true", None), ("clean program", program)]):
+            kinds: list[tuple[str, Path | None]] = [("true", None), ("clean program", program)]
+            chosen = {"true": kinds[:1], "program": kinds[1:]}.get(args.what, kinds)
+            for label, prog in chosen:
                 dirty = 0
                 for _ in range(args.runs):
                     violations = run_once(arch, workdir, prog)

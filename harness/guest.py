@@ -527,10 +527,13 @@ atexit.register(stop_all)
 
 def install_signal_handlers() -> None:
     """Make SIGTERM and SIGHUP unwind like Ctrl-C (SystemExit with 128+signal), so that every
-    guest's stop() runs. Call from the main thread of a command-line program."""
+    guest's stop() runs, and make Ctrl-C raise KeyboardInterrupt even when the process was
+    started with SIGINT ignored (a background job of a non-interactive shell inherits that). Call
+    from the main thread of a command-line program."""
 
     def _exit(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)

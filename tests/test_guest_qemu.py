@@ -126,8 +126,10 @@ def test_cli_exec_static_binary(arch: str, tmp_path: Path, programs: dict) -> No
     proc = _jitprobe(tmp_path / "runs", "exec", *options, str(hello), "7", "--flag")
     assert proc.returncode == 1, proc.stderr  # exit status 7 is a failed test
     result = json.loads(proc.stdout)
-    assert set(result) == {"arch", "cpu", "smp", "verdict", "exit_code", "stdout", "console_tail", "wall_s",
-                           "violations"}  # fmt: skip
+    contract = {"arch", "cpu", "smp", "verdict", "exit_code", "stdout", "console_tail", "wall_s",
+                "violations"}
+    assert set(result) == contract | {"stderr", "stdout_bytes", "stderr_bytes", "stdout_truncated",
+                                      "stderr_truncated"}  # fmt: skip
     assert (result["verdict"], result["exit_code"], result["smp"]) == ("fail", 7, 1)
     assert result["stdout"] == "hello from the guest: 7 --flag\n"
     assert result["violations"] == [] and result["wall_s"] > 0

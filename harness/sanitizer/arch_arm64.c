@@ -72,7 +72,11 @@ static const struct rule *const rules[] = { &no_dc_clean, &no_ic_invalidate, &no
 #define TTBR_BADDR 0x0000fffffffffffeULL
 
 enum { OP_DSB = 1, OP_ISB, OP_DC, OP_IC, OP_IALLU, OP_IALLUIS, OP_ERET, OP_VBAR, OP_SP_EL0, OP_SVC,
-       OP_TRAP_LOWER_SYNC, OP_TRAP_LOWER_ASYNC, OP_TRAP_CURRENT };
+       OP_TRAP_LOWER_SYNC, OP_TRAP_LOWER_ASYNC, OP_TRAP_CURRENT, OP_TRAP_CURRENT_ASYNC };
+
+/* Each PE is inside an interrupt taken at EL1 (until its ERET): what its handler does is not the
+   interrupted thread's program, even within that thread's system call. Owned by the PE's thread. */
+static bool g_in_interrupt[MAX_VCPUS];
 
 static uint64_t g_ctr;
 static bool g_ctr_set, g_idc, g_dic;
@@ -116,6 +120,7 @@ static bool arm64_init(unsigned *granule)
         return false;
     }
     g_iallis = g_iallis_task = 0;
+    memset(g_in_interrupt, 0, sizeof(g_in_interrupt));
     memset(g_iallu, 0, sizeof(g_iallu));
     memset(g_iallu_task, 0, sizeof(g_iallu_task));
     g_nvbar = 0;
@@ -267,7 +272,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
     uint64_t value;
     switch (op) {
     case OP_DSB:
-        engine_dsb(vcpu, !kernel || engine_episode(vcpu) == EPISODE_SYNC);
+        engine_dsb(vcpu, !kernel || (engine_episode(vcpu) == EPISODE_SYNC && !g_in_interrupt[vcpu]));
         break;
     case OP_ISB:
         engine_stamp(&v->csync);
@@ -289,7 +294,9 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         break;
     case OP_ERET:
         engine_stamp(&v->csync);
-        if (engine_episode(vcpu) == EPISODE_SYNC) {
+        if (g_in_interrupt[vcpu]) {
+            g_in_interrupt[vcpu] = false; /* back to the interrupted kernel code */
+        } else if (engine_episode(vcpu) == EPISODE_SYNC) {
             engine_thread_sync(vcpu);
         }
         break;
@@ -317,6 +324,10 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
         break;
     case OP_TRAP_CURRENT:
         engine_stamp(&v->csync);
+        break;
+    case OP_TRAP_CURRENT_ASYNC:
+        engine_stamp(&v->csync);
+        g_in_interrupt[vcpu] = true;
         break;
     }
 }
@@ -378,10 +389,11 @@ static uint16_t arm64_block_op(uint64_t vaddr)
         if (vbar && off < 0x800) {
             /* Four groups of four 0x80-byte entries: Synchronous, IRQ, FIQ, SError. The third and
                fourth groups are entries from a lower EL (AArch64, AArch32). */
+            bool sync = (off >> 7) % 4 == 0;
             if (off < 0x400) {
-                return OP_TRAP_CURRENT;
+                return sync ? OP_TRAP_CURRENT : OP_TRAP_CURRENT_ASYNC;
             }
-            return (off >> 7) % 4 == 0 ? OP_TRAP_LOWER_SYNC : OP_TRAP_LOWER_ASYNC;
+            return sync ? OP_TRAP_LOWER_SYNC : OP_TRAP_LOWER_ASYNC;
         }
     }
     return 0;

@@ -268,6 +268,22 @@ static void test_arm64(void)
     insn32(1, ISB, false);
     EXPECT("protocol finished after a migration", run(1, true), "clean");
 
+    /* A timer interrupt inside the thread's own system call: its handler's DSB is not the
+       program's, so a program without a DSB stays no_dsb. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    maintain(0, DC_CVAU_X9);
+    set_reg(0, "x8", 172);
+    insn32(0, SVC0, false);
+    block(0, SYNC_FROM_USER);
+    block(0, IRQ_FROM_KERNEL);
+    insn32(0, DSB_ISH, true);
+    insn32(0, ERET, true); /* back into the system call */
+    insn32(0, ERET, true); /* back to user mode */
+    maintain(0, IC_IVAU_X9);
+    insn32(0, ISB, false);
+    EXPECT("an interrupt's DSB inside the thread's system call", run(0, true), "arm64.no_dsb");
+
     /* Two threads whose code shares a line (sljit's shared allocator): A installs and synchronizes
        its bytes, then B maintains the line for its own bytes; A's protocol was complete. */
     arm64_boot(A57);
