@@ -63,12 +63,8 @@ static const struct rule *const rules[] = { &no_dc_clean, &no_ic_invalidate, &no
 #define CTR_IDC (1ULL << 28)
 #define CTR_DIC (1ULL << 29)
 #define MAX_VECTORS 16
-/* Linux's arm64 system call numbers and membarrier commands (include/uapi/linux/membarrier.h). */
-#define NR_EXIT 93
-#define NR_EXIT_GROUP 94
-#define NR_MEMBARRIER 283
-#define MEMBARRIER_SYNC_CORE 32
-#define MEMBARRIER_REGISTER_SYNC_CORE 64
+/* Linux's system call numbers here (exit, exit_group, membarrier). */
+static const struct syscall_numbers g_syscalls = { .exit = 93, .exit_group = 94, .membarrier = 283 };
 #define TTBR_BADDR 0x0000fffffffffffeULL
 
 enum { OP_DSB = 1, OP_ISB, OP_DC, OP_IC, OP_IALLU, OP_IALLUIS, OP_ERET, OP_VBAR, OP_SP_EL0, OP_SVC,
@@ -253,16 +249,9 @@ static void vbar_write(unsigned vcpu, unsigned rt)
 
 static void syscall_op(unsigned vcpu)
 {
-    uint64_t nr, arg0, mm = arm64_user_mm(vcpu);
-    if (!read_xt(vcpu, 8, &nr) || !read_xt(vcpu, 0, &arg0)) {
-        return;
-    }
-    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
-        engine_thread_exit(vcpu, nr == NR_EXIT_GROUP, mm);
-    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
-        engine_process_register(mm);
-    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_SYNC_CORE) {
-        engine_process_sync(mm);
+    uint64_t nr, arg0;
+    if (read_xt(vcpu, 8, &nr) && read_xt(vcpu, 0, &arg0)) {
+        engine_syscall(vcpu, &g_syscalls, nr, arg0, arm64_user_mm(vcpu));
     }
 }
 

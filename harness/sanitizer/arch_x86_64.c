@@ -45,12 +45,8 @@
 static const struct rule no_serialize = { "x86_64.no_serialize" };
 static const struct rule *const rules[] = { &no_serialize, NULL };
 
-/* Linux's x86_64 system call numbers and membarrier commands (include/uapi/linux/membarrier.h). */
-#define NR_EXIT 60
-#define NR_EXIT_GROUP 231
-#define NR_MEMBARRIER 324
-#define MEMBARRIER_SYNC_CORE 32
-#define MEMBARRIER_REGISTER_SYNC_CORE 64
+/* Linux's system call numbers here (exit, exit_group, membarrier). */
+static const struct syscall_numbers g_syscalls = { .exit = 60, .exit_group = 231, .membarrier = 324 };
 /* CR3's table address, without the PCID (bits 11:0) and PTI's user-copy bit (12). */
 #define CR3_TABLE 0x000fffffffffe000ULL
 
@@ -84,16 +80,9 @@ static void serialize(unsigned vcpu, bool kernel)
 
 static void syscall_op(unsigned vcpu)
 {
-    uint64_t nr, arg0, mm = x86_64_user_mm(vcpu);
-    if (!reg(vcpu, REG_RAX, &nr) || !reg(vcpu, REG_RDI, &arg0)) {
-        return;
-    }
-    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
-        engine_thread_exit(vcpu, nr == NR_EXIT_GROUP, mm);
-    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
-        engine_process_register(mm);
-    } else if (nr == NR_MEMBARRIER && arg0 == MEMBARRIER_SYNC_CORE) {
-        engine_process_sync(mm);
+    uint64_t nr, arg0;
+    if (reg(vcpu, REG_RAX, &nr) && reg(vcpu, REG_RDI, &arg0)) {
+        engine_syscall(vcpu, &g_syscalls, nr, arg0, x86_64_user_mm(vcpu));
     }
 }
 

@@ -524,6 +524,21 @@ void engine_process_sync(uint64_t mm)
     }
 }
 
+/* include/uapi/linux/membarrier.h */
+#define MEMBARRIER_SYNC_CORE 32
+#define MEMBARRIER_REGISTER_SYNC_CORE 64
+
+void engine_syscall(unsigned vcpu, const struct syscall_numbers *nrs, uint64_t nr, uint64_t arg0, uint64_t mm)
+{
+    if (nr == nrs->exit || nr == nrs->exit_group) {
+        engine_thread_exit(vcpu, nr == nrs->exit_group, mm);
+    } else if (nr == nrs->membarrier && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
+        engine_process_register(mm);
+    } else if (nr == nrs->membarrier && arg0 == MEMBARRIER_SYNC_CORE) {
+        engine_process_sync(mm);
+    }
+}
+
 bool engine_process_syncs(void) { return __atomic_load_n(&g_nprocs, RELAXED) > 0; }
 
 static uint64_t process_sync(uint64_t mm)
