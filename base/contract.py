@@ -16,6 +16,7 @@ __all__ = [
     "ExecResult",
     "FailedTest",
     "SkippedTest",
+    "StressResult",
     "Space",
     "Verdict",
     "Violation",
@@ -73,6 +74,31 @@ class ExecResult(TypedDict):
     stderr_bytes: int
     stdout_truncated: bool
     stderr_truncated: bool
+
+
+class StressResult(TypedDict):
+    """One entry of ``jitprobe run --json``'s results: a cell of the detection matrix.
+
+    ``verdict`` is None for a cell the run could not exercise (``observed`` then says so)."""
+
+    arch: str
+    cpu: str
+    suite: str
+    scenario: str
+    mutation: str
+    expected: Literal["clean", "caught"]
+    observed: Literal["clean", "caught", "not exercised"]
+    caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash
+    verdict: Verdict | None
+    violations: list[Violation]
+    histogram: dict[str, int] | None  # litmus entries only
+    reproducer: str
+    # beyond the contract's fields
+    expected_rules: list[str]
+    observed_rules: list[str]
+    exit_code: int | None
+    detail: str
+    run_dir: str
 
 
 class FailedTest(TypedDict):

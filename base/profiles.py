@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,6 +41,7 @@ __all__ = [
     "available_arches",
     "env_slowdown",
     "expand_arch",
+    "first_rule",
     "load_profile",
     "load_profile_file",
     "parse_profile",
@@ -139,6 +140,10 @@ PROFILE_SCHEMA: dict[str, Field] = {
         {
             "default": Field(str, "CPU model used when none is asked for; one of models"),
             "models": Field(MapOf(CPU_MODEL_SCHEMA), "CPU models known to work, by QEMU name"),
+            "stress_models": Field(
+                list, "models the stress suites run on (default: the default model); each one of models",
+                required=False,
+            ),
         },
         "CPU models",
     ),
@@ -196,15 +201,20 @@ class CodeModification:
     variant_rules: Mapping[str, tuple[str, ...]]
 
     def rules_for(self, variant: str, flags: Mapping[str, bool]) -> set[str]:
-        """The rules broken step ``variant`` is reported with on a CPU with ``flags`` (empty: none).
+        """The rules broken step ``variant`` is reported with on a CPU with ``flags`` (empty: none)."""
+        return first_rule(self.variant_rules.get(variant, ()), flags)
 
-        Each entry of variant_rules is ``rule`` or ``rule unless <flag>``; the first whose flag is
-        false (or absent from ``flags``) applies."""
-        for entry in self.variant_rules.get(variant, ()):
-            rule, _, flag = entry.partition(" unless ")
-            if not flags.get(flag, False):
-                return {rule}
-        return set()
+
+def first_rule(entries: Sequence[str], flags: Mapping[str, bool]) -> set[str]:
+    """The rule of the first of ``entries`` that applies on a CPU with ``flags`` (empty: none).
+
+    Each entry is ``rule`` or ``rule unless <flag>``; it applies when its flag is false (or
+    absent from ``flags``)."""
+    for entry in entries:
+        rule, _, flag = entry.partition(" unless ")
+        if not flags.get(flag, False):
+            return {rule}
+    return set()
 
 
 @dataclass(frozen=True)
@@ -241,6 +251,7 @@ class Profile:
     ninep_device: str
     default_cpu: str
     cpus: Mapping[str, CpuModel]
+    stress_cpus: tuple[str, ...]
     console: str
     kernel_cmdline: str
     memory_mb: int
@@ -364,6 +375,11 @@ def parse_profile(data: Any, path: Path) -> Profile:
         name: CpuModel(name=name, **{k: v for k, v in entry.items() if k in CPU_MODEL_SCHEMA})
         for name, entry in data["cpu"]["models"].items()
     }
+    unknown_models = sorted(set(data["cpu"].get("stress_models", ())) - set(cpus))
+    if unknown_models:
+        raise ProfileError(
+            f"{source}: field 'cpu.stress_models': {unknown_models} not in cpu.models ({', '.join(cpus)})"
+        )
     if data["cpu"]["default"] not in cpus:
         raise ProfileError(
             f"{source}: field 'cpu.default': expected one of cpu.models ({', '.join(cpus)}), "
@@ -417,6 +433,7 @@ def parse_profile(data: Any, path: Path) -> Profile:
         ninep_device=qemu["ninep_device"],
         default_cpu=data["cpu"]["default"],
         cpus=cpus,
+        stress_cpus=tuple(data["cpu"].get("stress_models") or [data["cpu"]["default"]]),
         console=data["console"],
         kernel_cmdline=data["kernel_cmdline"],
         memory_mb=data["memory_mb"],

@@ -37,6 +37,7 @@ from harness import sanitizer
 from harness.guest import OUTPUT_DISK_LIMIT, Guest
 from harness.jit_commands import add_jit_parser
 from harness.runs import append_result, new_run_dir
+from harness.stress.cli import add_run_parser
 from images.commands import add_images_parser
 from jit_core.errors import JitError
 from litmus.cli import add_litmus_parser
@@ -46,7 +47,7 @@ __all__ = ["SUBCOMMAND_PROVIDERS", "build_parser", "cmd_boot", "cmd_exec", "cmd_
 # Subcommands other parts add: each takes the subparsers object and sets ``func`` (args -> exit
 # status) with set_defaults.
 SUBCOMMAND_PROVIDERS: tuple[Callable[[Any], None], ...] = (
-    add_images_parser, add_jit_parser, add_litmus_parser,
+    add_images_parser, add_jit_parser, add_litmus_parser, add_run_parser,
 )
 
 _ERR = progress.STDERR

@@ -11,10 +11,10 @@ from .programs import JIT_BASE, JIT_STRIDE, PAGE
 __all__ = ["mutation_of_pc", "rules_by_code", "slot_of_pc"]
 
 
-def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str]) -> str | None:
-    """The name whose code page (``base + index * stride``, one page) holds ``pc``, or None."""
+def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str], span: int = PAGE) -> str | None:
+    """The name whose code (``span`` bytes from ``base + index * stride``) holds ``pc``, or None."""
     index, offset = divmod(pc - base, stride)
-    if pc < base or index >= len(names) or offset >= PAGE:
+    if pc < base or index >= len(names) or offset >= span:
         return None
     return names[index]
 

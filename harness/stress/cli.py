@@ -1,0 +1,224 @@
+"""``jitprobe run``: the stress suites and their detection matrix (../shared/CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from base import progress
+from base.contract import StressResult
+from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InputError
+from base.profiles import available_arches, expand_arch
+from harness.guest import install_signal_handlers
+from harness.runs import runs_root
+from jit_core.intrinsics import ICACHE_MUTATIONS
+
+from .runner import Job, Selection, plan, run_jobs
+from .scenarios import (
+    STRESS_MUTATIONS,
+    SUITES,
+    IcacheScenario,
+    KernelScenario,
+    expected_rules,
+    load_suite,
+    mutations_for,
+)
+
+__all__ = ["add_run_parser", "cmd_run", "matrix_table"]
+
+_SUITE_CHOICES = (*SUITES, "all")
+
+
+def _scenarios(args: argparse.Namespace) -> dict[str, list[IcacheScenario | KernelScenario]]:
+    suites = list(SUITES) if args.suite == "all" else [args.suite]
+    chosen = {suite: list(load_suite(suite)) for suite in suites}
+    if args.scenario is not None:
+        known = sorted(s.name for scenarios in chosen.values() for s in scenarios)
+        if args.scenario not in known:
+            raise InputError("--scenario", args.scenario, known)
+        chosen = {
+            suite: [s for s in scenarios if s.name == args.scenario] for suite, scenarios in chosen.items()
+        }
+    if args.mutation is not None:
+        known = sorted(
+            {
+                m
+                for s in chosen.get("icache", [])
+                if isinstance(s, IcacheScenario)
+                for arch in available_arches()
+                for m in mutations_for(s, arch)
+            }
+            | {"none"}
+        )
+        if args.mutation not in known:
+            raise InputError("--mutation", args.mutation, known)
+    return chosen
+
+
+def _jobs(args: argparse.Namespace) -> list[Job]:
+    if args.suite not in _SUITE_CHOICES:
+        raise InputError("--suite", args.suite, _SUITE_CHOICES)
+    arches = expand_arch(args.arch)
+    if args.cpu is not None and len(arches) > 1:
+        raise InputError("--cpu", args.cpu, hint="give one --arch with --cpu (models differ by architecture)")
+    return plan(_scenarios(args), arches, args.cpu)
+
+
+def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(arch, cpu, scenario, mutation, expected) of every cell ``jobs`` run; expected is ``clean``
+    or ``caught: <rules>``."""
+    rows = []
+    for job in jobs:
+        for scenario in job.scenarios:
+            if isinstance(scenario, KernelScenario):
+                rows.append((job.arch, job.cpu, scenario.name, "none", "clean"))
+                continue
+            for m in mutations_for(scenario, job.arch):
+                if mutation in (None, m):
+                    rules = expected_rules(scenario, job.arch, job.cpu, m)
+                    rows.append(
+                        (
+                            job.arch,
+                            job.cpu,
+                            scenario.name,
+                            str(m),
+                            f"caught: {', '.join(sorted(rules))}" if rules else "clean",
+                        )
+                    )
+    return rows
+
+
+def matrix_table(jobs: Sequence[Job], mutation: str | None = None) -> Table:
+    """The expected detection matrix as a rich table: one row per scenario and mutation, one
+    column per architecture and CPU model."""
+    rows = matrix_rows(jobs, mutation)
+    columns = list(dict.fromkeys((arch, cpu) for arch, cpu, *_ in rows))
+    cells = {(arch, cpu, scenario, m): expected for arch, cpu, scenario, m, expected in rows}
+    table = Table(title="jitprobe detection matrix (expected; from the architectures' rules)")
+    table.add_column("scenario")
+    table.add_column("mutation")
+    for arch, cpu in columns:
+        table.add_column(f"{arch}\n{cpu}")
+    for scenario, m in dict.fromkeys((scenario, m) for _, _, scenario, m, _ in rows):
+        table.add_row(
+            scenario,
+            m,
+            *(
+                cells.get((arch, cpu, scenario, m), "-").replace("caught: ", "").replace(f"{arch}.", "")
+                or "clean"
+                for arch, cpu in columns
+            ),
+        )
+    return table
+
+
+def _summary(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
+    verdicts = Counter(str(r["verdict"]) if r["verdict"] is not None else "not exercised" for r in results)
+    differing = [r for r in results if r["verdict"] not in ("pass", None)]
+    return {
+        "cells": len(results),
+        "verdicts": dict(verdicts),
+        "differing": len(differing),
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def _print_results(results: Sequence[StressResult], summary: dict[str, Any]) -> None:
+    table = Table(title="jitprobe run")
+    for column in ("arch", "cpu", "scenario", "mutation", "expected", "observed", "verdict", "detail"):
+        table.add_column(column)
+    for r in sorted(results, key=lambda r: (r["arch"], r["cpu"], r["scenario"], r["mutation"])):
+        colour = {"pass": "green", None: "yellow"}.get(r["verdict"], "red")
+        table.add_row(
+            r["arch"],
+            r["cpu"],
+            r["scenario"],
+            r["mutation"],
+            r["expected"],
+            r["observed"],
+            f"[{colour}]{r['verdict'] or 'not exercised'}[/{colour}]",
+            r["detail"][:160],
+        )
+    Console().print(table)
+    print(
+        f"{summary['cells']} cells, {summary['differing']} differing from their expectation, "
+        f"in {summary['wall_s']} s"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the stress suites (or list their matrix); exit 1 when any cell differs from its expectation."""
+    jobs = _jobs(args)
+    if args.list:
+        if args.json:
+            keys = ("arch", "cpu", "scenario", "mutation", "expected")
+            progress.print_json(
+                {"matrix": [dict(zip(keys, row, strict=True)) for row in matrix_rows(jobs, args.mutation)]}
+            )
+        else:
+            console = Console(width=None if progress.enabled() else 240)
+            console.print(matrix_table(jobs, args.mutation))
+            for name, what in {**ICACHE_MUTATIONS, **STRESS_MUTATIONS}.items():
+                console.print(f"  {name}: {what}", markup=False, highlight=False)
+        return EXIT_PASS
+    if not jobs:
+        raise InputError(
+            "selection", f"--suite {args.suite} --arch {args.arch}", hint="no scenario runs there"
+        )
+    install_signal_handlers()
+    results_dir = Path(args.results) if args.results else runs_root() / time.strftime("run-%Y%m%d-%H%M%S")
+    selection = Selection(mutation=args.mutation, seed=args.seed, sanitize=args.sanitize)
+    started = time.monotonic()
+
+    def show(cell: StressResult) -> None:
+        if progress.enabled():
+            progress.STDERR.print(
+                f"{cell['arch']} {cell['cpu']} {cell['scenario']} {cell['mutation']}: "
+                f"{cell['verdict'] or 'not exercised'}",
+                markup=False,
+                highlight=False,
+            )
+
+    results = run_jobs(jobs, selection, results_dir, show, workers=args.jobs)
+    summary = _summary(results, time.monotonic() - started)
+    summary["results_dir"] = str(results_dir)
+    if args.json:
+        progress.print_json({"results": results, "summary": summary})
+    else:
+        _print_results(results, summary)
+    if any(r["verdict"] == "infra" for r in results):
+        return EXIT_INFRA
+    return EXIT_FAIL if summary["differing"] else EXIT_PASS
+
+
+def add_run_parser(subparsers: Any) -> None:
+    """Register ``jitprobe run``."""
+    run = subparsers.add_parser("run", help="run the stress suites and check their detection matrix")
+    run.add_argument("--suite", default="all", help=f"{', '.join(_SUITE_CHOICES)} (default all)")
+    run.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
+    run.add_argument("--cpu", help="one CPU model (default: every model the profile's stress_models name)")
+    run.add_argument("--scenario", help="only this scenario")
+    run.add_argument("--mutation", help="only this mutation (none: the correct protocol)")
+    run.add_argument("--seed", type=int, help="replaces each scenario's seed")
+    run.add_argument(
+        "--sanitize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="load the coherency sanitizer (default); without it only results and crashes are seen",
+    )
+    run.add_argument("--jobs", type=int, help="guests at once (default: one per host core)")
+    run.add_argument(
+        "--results",
+        metavar="DIR",
+        help="append each cell's result to DIR/results.jsonl (default: a new folder under the runs folder)",
+    )
+    run.add_argument("--list", action="store_true", help="print the expected detection matrix; boot nothing")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.set_defaults(func=cmd_run)

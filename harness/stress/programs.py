@@ -1,0 +1,411 @@
+"""The icache stress programs: freestanding ELF executables built by jit_core from eBPF assembly.
+
+Each program installs jit_core's code for a small function again and again at its own address
+(``harness.icache``'s slots, so that a violation is attributed to its program by PC) and calls
+it. The function alternates between two generations that return different values (chosen by
+the scenario's seed), and every call's result is checked against the generation installed at
+that moment ("returns 3, then must return 7"). Exit status: 0 every call returned what it
+must, 1 a call returned another value (stale code ran), 2 a system call the set-up needs
+failed; a signal gives 128 + its number.
+
+Two generators (GENERATORS, named by the scenario files):
+- ``install``: one thread writes, synchronizes and calls, optionally moving to the other CPU
+  between synchronizing and calling (``migrate``);
+- ``publish``: a writer on CPU 0 installs each generation and publishes its round number with a
+  store-release; executor threads on CPU 1 wait for it with load-acquire, synchronize as the
+  scenario says (``context_sync``, or nothing when the writer's ``membarrier`` does it for them)
+  and call.
+Both map the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
+mapped RX at the slot and RW at an alias: W^X) or ``mprotect`` (RW while writing, RX before
+running). Mutations of jit_core's icache_sync and context_sync are applied by jit_core; the
+scenario-level ones (harness.stress.scenarios.StressMutation) change the program here.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from base.errors import InfraError, InputError
+from base.profiles import load_profile
+from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, PAGE
+from jit_core.asm import assemble
+from jit_core.compile import compile_program
+from jit_core.elf import build_executable
+from jit_core.intrinsics import Mutation
+from jit_core.syscalls import syscall_number
+
+from .scenarios import IcacheScenario, StressMutation
+
+__all__ = ["EXIT_SETUP", "EXIT_WRONG_RESULT", "GENERATORS", "REGION", "build_program", "generation_values"]
+
+EXIT_WRONG_RESULT, EXIT_SETUP = 1, 2
+REGION = 2 * PAGE  # the code region of a slot: placements may straddle its page boundary
+_RW_ALIAS = 0x8000  # the writable view of a dual mapping, inside the slot's stride
+_STACK = 64 * 1024
+_PROT_RW, _PROT_RX, _PROT_RWX = 3, 5, 7
+_MAP_SHARED, _MAP_PRIVATE, _MAP_FIXED, _MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+_FUTEX_WAIT = 0
+# include/uapi/linux/membarrier.h
+_MEMBARRIER = {
+    "sync_core": (1 << 6, 1 << 5),  # (register, command): PRIVATE_EXPEDITED_SYNC_CORE
+    "plain": (1 << 4, 1 << 3),  # PRIVATE_EXPEDITED
+}
+
+
+@dataclass(frozen=True)
+class _Program:
+    """What the assembly of one program needs: its architecture, parameters and code."""
+
+    arch: str
+    params: Mapping[str, Any]
+    mutation: str
+    slot: int
+    codes: tuple[bytes, bytes]  # the two generations, padded to whole u64s
+    entry: int
+    values: tuple[int, int]
+    at: Mapping[str, int]  # offset of each mem field
+
+    def sys(self, name: str) -> int:
+        return syscall_number(self.arch, name)
+
+    @property
+    def code_at(self) -> int:
+        return self.slot + int(self.params["placement"])
+
+    @property
+    def write_at(self) -> int:
+        return self.code_at + (_RW_ALIAS if self.params["mapping"] == "dual" else 0)
+
+
+def generation_values(seed: int) -> tuple[int, int]:
+    """The two different values the generations return, from the scenario's seed."""
+    first, second = random.Random(seed).sample(range(1, 100), 2)
+    return first, second
+
+
+def _function(arch: str, value: int, filler: int) -> tuple[bytes, int]:
+    """(code padded to u64s, entry offset) of jit_core's function returning ``value``."""
+    text = f"mov %r0, {value - filler}\n" + "add %r0, 1\n" * filler + "exit\n"
+    compiled = compile_program(arch, assemble(text))
+    return compiled.code + bytes(-len(compiled.code) % 8), compiled.functions.get(0, 0)
+
+
+def _mmap(address: int, prot: int, flags: int) -> bytes:
+    return struct.pack("<QQQQqQ", address, REGION, prot, flags, -1, 0)
+
+
+def _mem(fields: list[tuple[str, bytes]]) -> tuple[dict[str, int], bytes]:
+    offsets, blob = {}, b""
+    for name, data in fields:
+        offsets[name] = len(blob)
+        blob += data + bytes(-len(data) % 8)
+    return offsets, blob
+
+
+def _build(
+    arch: str,
+    params: Mapping[str, Any],
+    mutation: str,
+    index: int,
+    seed: int | None,
+    extra: list[tuple[str, bytes]],
+) -> tuple[_Program, bytes]:
+    if not 0 <= index < MAX_INDEX:
+        raise InputError("stress program index", index, hint=f"0 to {MAX_INDEX - 1}")
+    values = generation_values(params["seed"] if seed is None else seed)
+    (code0, entry), (code1, _) = (_function(arch, v, params["filler"]) for v in values)
+    if params["placement"] + max(len(code0), len(code1)) > REGION:
+        raise InfraError(
+            f"{arch} code of {len(code0)} bytes at placement {params['placement']} "
+            f"does not fit the {REGION}-byte region"
+        )
+    slot = JIT_BASE + index * JIT_STRIDE
+    u64 = struct.Struct("<q").pack
+    mapping = params["mapping"]
+    anon = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_FIXED
+    maps = {
+        "rwx": [("map_rx", _mmap(slot, _PROT_RWX, anon))],
+        "mprotect": [("map_rx", _mmap(slot, _PROT_RW, anon))],
+        "dual": [
+            ("map_rx", _mmap(slot, _PROT_RX, _MAP_SHARED | _MAP_FIXED)),
+            ("map_rw", _mmap(slot + _RW_ALIAS, _PROT_RW, _MAP_SHARED | _MAP_FIXED)),
+            ("memfd_name", b"jitprobe-code\0"),
+        ],
+    }[mapping]
+    at, mem = _mem([*maps, ("cpu0", u64(1)), ("cpu1", u64(2)), ("code0", code0), ("code1", code1), *extra])
+    return _Program(arch, params, mutation, slot, (code0, code1), entry, values, at), mem
+
+
+def _syscall(number: int, *args: str | int) -> str:
+    """Assembly of syscall ``number`` with up to four arguments (registers or immediates)."""
+    moves = [f"mov %r{2 + k}, {arg}" for k, arg in enumerate(args)]
+    return "\n".join([f"mov %r1, {number}", *moves, "call syscall"])
+
+
+def _set_up(p: _Program) -> str:
+    """Map the code region; any failure exits EXIT_SETUP."""
+    mmap = p.sys("mmap")
+    steps = []
+    if p.params["mapping"] == "dual":
+        steps += [
+            "mov %r3, %r6",
+            f"add %r3, {p.at['memfd_name']}",
+            _syscall(p.sys("memfd_create"), "%r3", 0),
+            "jslt %r0, 0, setup_failed",
+            f"stxdw [%r6+{p.at['map_rx'] + 32}], %r0",
+            f"stxdw [%r6+{p.at['map_rw'] + 32}], %r0",
+            _syscall(p.sys("ftruncate"), "%r0", REGION),
+            "jne %r0, 0, setup_failed",
+        ]
+    for name, address in (("map_rx", p.slot), ("map_rw", p.slot + _RW_ALIAS)):
+        if name in p.at:
+            steps += [
+                f"mov %r1, {mmap}",
+                "mov %r2, %r6",
+                f"add %r2, {p.at[name]}",
+                "call syscall6",
+                f"jne %r0, {address}, setup_failed",
+            ]
+    return "\n".join(steps)
+
+
+def _pin(p: _Program, cpu: int, status: str = "") -> str:
+    """sched_setaffinity(0, 8, mask of ``cpu``); a failure exits EXIT_SETUP, or is stored at
+    mem field ``status`` when given (an executor thread cannot exit the program)."""
+    call = [
+        "mov %r4, %r6",
+        f"add %r4, {p.at[f'cpu{cpu}']}",
+        _syscall(p.sys("sched_setaffinity"), 0, 8, "%r4"),
+    ]
+    check = f"stxdw [%r6+{p.at[status]}], %r0" if status else "jne %r0, 0, setup_failed"
+    return "\n".join([*call, check])
+
+
+def _sync(p: _Program, gen: int, length: int) -> str:
+    """icache_sync as the mutation has it, over ``length`` bytes of generation ``gen``."""
+    if p.mutation == StressMutation.SKIP_SYNC:
+        return ""
+    if p.mutation == StressMutation.SYNC_NULL_RANGE:
+        return "mov %r1, 0\nmov %r2, 0\ncall icache_sync"
+    if p.mutation == StressMutation.SYNC_WRONG_BUFFER:
+        start = f"mov %r1, %r6\nadd %r1, {p.at[f'code{gen}']}"
+    else:
+        start = f"mov %r1, {p.code_at}"
+    return f"{start}\nmov %r2, {length}\ncall icache_sync"
+
+
+def _install(p: _Program, gen: int) -> str:
+    """Write generation ``gen`` through the writable view and synchronize it; under
+    sync_before_last_write its last u64 is written after icache_sync."""
+    code = p.codes[gen]
+    late = 8 if p.mutation == StressMutation.SYNC_BEFORE_LAST_WRITE else 0
+
+    def copy(lo: int, hi: int) -> list[str]:
+        return [
+            f"ldxdw %r3, [%r6+{p.at[f'code{gen}'] + off}]\nstxdw [%r7+{off}], %r3" for off in range(lo, hi, 8)
+        ]
+
+    mprotect = p.params["mapping"] == "mprotect"
+    protect = [_syscall(p.sys("mprotect"), p.slot, REGION, prot) for prot in (_PROT_RW, _PROT_RX)]
+    return "\n".join(
+        [
+            *([protect[0]] if mprotect else []),
+            *copy(0, len(code) - late),
+            *([protect[1]] if mprotect else []),
+            _sync(p, gen, len(code)),
+            *copy(len(code) - late, len(code)),
+        ]
+    )
+
+
+def _by_generation(p: _Program, counter: str, label: str, block: Callable[[int], str]) -> str:
+    """``block(0)`` when ``counter`` is even, else ``block(1)``."""
+    return "\n".join(
+        [
+            f"mov %r3, {counter}",
+            "and %r3, 1",
+            f"jne %r3, 0, {label}_odd",
+            block(0),
+            f"ja {label}_end",
+            f"{label}_odd:",
+            block(1),
+            f"{label}_end:",
+        ]
+    )
+
+
+def _check(p: _Program, counter: str, label: str, on_wrong: str) -> str:
+    """After a call: r0 must be the value of the generation installed in round ``counter``."""
+    return _by_generation(
+        p,
+        counter,
+        label,
+        lambda gen: f"jeq %r0, {p.values[gen]}, {label}_ok{gen}\n{on_wrong}\n{label}_ok{gen}:",
+    )
+
+
+_EPILOGUE = f"""
+    mov %r0, 0
+    exit
+wrong:
+    mov %r0, {EXIT_WRONG_RESULT}
+    exit
+setup_failed:
+    mov %r0, {EXIT_SETUP}
+    exit
+"""
+
+
+def install_generator(
+    arch: str, params: Mapping[str, Any], mutation: str, index: int, seed: int | None = None
+) -> bytes:
+    """One thread installs, synchronizes and calls each generation (see the module docstring)."""
+    p, mem = _build(arch, params, mutation, index, seed, [])
+    migrate = bool(params.get("migrate"))
+    text = "\n".join(
+        [
+            "mov %r6, %r1",
+            _set_up(p),
+            f"mov %r7, {p.write_at}",
+            f"mov %r9, {p.code_at + p.entry}",
+            "mov %r8, 0",
+            "again:",
+            _pin(p, 0) if migrate else "",
+            _by_generation(p, "%r8", "install", lambda gen: _install(p, gen)),
+            _pin(p, 1) if migrate else "",
+            "call %r9",
+            _check(p, "%r8", "check", "ja wrong"),
+            "add %r8, 1",
+            f"jlt %r8, {params['iterations']}, again",
+            _EPILOGUE,
+        ]
+    )
+    return build_executable(arch, assemble(text), mem, mutation=_jit_mutation(mutation))
+
+
+def publish_generator(
+    arch: str, params: Mapping[str, Any], mutation: str, index: int, seed: int | None = None
+) -> bytes:
+    """A writer installs each generation and publishes it to executor threads (module docstring)."""
+    threads = int(params["threads"])
+    if threads < 1:
+        raise InputError("publish generator threads", threads, hint="at least 1")
+    u64 = struct.Struct("<q").pack
+    per_thread = [
+        (f"{field}{k}", u64(init))
+        for k in range(threads)
+        for field, init in (("done", 0), ("pinned", 0), ("tid", -1))
+    ]
+    stack = ("map_stack", struct.pack("<QQQQqQ", 0, _STACK, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0))
+    p, mem = _build(
+        arch, params, mutation, index, seed, [("published", u64(0)), ("bad", u64(0)), stack, *per_thread]
+    )
+    publish = params.get("publish", "context_sync")
+    register, command = _MEMBARRIER["plain" if mutation == StressMutation.MEMBARRIER_PLAIN else "sync_core"]
+    membarrier = p.sys("membarrier")
+    executor_sync = publish == "context_sync" and load_profile(arch).code_modification.executor_sync
+    iterations = params["iterations"]
+    writer = [
+        "mov %r6, %r1",
+        _pin(p, 0),
+        _syscall(membarrier, register, 0, 0)
+        if publish == "membarrier" and mutation != StressMutation.MEMBARRIER_UNREGISTERED
+        else "",
+        _set_up(p),
+        f"mov %r7, {p.write_at}",
+    ]
+    for k in range(threads):
+        writer += [
+            f"mov %r1, {p.sys('mmap')}",
+            "mov %r2, %r6",
+            f"add %r2, {p.at['map_stack']}",
+            "call syscall6",
+            "jslt %r0, 0, setup_failed",
+            "mov %r2, %r0",
+            f"add %r2, {_STACK}",
+            f"lddw %r1, func executor{k}",
+            "mov %r3, %r6",
+            "mov %r4, %r6",
+            f"add %r4, {p.at[f'tid{k}']}",
+            "call clone_thread",
+            "jsle %r0, 0, setup_failed",
+        ]
+    writer += [
+        "mov %r8, 1",
+        "round:",
+        _by_generation(p, "%r8", "install", lambda gen: _install(p, gen)),
+        _syscall(membarrier, command, 0, 0) if publish == "membarrier" else "",
+        f"store_release64 [%r6+{p.at['published']}], %r8",
+    ]
+    for k in range(threads):
+        writer += [
+            f"wait_done{k}:",
+            "call spin_hint",
+            f"load_acquire64 %r0, [%r6+{p.at[f'done{k}']}]",
+            f"jne %r0, %r8, wait_done{k}",
+        ]
+    writer += ["add %r8, 1", f"jle %r8, {iterations}, round"]
+    for k in range(threads):
+        tid = p.at[f"tid{k}"]
+        writer += [
+            f"join{k}:",
+            f"ldxw %r3, [%r6+{tid}]",
+            f"jeq %r3, 0, joined{k}",
+            "mov %r4, %r3",
+            "mov %r2, %r6",
+            f"add %r2, {tid}",
+            f"mov %r1, {p.sys('futex')}",
+            f"mov %r3, {_FUTEX_WAIT}",
+            "mov %r5, 0",
+            "call syscall",
+            f"ja join{k}",
+            f"joined{k}:",
+            f"ldxdw %r0, [%r6+{p.at[f'pinned{k}']}]",
+            "jne %r0, 0, setup_failed",
+        ]
+    writer += [f"ldxdw %r0, [%r6+{p.at['bad']}]", "jne %r0, 0, wrong", _EPILOGUE]
+    executors = []
+    for k in range(threads):
+        executors += [
+            f"executor{k}:",
+            "mov %r6, %r1",
+            _pin(p, 1, status=f"pinned{k}"),
+            f"mov %r9, {p.code_at + p.entry}",
+            "mov %r7, 1",
+            f"wait_published{k}:",
+            "call spin_hint",
+            f"load_acquire64 %r0, [%r6+{p.at['published']}]",
+            f"jne %r0, %r7, wait_published{k}",
+            "call context_sync" if executor_sync else "",
+            "call %r9",
+            _check(p, "%r7", f"check{k}", f"stdw [%r6+{p.at['bad']}], 1"),
+            f"store_release64 [%r6+{p.at[f'done{k}']}], %r7",
+            "add %r7, 1",
+            f"jle %r7, {iterations}, wait_published{k}",
+            "exit",
+        ]
+    text = "\n".join([*writer, *executors])
+    return build_executable(arch, assemble(text), mem, mutation=_jit_mutation(mutation))
+
+
+def _jit_mutation(mutation: str) -> str:
+    """The jit_core mutation the program is compiled with (none for a StressMutation)."""
+    return Mutation.NONE if mutation in StressMutation.__members__.values() else mutation
+
+
+Generator = Callable[[str, Mapping[str, Any], str, int, "int | None"], bytes]
+GENERATORS: dict[str, Generator] = {"install": install_generator, "publish": publish_generator}
+
+
+def build_program(
+    scenario: IcacheScenario, arch: str, mutation: str, index: int, seed: int | None = None
+) -> bytes:
+    """The executable of ``scenario`` with ``mutation`` for ``arch``, its code in slot ``index``.
+
+    ``seed`` replaces the scenario's. Raises InputError for a bad index, JitError for an unknown
+    architecture or mutation and InfraError when the code does not fit its region."""
+    return GENERATORS[scenario.generator](arch, scenario.params, mutation, index, seed)

@@ -1,0 +1,316 @@
+"""Running the stress suites: guests in parallel, one result per cell of the detection matrix.
+
+An icache job is one sanitized guest per architecture and CPU model that runs every selected
+scenario's programs (each mutation's code in its own slot, so that violations are attributed by
+PC); a kernel job is one sanitized guest per architecture and kernel scenario (the workloads
+change kernel state, so they do not share a boot). Each scenario's results are appended to the
+results folder as soon as that scenario finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from base.contract import StressResult, Verdict, Violation
+from base.errors import GuestError, InfraError, JitprobeError
+from base.profiles import load_profile
+from harness.batch import run_batch
+from harness.guest import Guest
+from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, describe_violations, slot_of_pc
+from harness.runs import append_result, new_run_dir
+from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
+from jit_core.errors import JitError
+
+from .programs import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, build_program
+from .scenarios import IcacheScenario, KernelScenario, expected_rules, mutations_for
+
+__all__ = ["Job", "Selection", "plan", "run_jobs"]
+
+_PROGRAM_TIMEOUT_S = 60.0
+_TIMEOUT_STATUS = 143  # busybox timeout's SIGTERM (harness.batch)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``jitprobe run`` was asked for, as the reproducer repeats it."""
+
+    mutation: str | None = None
+    seed: int | None = None
+    sanitize: bool = True
+
+
+@dataclass(frozen=True)
+class Job:
+    """One guest boot: an architecture and CPU model, and the scenarios it runs."""
+
+    arch: str
+    cpu: str
+    suite: str
+    scenarios: tuple[IcacheScenario | KernelScenario, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite}-{self.arch}-{self.cpu}" + (
+            f"-{self.scenarios[0].name}" if self.suite == "kernel" else ""
+        )
+
+
+def plan(
+    suite_scenarios: Mapping[str, Sequence[IcacheScenario | KernelScenario]],
+    arches: Sequence[str],
+    cpu: str | None,
+) -> list[Job]:
+    """The guest boots that run ``suite_scenarios`` on ``arches`` (on ``cpu`` only, when given:
+    it must be a model of every architecture's profile; InputError otherwise)."""
+    jobs: list[Job] = []
+    for arch in arches:
+        profile = load_profile(arch)
+        if cpu is not None:
+            profile.cpu_model(cpu)
+        for suite, scenarios in suite_scenarios.items():
+            if suite == "icache":
+                for model in [cpu] if cpu else profile.stress_cpus:
+                    chosen = tuple(
+                        s
+                        for s in scenarios
+                        if isinstance(s, IcacheScenario) and model in s.cpus.get(arch, (model,))
+                    )
+                    if chosen:
+                        jobs.append(Job(arch, model, suite, chosen))
+            else:
+                jobs += [
+                    Job(arch, cpu or profile.default_cpu, suite, (s,))
+                    for s in scenarios
+                    if isinstance(s, KernelScenario) and arch in s.arches
+                ]
+    return jobs
+
+
+def reproducer(job: Job, scenario: str, mutation: str, selection: Selection) -> str:
+    """The command that runs this one cell again on the local machine."""
+    words = [
+        "jitprobe",
+        "run",
+        "--suite",
+        job.suite,
+        "--arch",
+        job.arch,
+        "--cpu",
+        job.cpu,
+        "--scenario",
+        scenario,
+        "--mutation",
+        mutation,
+    ]
+    if selection.seed is not None:
+        words += ["--seed", str(selection.seed)]
+    if not selection.sanitize:
+        words.append("--no-sanitize")
+    return shlex.join(words)
+
+
+def _cell(
+    job: Job, scenario: str, mutation: str, expected_set: set[str], selection: Selection
+) -> StressResult:
+    return {
+        "arch": job.arch, "cpu": job.cpu, "suite": job.suite, "scenario": scenario, "mutation": mutation,
+        "expected": "caught" if expected_set else "clean", "observed": "clean", "caught_by": [],
+        "verdict": "infra", "violations": [], "histogram": None,
+        "reproducer": reproducer(job, scenario, mutation, selection),
+        "expected_rules": sorted(expected_set), "observed_rules": [], "exit_code": None, "detail": "",
+        "run_dir": "",
+    }  # fmt: skip
+
+
+def _judge(cell: StressResult, exit_code: int | None, violations: list[Violation], sanitize: bool) -> None:
+    """Fill in what was observed and the cell's verdict (pass: exactly what was expected)."""
+    cell["exit_code"] = exit_code
+    cell["violations"] = violations
+    cell["observed_rules"] = sorted({v["rule"] for v in violations})
+    caught_by = ["sanitizer"] if violations else []
+    if exit_code == EXIT_WRONG_RESULT:
+        caught_by.append("result")
+    elif exit_code is not None and exit_code > 128 and exit_code != _TIMEOUT_STATUS:
+        caught_by.append("crash")
+    cell["caught_by"] = caught_by
+    cell["observed"] = "caught" if caught_by else "clean"
+    if exit_code is None:
+        cell["verdict"], cell["detail"] = "crash", "no result: the guest stopped before the program ended"
+        return
+    if exit_code == _TIMEOUT_STATUS:
+        cell["verdict"], cell["detail"] = "timeout", f"did not end within {_PROGRAM_TIMEOUT_S:g} s"
+        return
+    if exit_code == EXIT_SETUP:
+        cell["verdict"], cell["detail"] = "fail", "a system call the set-up needs failed (exit 2)"
+        return
+    if not sanitize and cell["expected"] == "caught" and not caught_by:
+        cell["observed"], cell["verdict"] = "not exercised", None
+        cell["detail"] = (
+            "without the sanitizer only wrong results and crashes are seen (TCG keeps code coherent)"
+        )
+        return
+    expected_rules_ = set(cell["expected_rules"]) if sanitize else set()
+    if cell["observed_rules"] != sorted(expected_rules_) or ("crash" in caught_by and not expected_rules_):
+        cell["verdict"] = "fail"
+        want = ", ".join(sorted(expected_rules_)) or "nothing"
+        cell["detail"] = f"expected {want}; reported {', '.join(cell['observed_rules']) or 'nothing'}" + (
+            f", exit {exit_code}" if exit_code else ""
+        )
+    elif exit_code != 0 and not expected_rules_:
+        cell["verdict"], cell["detail"] = (
+            "fail",
+            f"exit {exit_code} (wrong result or signal) in a correct program",
+        )
+    else:
+        cell["verdict"] = "pass"
+        cell["detail"] = f"{cell['observed']} as expected" + (
+            f" ({', '.join(caught_by)}: {describe_violations(violations, limit=1)})" if violations else ""
+        )
+
+
+def _guest(job: Job, run_dir: Path, sanitize: bool) -> Guest:
+    profile = load_profile(job.arch)
+    if profile.smp < 2:
+        raise InfraError(f"the {job.arch} profile gives {profile.smp} vCPU; the stress suites need 2")
+    spec = plugin_spec(job.arch, job.cpu, run_dir) if sanitize else None
+    return Guest(profile, run_dir=run_dir, cpu=job.cpu, plugin=spec)
+
+
+Record = Callable[[StressResult], None]
+
+
+def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
+    slots: list[tuple[IcacheScenario, str]] = []
+    for scenario in job.scenarios:
+        assert isinstance(scenario, IcacheScenario)
+        slots += [(scenario, m) for m in mutations_for(scenario, job.arch) if selection.mutation in (None, m)]
+    if len(slots) > MAX_INDEX:
+        raise InfraError(f"{len(slots)} programs for one guest; the slots hold {MAX_INDEX}")
+    names = [f"{s.name}-{m}" for s, m in slots]
+    programs = {
+        name: build_program(s, job.arch, m, index, selection.seed)
+        for index, (name, (s, m)) in enumerate(zip(names, slots, strict=True))
+    }
+    pending = {
+        name: _cell(job, s.name, m, expected_rules(s, job.arch, job.cpu, m), selection)
+        for name, (s, m) in zip(names, slots, strict=True)
+    }
+    for cell in pending.values():
+        cell["run_dir"] = str(run_dir)
+
+    def owner(v: Violation) -> str | None:
+        return slot_of_pc(v["pc"], JIT_BASE, JIT_STRIDE, names, REGION)
+
+    try:
+        with _guest(job, run_dir, selection.sanitize) as guest:
+            kallsyms = save_kernel_symbols(guest) if selection.sanitize else None
+            for scenario in job.scenarios:
+                mine = {n: programs[n] for n, (s, _) in zip(names, slots, strict=True) if s is scenario}
+                runs = run_batch(guest, mine, each_timeout_s=_PROGRAM_TIMEOUT_S)
+                violations = (
+                    read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
+                )
+                for name in mine:
+                    run = runs.get(name)
+                    _judge(
+                        pending[name],
+                        run.exit_code if run else None,
+                        [v for v in violations if owner(v) == name],
+                        selection.sanitize,
+                    )
+                    record(pending.pop(name))
+            stray = [
+                v
+                for v in (
+                    read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
+                )
+                if owner(v) is None
+            ]
+            if stray:
+                cell = _cell(job, "guest", "none", set(), selection)
+                cell["run_dir"] = str(run_dir)
+                _judge(cell, 0, stray, True)
+                cell["detail"] = "violations outside every program's code: " + describe_violations(
+                    stray, 3, "; "
+                )
+                record(cell)
+    except JitprobeError as exc:
+        verdict: Verdict = exc.verdict if isinstance(exc, GuestError) else "infra"
+        for cell in pending.values():
+            cell["verdict"], cell["detail"] = verdict, str(exc)
+            record(cell)
+
+
+def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
+    (scenario,) = job.scenarios
+    assert isinstance(scenario, KernelScenario)
+    cell = _cell(job, scenario.name, "none", set(), selection)
+    cell["run_dir"] = str(run_dir)
+    try:
+        with _guest(job, run_dir, selection.sanitize) as guest:
+            result = guest.run(scenario.command, timeout=scenario.timeout_s)
+            kallsyms = (
+                save_kernel_symbols(guest) if selection.sanitize and result.exit_code is not None else None
+            )
+        violations = read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
+    except JitprobeError as exc:
+        cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
+        cell["detail"] = str(exc)
+        record(cell)
+        return
+    _judge(cell, result.exit_code, violations, selection.sanitize)
+    stdout = result.stdout.decode(errors="replace")
+    missing = [p for p in scenario.expect_stdout if not re.search(p, stdout, re.MULTILINE)]
+    if result.verdict in ("crash", "timeout"):
+        cell["verdict"], cell["detail"] = (
+            result.verdict,
+            (result.crash.line if result.crash else result.console_tail[-300:]),
+        )
+    elif missing and cell["verdict"] == "pass":
+        cell["verdict"] = "fail"
+        cell["detail"] = f"stdout does not match {missing[0]!r}: {stdout[-300:]!r}"
+    if cell["verdict"] == "pass":
+        cell["detail"] = (
+            f"no violations; stdout matched {len(scenario.expect_stdout)} patterns in {result.wall_s:.0f} s"
+        )
+    record(cell)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    selection: Selection,
+    results_dir: Path | None,
+    on_result: Callable[[StressResult], None] = lambda _: None,
+    workers: int | None = None,
+) -> list[StressResult]:
+    """Run ``jobs`` with up to ``workers`` guests at once (default: one per host core) and return
+    every cell's result. Each is appended to ``results_dir`` (when given) and passed to
+    ``on_result`` as soon as its scenario ends. Raises InfraError if a result cannot be written."""
+    results: list[StressResult] = []
+    lock = threading.Lock()
+
+    def record(cell: StressResult) -> None:
+        with lock:
+            results.append(cell)
+            if results_dir is not None:
+                append_result(results_dir, {"job": "run", **cell})
+            on_result(cell)
+
+    def one(job: Job) -> None:
+        run_dir = new_run_dir("run", f"{job.arch}-{job.cpu}")
+        try:
+            (_run_icache if job.suite == "icache" else _run_kernel)(job, selection, run_dir, record)
+        except JitError as exc:  # the generators are the project's own: a refusal is its fault
+            raise InfraError(f"jit_core refused a stress program of {job.name}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()
+    return results

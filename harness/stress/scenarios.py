@@ -1,0 +1,308 @@
+"""Stress scenarios as data: one YAML file per scenario under tests/stress/<suite>/, validated like
+the architecture profiles (base.profiles.validate), and the verdict each mutation must get.
+
+An icache scenario names its program generator (harness.stress.programs.GENERATORS), the
+generator's parameters, the mutations it runs besides the correct protocol, and where the rules
+of the architectures make a mutation's verdict differ from what the profile's
+``code_modification`` gives, the rules it must be reported with instead (``expect``), each with
+the reason. A kernel scenario is a guest shell script with the regexes its output must match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from base.errors import InputError
+from base.profiles import Field, MapOf, ProfileError, available_arches, first_rule, load_profile, validate
+from harness.icache import expected_cross_mutation_rules, expected_mutation_rules
+from jit_core.backend import get_backend
+from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
+
+__all__ = [
+    "GENERATOR_NAMES",
+    "STRESS_DIR",
+    "STRESS_MUTATIONS",
+    "SUITES",
+    "Expected",
+    "IcacheScenario",
+    "KernelScenario",
+    "ScenarioError",
+    "StressMutation",
+    "expected_rules",
+    "load_suite",
+    "mutations_for",
+]
+
+STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
+SUITES = ("icache", "kernel")
+GENERATOR_NAMES = ("install", "publish")  # harness.stress.programs.GENERATORS, checked there
+Expected = Literal["clean", "caught"]
+
+
+class ScenarioError(ProfileError):
+    """A scenario file is unreadable or does not match its schema."""
+
+
+class StressMutation(StrEnum):
+    """Bugs of a JIT's install sequence around icache_sync (jit_core's mutations break the
+    sequence itself): each is a real bug class the stress programs can be built with."""
+
+    SKIP_SYNC = "skip_sync"  # RW -> RX with mprotect only, no cache maintenance
+    SYNC_BEFORE_LAST_WRITE = "sync_before_last_write"  # an exit stub written after the flush
+    SYNC_WRONG_BUFFER = "sync_wrong_buffer"  # the source buffer flushed instead of the code
+    SYNC_NULL_RANGE = "sync_null_range"  # __clear_cache(NULL, NULL)
+    MEMBARRIER_UNREGISTERED = "membarrier_unregistered"  # SYNC_CORE without registering first
+    MEMBARRIER_PLAIN = "membarrier_plain"  # PRIVATE_EXPEDITED: orders memory, syncs no core
+
+
+STRESS_MUTATIONS: dict[StressMutation, str] = {
+    StressMutation.SKIP_SYNC: "no icache_sync at all: the code is made executable with mprotect only",
+    StressMutation.SYNC_BEFORE_LAST_WRITE: "icache_sync before the last 8 bytes of code are written",
+    StressMutation.SYNC_WRONG_BUFFER: "icache_sync of the buffer the code was copied from",
+    StressMutation.SYNC_NULL_RANGE: "icache_sync of the empty range at address 0",
+    StressMutation.MEMBARRIER_UNREGISTERED: "membarrier SYNC_CORE without registering (EPERM)",
+    StressMutation.MEMBARRIER_PLAIN: "membarrier PRIVATE_EXPEDITED, which serializes no core",
+}
+
+_PARAMS_SCHEMA: dict[str, Field] = {
+    "threads": Field(int, "executor threads besides the writer (0: the writer runs the code)", minimum=0),
+    "iterations": Field(int, "code installs per program", minimum=2),
+    "seed": Field(int, "chooses the values the generations return"),
+    "filler": Field(int, "add instructions in the installed function (its size)", minimum=1),
+    "placement": Field(int, "offset of the code in its two-page region (a multiple of 8)", minimum=0),
+    "mapping": Field(str, "how the code region is mapped", choices=("rwx", "dual", "mprotect")),
+    "publish": Field(
+        str, "how executors are synchronized", required=False, choices=("context_sync", "membarrier")
+    ),
+    "migrate": Field(bool, "the writer moves to the other CPU between sync and call", required=False),
+}
+
+ICACHE_SCHEMA: dict[str, Field] = {
+    "name": Field(str, "the scenario's name; must equal the file name's stem"),
+    "description": Field(str, "what the scenario does, one line"),
+    "generator": Field(str, "program generator (harness.stress.programs)", choices=GENERATOR_NAMES),
+    "params": Field(_PARAMS_SCHEMA, "the generator's parameters"),
+    "mutations": Field(list, "mutations run besides none: jit_core's icache ones and StressMutation names"),
+    "cpus": Field(dict, "per architecture, the stress models to run on (default: all)", required=False),
+    "expect": Field(
+        MapOf(
+            {
+                "why": Field(str, "the manual's rule that gives these verdicts"),
+                **{
+                    arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'", required=False)
+                    for arch in available_arches()
+                },
+            }
+        ),
+        "per mutation: the rules it must be reported with where the profile's do not apply",
+        required=False,
+    ),
+}
+
+KERNEL_SCHEMA: dict[str, Field] = {
+    "name": Field(str, "the scenario's name; must equal the file name's stem"),
+    "description": Field(str, "what the scenario does, one line"),
+    "command": Field(str, "guest shell script; exits 0 when the workload worked"),
+    "timeout_s": Field(float, "time limit of the sanitized command, before slowdown", minimum=1),
+    "expect_stdout": Field(list, "regexes that must all match the command's stdout"),
+    "arches": Field(list, "architectures it runs on"),
+}
+
+
+@dataclass(frozen=True)
+class IcacheScenario:
+    """One icache scenario file."""
+
+    name: str
+    path: Path
+    description: str
+    generator: str
+    params: Mapping[str, Any]
+    mutations: tuple[str, ...]
+    cpus: Mapping[str, tuple[str, ...]]
+    expect: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    suite: str = "icache"
+
+    @property
+    def install(self) -> str:
+        """``cross-thread`` when executor threads run the code, else ``same-thread``."""
+        return "cross-thread" if self.params["threads"] else "same-thread"
+
+
+@dataclass(frozen=True)
+class KernelScenario:
+    """One kernel scenario file."""
+
+    name: str
+    path: Path
+    description: str
+    command: str
+    timeout_s: float
+    expect_stdout: tuple[str, ...]
+    arches: tuple[str, ...]
+    suite: str = "kernel"
+
+
+def _read(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from exc
+
+
+def _check_name(data: Mapping[str, Any], path: Path) -> None:
+    if data["name"] != path.stem:
+        raise ScenarioError(
+            f"{path}: field 'name': expected {path.stem!r} (the file's name), got {data['name']!r}"
+        )
+
+
+def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...]:
+    known = load_profile(arch).code_modification.rules
+    for entry in entries:
+        rule, _, flag = entry.partition(" unless ")
+        if rule not in known:
+            raise ScenarioError(
+                f"{where}: unknown rule {rule!r} for {arch}; expected one of {', '.join(known)}"
+            )
+        if flag not in ("", "idc", "dic"):
+            raise ScenarioError(f"{where}: unknown CPU flag {flag!r}; expected idc or dic")
+    return tuple(entries)
+
+
+def parse_icache(data: Any, path: Path) -> IcacheScenario:
+    """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
+    source = str(path)
+    validate(data, ICACHE_SCHEMA, source)
+    _check_name(data, path)
+    valid = [*ICACHE_MUTATIONS, *StressMutation]
+    for name in data["mutations"]:
+        if name not in valid or name == Mutation.NONE:
+            raise ScenarioError(
+                f"{source}: field 'mutations': unknown mutation {name!r}; "
+                f"expected some of {', '.join(m for m in valid if m != Mutation.NONE)}"
+            )
+    cpus: dict[str, tuple[str, ...]] = {}
+    for arch, models in (data.get("cpus") or {}).items():
+        if arch not in available_arches():
+            raise ScenarioError(
+                f"{source}: field 'cpus': unknown architecture {arch!r}; "
+                f"expected one of {', '.join(available_arches())}"
+            )
+        stress = load_profile(arch).stress_cpus
+        if not isinstance(models, list) or not set(models) <= set(stress):
+            raise ScenarioError(
+                f"{source}: field 'cpus.{arch}': expected a list of {', '.join(stress)}, got {models!r}"
+            )
+        cpus[arch] = tuple(models)
+    expect: dict[str, dict[str, tuple[str, ...]]] = {}
+    for mutation, entry in (data.get("expect") or {}).items():
+        if mutation not in data["mutations"]:
+            raise ScenarioError(
+                f"{source}: field 'expect.{mutation}': not one of the scenario's mutations "
+                f"({', '.join(data['mutations'])})"
+            )
+        expect[mutation] = {
+            arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
+            for arch, rules in entry.items()
+            if arch != "why"
+        }
+    for mutation in data["mutations"]:
+        if mutation in StressMutation.__members__.values():
+            missing = [a for a in available_arches() if a not in expect.get(mutation, {})]
+            if missing:
+                raise ScenarioError(
+                    f"{source}: field 'expect.{mutation}': missing the rules for "
+                    f"{', '.join(missing)} (a scenario's own mutation states every "
+                    "architecture's)"
+                )
+    if data["params"]["placement"] % 8:
+        raise ScenarioError(
+            f"{source}: field 'params.placement': expected a multiple of 8, got {data['params']['placement']}"
+        )
+    return IcacheScenario(
+        name=data["name"],
+        path=path,
+        description=data["description"],
+        generator=data["generator"],
+        params=dict(data["params"]),
+        mutations=tuple(data["mutations"]),
+        cpus=cpus,
+        expect=expect,
+    )
+
+
+def parse_kernel(data: Any, path: Path) -> KernelScenario:
+    """Validate a loaded kernel scenario file. Raises ScenarioError naming file, field and choices."""
+    source = str(path)
+    validate(data, KERNEL_SCHEMA, source)
+    _check_name(data, path)
+    for arch in data["arches"]:
+        if arch not in available_arches():
+            raise ScenarioError(
+                f"{source}: field 'arches': unknown architecture {arch!r}; "
+                f"expected some of {', '.join(available_arches())}"
+            )
+    for pattern in data["expect_stdout"]:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ScenarioError(
+                f"{source}: field 'expect_stdout': {pattern!r} is not a regex: {exc}"
+            ) from exc
+    return KernelScenario(
+        name=data["name"],
+        path=path,
+        description=data["description"],
+        command=data["command"],
+        timeout_s=float(data["timeout_s"]),
+        expect_stdout=tuple(data["expect_stdout"]),
+        arches=tuple(data["arches"]),
+    )
+
+
+@cache
+def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[IcacheScenario | KernelScenario, ...]:
+    """Every scenario of ``suite``, sorted by name. Raises InputError for an unknown suite and
+    ScenarioError for a bad file."""
+    if suite not in SUITES:
+        raise InputError("suite", suite, SUITES)
+    parse = parse_icache if suite == "icache" else parse_kernel
+    return tuple(parse(_read(path), path) for path in sorted((directory / suite).glob("*.yaml")))
+
+
+def mutations_for(scenario: IcacheScenario, arch: str) -> list[str]:
+    """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
+    the backend does not implement would run the correct protocol again)."""
+    changed = get_backend(arch).mutations
+    return [
+        Mutation.NONE,
+        *(m for m in scenario.mutations if m in StressMutation.__members__.values() or m in changed),
+    ]
+
+
+def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+    """The rules ``mutation`` of ``scenario`` must be reported with on ``arch``/``cpu`` (empty: clean).
+
+    From the scenario's ``expect`` where it names the mutation and architecture, else from the
+    profile's rules for the install kind (harness.icache.expectations). Raises InputError for an
+    unknown architecture or CPU model."""
+    model = load_profile(arch).cpu_model(cpu)
+    flags = {"idc": bool(model.idc), "dic": bool(model.dic)}
+    stated = scenario.expect.get(mutation, {}).get(arch)
+    if stated is not None:
+        return first_rule(stated, flags) if stated else set()
+    if mutation == Mutation.NONE:
+        return set()
+    by_profile = (
+        expected_cross_mutation_rules if scenario.install == "cross-thread" else expected_mutation_rules
+    )
+    return by_profile(arch, flags["idc"], flags["dic"])[Mutation(mutation)]
