@@ -22,6 +22,7 @@ from jit_core.intrinsics import ICACHE_MUTATIONS
 
 from .runner import Job, Selection, plan, run_jobs
 from .scenarios import (
+    STRESS_DIR,
     STRESS_MUTATIONS,
     SUITES,
     IcacheScenario,
@@ -38,7 +39,10 @@ _SUITE_CHOICES = (*SUITES, "all")
 
 def _scenarios(args: argparse.Namespace) -> dict[str, list[IcacheScenario | KernelScenario]]:
     suites = list(SUITES) if args.suite == "all" else [args.suite]
-    chosen = {suite: list(load_suite(suite)) for suite in suites}
+    directory = Path(args.scenario_dir) if args.scenario_dir else STRESS_DIR
+    if not directory.is_dir():
+        raise InputError("--scenario-dir", str(directory), hint="not a folder")
+    chosen = {suite: list(load_suite(suite, directory)) for suite in suites}
     if args.scenario is not None:
         known = sorted(s.name for scenarios in chosen.values() for s in scenarios)
         if args.scenario not in known:
@@ -206,6 +210,8 @@ def add_run_parser(subparsers: Any) -> None:
     run.add_argument("--cpu", help="one CPU model (default: every model the profile's stress_models name)")
     run.add_argument("--scenario", help="only this scenario")
     run.add_argument("--mutation", help="only this mutation (none: the correct protocol)")
+    run.add_argument("--scenario-dir", metavar="DIR",
+                     help="folder of <suite>/*.yaml scenario files (default: the project's tests/stress)")
     run.add_argument("--seed", type=int, help="replaces each scenario's seed")
     run.add_argument(
         "--sanitize",

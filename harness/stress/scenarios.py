@@ -158,6 +158,13 @@ def _read(path: Path) -> Any:
         raise ScenarioError(f"{path}: cannot read scenario: {exc}") from exc
 
 
+def _validate(data: Any, schema: Mapping[str, Field], source: str) -> None:
+    try:
+        validate(data, schema, source)
+    except ProfileError as exc:  # the profiles' checker: the same messages, under this file's error
+        raise ScenarioError(str(exc)) from None
+
+
 def _check_name(data: Mapping[str, Any], path: Path) -> None:
     if data["name"] != path.stem:
         raise ScenarioError(
@@ -181,7 +188,7 @@ def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ..
 def parse_icache(data: Any, path: Path) -> IcacheScenario:
     """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    validate(data, ICACHE_SCHEMA, source)
+    _validate(data, ICACHE_SCHEMA, source)
     _check_name(data, path)
     valid = [*ICACHE_MUTATIONS, *StressMutation]
     for name in data["mutations"]:
@@ -243,7 +250,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
 def parse_kernel(data: Any, path: Path) -> KernelScenario:
     """Validate a loaded kernel scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    validate(data, KERNEL_SCHEMA, source)
+    _validate(data, KERNEL_SCHEMA, source)
     _check_name(data, path)
     for arch in data["arches"]:
         if arch not in available_arches():

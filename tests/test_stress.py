@@ -1,0 +1,263 @@
+"""The stress suites without guests: scenario files, their validation, the expected matrix, the
+``jitprobe run`` command line, and the generated programs run on this host (x86_64 natively,
+arm64 and riscv64 under qemu-user), where each must return every generation's value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from user_mode import require_runner, run_batch
+
+from base.errors import InputError
+from base.profiles import available_arches, load_profile
+from harness.stress import programs
+from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
+from harness.stress.runner import Selection, _judge, plan, reproducer
+from harness.stress.scenarios import (
+    STRESS_DIR,
+    IcacheScenario,
+    ScenarioError,
+    StressMutation,
+    expected_rules,
+    load_suite,
+    mutations_for,
+    parse_icache,
+    parse_kernel,
+)
+
+ICACHE = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
+ARCHES = available_arches()
+
+
+def _scenario(name: str) -> IcacheScenario:
+    return next(s for s in ICACHE if s.name == name)
+
+
+def _raw(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((STRESS_DIR / "icache" / f"{name}.yaml").read_text())
+    return data
+
+
+def test_every_bug_class_of_the_suite_has_a_scenario() -> None:
+    names = {s.name for s in ICACHE}
+    assert {"rewrite_in_place", "cross_modify", "membarrier_publish", "dual_mapping", "mprotect_only",
+            "straddle_page", "flush_mistakes", "migrate_after_sync"} <= names  # fmt: skip
+    used = {m for s in ICACHE for m in s.mutations}
+    assert set(StressMutation) <= used, "every scenario-level mutation runs somewhere"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"generator": "jump"}, "field 'generator': expected one of install, publish, got 'jump'"),
+        ({"name": "other"}, "field 'name': expected 'flush_mistakes' (the file's name)"),
+        ({"mutations": ["no_such"]}, "unknown mutation 'no_such'; expected some of no_dc_clean"),
+        ({"params": {"threads": 0}}, "missing field 'params.iterations'"),
+        ({"cpus": {"arm64": ["cortex-a72"]}}, "'cpus.arm64': expected a list of cortex-a57, neoverse-n1"),
+        ({"cpus": {"mips": ["r4000"]}}, "unknown architecture 'mips'; expected one of arm64, riscv64"),
+        ({"expect": {"sync_null_range": {"why": "x", "arm64": ["arm64.no_such"]}}},
+         "unknown rule 'arm64.no_such' for arm64; expected one of arm64.no_dc_clean"),
+        ({"expect": {"sync_null_range": {"why": "x", "arm64": []}}},
+         "field 'expect.sync_null_range': missing the rules for riscv64, x86_64"),
+        ({"expect": {"no_isb": {"why": "x"}}}, "field 'expect.no_isb': not one of the scenario's mutations"),
+    ],
+)  # fmt: skip
+def test_a_bad_scenario_file_names_the_file_the_field_and_the_choices(change: dict[str, Any],
+                                                                      message: str) -> None:
+    data = _raw("flush_mistakes")
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if key == "expect" and "no_isb" not in value else value
+    path = STRESS_DIR / "icache" / "flush_mistakes.yaml"
+    with pytest.raises(ScenarioError) as caught:
+        parse_icache(data, path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_a_bad_kernel_scenario_is_refused() -> None:
+    data = {"name": "k", "description": "d", "command": "true", "timeout_s": 10, "expect_stdout": ["("],
+            "arches": ["arm64"]}  # fmt: skip
+    with pytest.raises(ScenarioError, match=r"k.yaml: field 'expect_stdout': '\(' is not a regex"):
+        parse_kernel(data, Path("k.yaml"))
+    with pytest.raises(ScenarioError, match="unknown architecture 'vax'"):
+        parse_kernel({**data, "expect_stdout": [], "arches": ["vax"]}, Path("k.yaml"))
+
+
+def test_an_unknown_suite_lists_the_suites() -> None:
+    with pytest.raises(InputError, match="invalid suite: 'nope'; valid choices: icache, kernel"):
+        load_suite("nope")
+
+
+# The expectations follow the architectures' rules (the scenario files say why): spot checks of
+# cells where the CPU's CTR_EL0 bits, the install kind or the scenario change the answer.
+@pytest.mark.parametrize(
+    ("scenario", "arch", "cpu", "mutation", "rules"),
+    [
+        ("rewrite_in_place", "arm64", "cortex-a57", "no_dc_clean", {"arm64.no_dc_clean"}),
+        ("rewrite_in_place", "arm64", "neoverse-n1", "no_dc_clean", set()),  # IDC: no clean needed
+        ("rewrite_in_place", "arm64", "neoverse-v1", "no_ic_invalidate", set()),  # DIC
+        ("rewrite_in_place", "arm64", "neoverse-v1", "no_isb", {"arm64.no_isb"}),
+        ("rewrite_in_place", "x86_64", "max", "no_serialize", set()),  # the same CPU sees its stores
+        ("rewrite_in_place", "riscv64", "rv64", "fence_i_writer_only", set()),  # the writer's hart runs it
+        ("cross_modify", "x86_64", "max", "no_serialize", {"x86_64.no_serialize"}),
+        ("cross_modify", "riscv64", "rv64", "fence_i_writer_only", {"riscv64.no_fence_i"}),
+        ("migrate_after_sync", "riscv64", "rv64", "fence_i_writer_only", {"riscv64.no_fence_i"}),
+        ("migrate_after_sync", "arm64", "cortex-a57", "no_isb", set()),  # the syscall's ERET
+        ("migrate_after_sync", "arm64", "neoverse-n1", "no_dsb", {"arm64.no_dsb"}),
+        ("mprotect_only", "arm64", "neoverse-n1", "skip_sync", {"arm64.no_ic_invalidate"}),
+        ("mprotect_only", "arm64", "neoverse-v1", "skip_sync", set()),
+        ("mprotect_only", "riscv64", "rv64", "skip_sync", {"riscv64.no_fence_i"}),
+        ("membarrier_publish", "arm64", "neoverse-v1", "membarrier_plain", {"arm64.no_isb"}),
+        ("membarrier_publish", "riscv64", "rv64", "membarrier_unregistered", set()),
+        ("flush_mistakes", "arm64", "neoverse-n1", "sync_before_last_write", {"arm64.no_dsb"}),
+        ("flush_mistakes", "riscv64", "rv64", "sync_wrong_buffer", set()),  # Linux flushes it all
+    ],
+)  # fmt: skip
+def test_expected_rules(scenario: str, arch: str, cpu: str, mutation: str, rules: set[str]) -> None:
+    assert expected_rules(_scenario(scenario), arch, cpu, mutation) == rules
+
+
+def test_every_scenario_runs_the_correct_protocol_and_only_mutations_that_change_the_code() -> None:
+    for scenario in ICACHE:
+        for arch in ARCHES:
+            names = mutations_for(scenario, arch)
+            assert names[0] == "none"
+            assert all(expected_rules(scenario, arch, cpu, "none") == set()
+                       for cpu in load_profile(arch).stress_cpus)  # fmt: skip
+    assert "no_serialize" not in mutations_for(_scenario("rewrite_in_place"), "arm64")
+    assert "skip_sync" in mutations_for(_scenario("mprotect_only"), "x86_64")
+
+
+def test_plan_boots_one_guest_per_cpu_model_and_checks_the_model() -> None:
+    jobs = plan({"icache": ICACHE}, ARCHES, None)
+    assert [(j.arch, j.cpu) for j in jobs] == [
+        ("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse-v1"), ("riscv64", "rv64"),
+        ("x86_64", "max"),
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="invalid CPU model for arm64: 'pentium'"):
+        plan({"icache": ICACHE}, ["arm64"], "pentium")
+
+
+def test_the_reproducer_names_the_one_cell() -> None:
+    (job,) = plan({"icache": [_scenario("cross_modify")]}, ["arm64"], "neoverse-n1")
+    assert reproducer(job, "cross_modify", "no_isb", Selection(seed=4)) == (
+        "jitprobe run --suite icache --arch arm64 --cpu neoverse-n1 --scenario cross_modify "
+        "--mutation no_isb --seed 4"
+    )
+
+
+def _cell(expected: set[str]) -> Any:
+    (job,) = plan({"icache": [_scenario("rewrite_in_place")]}, ["arm64"], "cortex-a57")
+    from harness.stress.runner import _cell as make
+
+    return make(job, "rewrite_in_place", "no_isb", expected, Selection())
+
+
+def _violation(rule: str) -> Any:
+    return {"rule": rule, "pc": 0x2000_0000, "vcpu": 0, "paddr": 0, "insn": "", "disasm": "add x7, x7, #1",
+            "symbol": None, "writer_pc": 0, "writer_vcpu": 0, "count": 3, "space": "user"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expected", "exit_code", "rules", "verdict", "caught_by"),
+    [
+        (set(), 0, [], "pass", []),
+        ({"arm64.no_isb"}, 0, ["arm64.no_isb"], "pass", ["sanitizer"]),
+        ({"arm64.no_isb"}, 0, [], "fail", []),  # a missed bug
+        (set(), 0, ["arm64.no_isb"], "fail", ["sanitizer"]),  # a false report
+        ({"arm64.no_isb"}, 0, ["arm64.no_dsb"], "fail", ["sanitizer"]),  # the wrong rule
+        (set(), EXIT_WRONG_RESULT, [], "fail", ["result"]),  # stale code ran in a correct program
+        ({"arm64.no_isb"}, EXIT_WRONG_RESULT, ["arm64.no_isb"], "pass", ["sanitizer", "result"]),
+        (set(), 128 + 4, [], "fail", ["crash"]),  # SIGILL
+        (set(), 143, [], "timeout", []),
+        (set(), None, [], "crash", []),
+    ],
+)  # fmt: skip
+def test_judge(expected: set[str], exit_code: int | None, rules: list[str], verdict: str,
+               caught_by: list[str]) -> None:  # fmt: skip
+    cell = _cell(expected)
+    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    assert (cell["verdict"], cell["caught_by"]) == (verdict, caught_by)
+
+
+def test_without_the_sanitizer_a_bug_it_alone_sees_is_not_exercised_never_passed() -> None:
+    cell = _cell({"arm64.no_isb"})
+    _judge(cell, 0, [], sanitize=False)
+    assert (cell["observed"], cell["verdict"]) == ("not exercised", None)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_program_returns_each_generation_on_this_host(arch: str) -> None:
+    """Every scenario and mutation, run where the code stays coherent (qemu-user or natively):
+    each call returned the value of the generation installed then, so the programs work and
+    only the sanitizer decides about the bugs they carry."""
+    require_runner(arch)
+    cells = [(s, m) for s in ICACHE for m in mutations_for(s, arch)
+             if arch == "x86_64" or s.params["mapping"] != "dual"]  # fmt: skip
+    executables = [build_program(s, arch, m, i) for i, (s, m) in enumerate(cells)]
+    outcomes = run_batch(arch, executables)
+    failed = [(s.name, m, rc) for (s, m), (_, rc) in zip(cells, outcomes, strict=True) if rc != 0]
+    assert not failed
+
+
+@pytest.mark.parametrize("scenario", ["rewrite_in_place", "cross_modify"])
+def test_a_stale_generation_is_caught_by_the_result_oracle(scenario: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that keeps returning the first generation's value (what stale code does) ends the
+    program with EXIT_WRONG_RESULT."""
+    require_runner("x86_64")
+    first = generation_values(_scenario(scenario).params["seed"])[0]
+    real = programs._function
+    monkeypatch.setattr(programs, "_function", lambda arch, value, filler: real(arch, first, filler))
+    ((_, status),) = run_batch("x86_64", [build_program(_scenario(scenario), "x86_64", "none", 0)])
+    assert status == EXIT_WRONG_RESULT
+
+
+def test_qemu_user_runs_stale_code_written_through_an_alias_and_the_result_oracle_sees_it() -> None:
+    """qemu-user notices stores to code only through the address the code runs at; written
+    through the RW alias of a dual mapping, the old translation keeps running until IC IVAU
+    makes QEMU drop it. So on arm64 the program without IC IVAU returns a stale generation,
+    and the result oracle says so (a real stale-code run, not a simulated one)."""
+    require_runner("arm64")
+    dual = _scenario("dual_mapping")
+    outcomes = run_batch("arm64", [build_program(dual, "arm64", m, i) for i, m in
+                                   enumerate(["none", "no_ic_invalidate"])])  # fmt: skip
+    assert [status for _, status in outcomes] == [0, EXIT_WRONG_RESULT]
+
+
+def _jitprobe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "run", *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_run_list_prints_the_matrix_without_booting() -> None:
+    out = _jitprobe("--list", "--suite", "icache")
+    assert out.returncode == 0, out.stderr
+    for column in ("cortex-a57", "neoverse-n1", "neoverse-v1", "rv64", "max"):
+        assert column in out.stdout
+    assert "membarrier_plain" in out.stdout and "no_fence_i" in out.stdout
+    listed = json.loads(_jitprobe("--list", "--suite", "icache", "--arch", "riscv64", "--json").stdout)
+    assert {"arch": "riscv64", "cpu": "rv64", "scenario": "migrate_after_sync",
+            "mutation": "fence_i_writer_only", "expected": "caught: riscv64.no_fence_i"} in listed["matrix"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "speed"], "invalid --suite: 'speed'; valid choices: icache, kernel, all"),
+        (["--arch", "mips"], "invalid architecture: 'mips'; valid choices: arm64, riscv64, x86_64"),
+        (["--scenario", "nope"], "invalid --scenario: 'nope'; valid choices: "),
+        (["--suite", "icache", "--mutation", "nope"], "invalid --mutation: 'nope'; valid choices: "),
+        (["--arch", "all", "--cpu", "max"], "invalid --cpu: 'max'"),
+    ],
+)
+def test_run_refuses_bad_input_naming_the_value_and_choices(args: list[str], message: str) -> None:
+    out = _jitprobe("--list", *args)
+    assert out.returncode == 2
+    assert message in out.stderr

@@ -1,0 +1,77 @@
+"""The detection matrix in sanitized guests: every cell of the icache suite, on every architecture
+and stress CPU model, must be what the architectures' rules say (tests/stress/icache); a wrong
+expectation makes ``jitprobe run`` exit 1; results reach --results as each scenario ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from base.profiles import available_arches
+from harness.runs import read_results
+from harness.stress.runner import Job, Selection, plan, run_jobs
+from harness.stress.scenarios import IcacheScenario, load_suite
+
+pytestmark = pytest.mark.qemu
+
+ICACHE = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
+JOBS = plan({"icache": ICACHE}, available_arches(), None)
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[f"{j.arch}-{j.cpu}" for j in JOBS])
+def test_every_cell_of_the_icache_matrix_holds(
+    job: Job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    results = run_jobs([job], Selection(), tmp_path / "results", workers=1)
+    differing = [f"{r['scenario']} {r['mutation']}: {r['verdict']}: {r['detail']} ({r['run_dir']})"
+                 for r in results if r["verdict"] != "pass"]  # fmt: skip
+    assert not differing
+    expected_cells = sum(len(s.mutations) for s in ICACHE)  # at most: some mutations do not apply
+    assert len(ICACHE) <= len(results) <= expected_cells + len(ICACHE)
+    kept, skipped = read_results(tmp_path / "results")
+    assert len(kept) == len(results) and not skipped
+
+
+def test_a_cell_that_differs_from_its_expectation_exits_1(tmp_path: Path) -> None:
+    """A scenario file that wrongly expects a same-thread install without a serializing
+    instruction to be caught on x86_64: the cell fails, the command exits 1, and the result
+    is in --results with its reproducer."""
+    suite = tmp_path / "scenarios" / "icache"
+    suite.mkdir(parents=True)
+    data = yaml.safe_load((Path(ICACHE[0].path).parent / "rewrite_in_place.yaml").read_text())
+    data.update(
+        mutations=["no_serialize"],
+        expect={
+            "no_serialize": {
+                "why": "wrong on purpose",
+                "x86_64": ["x86_64.no_serialize"],
+                "arm64": [],
+                "riscv64": [],
+            }
+        },
+    )
+    (suite / "rewrite_in_place.yaml").write_text(yaml.safe_dump(data))
+    shutil.copy(Path(ICACHE[0].path).parent / "cross_modify.yaml", suite)  # another scenario, not run
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--suite", "icache", "--arch", "x86_64", "--json",
+         "--scenario-dir", str(tmp_path / "scenarios"), "--scenario", "rewrite_in_place",
+         "--results", str(tmp_path / "results")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    cells = {r["mutation"]: r for r in json.loads(out.stdout)["results"]}
+    assert cells["none"]["verdict"] == "pass"
+    wrong = cells["no_serialize"]
+    assert (wrong["expected"], wrong["observed"], wrong["verdict"]) == ("caught", "clean", "fail")
+    assert "--scenario rewrite_in_place --mutation no_serialize" in wrong["reproducer"]
+    kept, _ = read_results(tmp_path / "results")
+    assert {r["mutation"] for r in kept} == {"none", "no_serialize"}
