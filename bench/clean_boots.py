@@ -1,6 +1,6 @@
 """False reports on clean guests: N sanitized runs per architecture of `jitprobe exec --sanitize`,
-once with `--guest-cmd true` and once with the main job's clean program (jit_core's code
-installer with the correct protocol, run by another thread on another CPU), counting the runs
+once with `--guest-cmd true` and once with a clean program (the cross_modify stress scenario with
+the correct protocol: code installed on one CPU and run by threads on another), counting the runs
 that reported any violation (each printed with its rule, space and symbol).
 
     .venv/bin/python bench/clean_boots.py [--runs 50] [--arch ARCH|all]
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from base.profiles import available_arches  # noqa: E402
-from harness.icache import install_program_cross  # noqa: E402
+from harness.stress.programs import build_program  # noqa: E402
+from harness.stress.scenarios import IcacheScenario, load_suite  # noqa: E402
 
 
 def run_once(arch: str, workdir: Path, program: Path | None) -> list[dict]:
@@ -54,7 +55,9 @@ def main() -> int:
         workdir = Path(tmp)
         for arch in arches:
             program = workdir / f"clean-{arch}"
-            program.write_bytes(install_program_cross(arch, "none", 0))
+            cross = next(s for s in load_suite("icache")
+                         if isinstance(s, IcacheScenario) and s.name == "cross_modify")  # fmt: skip
+            program.write_bytes(build_program(cross, arch, "none", 0))
             program.chmod(0o755)
             kinds: list[tuple[str, Path | None]] = [("true", None), ("clean program", program)]
             chosen = {"true": kinds[:1], "program": kinds[1:]}.get(args.what, kinds)

@@ -1,12 +1,12 @@
 """The main job (`make run`): every architecture booted, a program run in it, the JIT checked natively.
 
 Per architecture, one guest boot carries the first steps: readiness time, a shell command, and the
-bpf_conformance suite compiled by jit_core and run natively in the guest. A second guest, booted
-with the coherency sanitizer, runs jit_core's code installer once per icache_sync mutation and
-checks that the sanitizer reports exactly the mutations that are bugs there, with their rules, and
-nothing else (the boot included). Each step's result is appended to <run folder>/results.jsonl as
-soon as it is known, so an interrupted job loses nothing. Ends with a table and the paths of the
-logs. Exit status 0 only if every step passed.
+bpf_conformance suite compiled by jit_core and run natively in the guest. Then the stress suites
+run (``jitprobe run --suite all``: sanitized guests in parallel, one per architecture and CPU
+model for the icache scenarios, one per kernel workload), and every cell of the detection matrix
+must be what the architectures' rules say. Each result is appended to <run folder>/results.jsonl
+as soon as it is known, so an interrupted job loses nothing. Ends with the steps' table and the
+observed detection matrix. Exit status 0 only if every step passed and every cell held.
 """
 
 from __future__ import annotations
@@ -20,26 +20,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from base.contract import Verdict
+from base.contract import StressResult, Verdict
 from base.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, GuestError, JitprobeError
 from base.profiles import available_arches, expand_arch, load_profile
 from base.progress import status
 from harness.guest import Guest, install_signal_handlers
-from harness.icache import (
-    expected_cross_mutation_rules,
-    expected_mutation_rules,
-    install_program,
-    install_program_cross,
-    judge_mutations,
-)
 from harness.jit_commands import native_conformance
 from harness.runs import append_result, new_run_dir, runs_root
-from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
+from harness.stress.cli import observed_table
+from harness.stress.runner import Selection, plan, run_jobs
+from harness.stress.scenarios import SUITES, load_suite
 from jit_core import conformance
 from jit_core.errors import JitError
-from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
-__all__ = ["CONFORMANCE_DIR", "INSTALLS", "Step", "main"]
+__all__ = ["CONFORMANCE_DIR", "Step", "main"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bpf_conformance" / "tests"
 
@@ -76,51 +70,27 @@ def _arch_steps(arch: str, tests: list[conformance.ConformanceTest], results: Pa
                    + (f": {', '.join(failed[:5])}" if failed else ""))
     except JitprobeError as exc:
         record("guest", exc.verdict if isinstance(exc, GuestError) else "infra", str(exc))
-    for install, step in (("same-thread", "sanitizer"), ("cross-thread", "sanitizer-cross")):
-        sanitizer_dir = new_run_dir(f"main-{step}", arch)
-        record(step, *_sanitizer_step(arch, sanitizer_dir, install), where=sanitizer_dir)
     return steps
 
 
-# Per kind of install: the program builder and the rules each mutation must be reported with.
-INSTALLS = {
-    "same-thread": (install_program, expected_mutation_rules),
-    "cross-thread": (install_program_cross, expected_cross_mutation_rules),
-}
-
-
-def _sanitizer_step(arch: str, run_dir: Path, install: str) -> tuple[Verdict, str]:
-    """(verdict, detail) of every MUTATIONS install program of kind ``install`` run once in one
-    sanitized guest.
-
-    The guest runs the profile's default CPU model; what must be reported comes from
-    harness.icache (expected_mutation_rules or expected_cross_mutation_rules) for that
-    model's CTR_EL0. Cross-thread programs show the bugs that only another CPU can hit (each
-    profile's ``code_modification.writer_only_mutation``).
-    """
-    build, expect = INSTALLS[install]
-    try:
-        profile = load_profile(arch)
-        model = profile.cpu_model(None)
-        expected = expect(arch, bool(model.idc), bool(model.dic))
-        programs = {name: build(arch, name, index) for index, name in enumerate(MUTATIONS)}
-        spec = plugin_spec(arch, model.name, run_dir)
-        exit_codes: dict[str, int] = {}
-        with status(f"{arch}: {len(programs)} code installs under the sanitizer"), \
-                Guest(profile, run_dir=run_dir, cpu=model.name, plugin=spec) as guest:
-            for name, program in programs.items():
-                result = guest.run(guest.copy(program, f"jit-{name}"))
-                if result.exit_code is None:  # timeout or crash: the guest is gone
-                    crash = f": {result.crash.line}" if result.crash else ""
-                    return result.verdict, f"jit-{name} did not finish ({result.verdict}{crash})"
-                exit_codes[name] = result.exit_code
-            kallsyms = save_kernel_symbols(guest)
-        violations = read_violations(run_dir, arch, system_map=kallsyms)
-    except JitprobeError as exc:
-        return (exc.verdict if isinstance(exc, GuestError) else "infra"), str(exc)
-    except JitError as exc:  # the install programs are the project's own: a refusal is its fault
-        return "infra", f"jit_core refused an install program: {exc}"
-    return judge_mutations(arch, model.name, expected, exit_codes, violations, install)
+def _stress_steps(arches: list[str], results: Path) -> tuple[list[Step], list[StressResult]]:
+    """Run every stress suite on ``arches``; one step per architecture and suite."""
+    suites = {suite: load_suite(suite) for suite in SUITES}
+    jobs = plan(suites, arches, None)
+    with status(f"stress suites: {len(jobs)} sanitized guests"):
+        cells = run_jobs(jobs, Selection(), results)
+    steps = []
+    for arch in arches:
+        for suite in SUITES:
+            mine = [c for c in cells if c["arch"] == arch and c["suite"] == suite]
+            if not mine:
+                continue
+            differing = [c for c in mine if c["verdict"] not in ("pass", None)]
+            worst = [f"{c['cpu']} {c['scenario']} {c['mutation']}: {c['detail']}" for c in differing[:3]]
+            detail = "; ".join([f"{len(mine)} cells, {len(mine) - len(differing)} as expected", *worst])
+            log = Path(differing[0]["run_dir"] if differing else mine[0]["run_dir"]) / "console.log"
+            steps.append(Step(arch, f"stress-{suite}", "fail" if differing else "pass", detail, log))
+    return steps, cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     for arch in arches:
         steps += _arch_steps(arch, tests, results)
+    stress_steps, cells = _stress_steps(arches, results)
+    steps += stress_steps
 
     table = Table(title="jitprobe main job")
     for column in ("arch", "step", "verdict", "detail"):
@@ -148,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         colour = "green" if step.verdict == "pass" else "red"
         table.add_row(step.arch, step.name, f"[{colour}]{step.verdict}[/{colour}]", step.detail)
     out.print(table)
+    out.print(observed_table(cells))
     out.print(f"results: {results / 'results.jsonl'}")
     for arch in arches:
         logs = sorted({str(s.log) for s in steps if s.arch == arch})

@@ -7,7 +7,6 @@ must report exactly the expected rules and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,11 @@ from base.contract import Violation
 from base.profiles import load_profile
 from harness.guest import Guest
 from harness.icache import (
-    FILLER,
     describe_violations,
-    expected_cross_mutation_rules,
-    expected_mutation_rules,
     expected_rules,
-    install_program,
-    install_program_cross,
-    mutation_of_pc,
     rules_by_code,
 )
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
-from jit_core.intrinsics import ICACHE_MUTATIONS as MUTATIONS
 
 pytestmark = pytest.mark.qemu
 ITERATIONS = 100  # per variant
@@ -114,47 +106,3 @@ def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:
         # PC and the line within its page may not differ.
         sets.append({(v["rule"], v["pc"], v["paddr"] % 4096) for v in violations})
     assert sets[0] and sets[0] == sets[1]
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "arm64", "riscv64"])
-def test_jit_core_icache_sync_mutations(arch: str, tmp_path: Path) -> None:
-    """Every mutation of jit_core's icache_sync, in an eBPF program that installs code and calls it.
-
-    Same-thread installs, expected as harness.icache.expected_mutation_rules says (with why).
-    """
-    model = load_profile(arch).cpu_model(None)
-    seen = _rules_of_jit_programs(arch, tmp_path, install_program)
-    assert seen == expected_mutation_rules(arch, bool(model.idc), bool(model.dic))
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "arm64", "riscv64"])
-def test_jit_core_cross_thread_mutations(arch: str, tmp_path: Path) -> None:
-    """Every mutation of jit_core's icache_sync with the code written on CPU 0 and run on CPU 1.
-
-    Expected as harness.icache.expected_cross_mutation_rules says: this is where riscv64's
-    fence_i_writer_only and x86_64's no_serialize are bugs.
-    """
-    model = load_profile(arch).cpu_model(None)
-    seen = _rules_of_jit_programs(arch, tmp_path, install_program_cross)
-    assert seen == expected_cross_mutation_rules(arch, bool(model.idc), bool(model.dic))
-
-
-def _rules_of_jit_programs(
-    arch: str, tmp_path: Path, build: Callable[[str, str, int], bytes]
-) -> dict[str, set[str]]:
-    """The rules reported in each mutation's code when ``build``'s program for every mutation
-    (each with its index in MUTATIONS) runs once in one sanitized guest; asserts that each
-    returned FILLER and that nothing was reported outside the installed code."""
-    share = tmp_path / "run" / "share"
-    share.mkdir(parents=True)
-    names = list(MUTATIONS)
-    for index, mutation in enumerate(names):
-        (share / f"jit-{mutation}").write_bytes(build(arch, mutation, index))
-        (share / f"jit-{mutation}").chmod(0o755)
-    commands = [f"/mnt/host/jit-{mutation}" for mutation in names]
-    results, violations = run_sanitized(arch, None, tmp_path / "run", commands)
-    for mutation, result in zip(names, results, strict=True):
-        assert result.exit_code == FILLER, (mutation, result.verdict, result.stderr)
-    seen, stray = rules_by_code(violations, names, lambda pc: mutation_of_pc(pc, names))
-    assert not stray, describe_violations(stray)
-    return seen

@@ -1,14 +1,16 @@
-"""Which install program's code a reported PC lies in, and the rules reported in each one's code."""
+"""Which install program's code a reported PC lies in, the rules reported in each one's code, and
+violations described for people."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Sequence
 
 from base.contract import Violation
 
 from .programs import JIT_BASE, JIT_STRIDE, PAGE
 
-__all__ = ["mutation_of_pc", "rules_by_code", "slot_of_pc"]
+__all__ = ["describe_violations", "mutation_of_pc", "rules_by_code", "slot_of_pc"]
 
 
 def slot_of_pc(pc: int, base: int, stride: int, names: Sequence[str], span: int = PAGE) -> str | None:
@@ -38,3 +40,10 @@ def rules_by_code(
         else:
             seen[name].add(v["rule"])
     return seen, stray
+
+
+def describe_violations(violations: Iterable[Violation], limit: int = 20, sep: str = "\n") -> str:
+    """The most frequent (rule, space, symbol, disassembly) of ``violations`` with their counts."""
+    counts = collections.Counter((v["rule"], v["space"], v["symbol"], v["disasm"]) for v in violations)
+    return sep.join(f"{n} x {rule} {space} {symbol or '?'}: {disasm}"
+                    for (rule, space, symbol, disasm), n in counts.most_common(limit))  # fmt: skip

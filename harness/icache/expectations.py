@@ -34,7 +34,7 @@ def expected_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str,
 
 
 def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
-    """The rules each MUTATIONS name's install program (a same-thread install) must be reported with.
+    """The rules each MUTATIONS name must be reported with in a same-thread install.
 
     Where the profile says same-thread installs are checked (``code_modification.same_thread_reported``),
     a mutation that changes the architecture's code breaks the same step as the codegen.c variant
@@ -53,7 +53,7 @@ def expected_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> 
 
 
 def expected_cross_mutation_rules(arch: str, idc: bool = False, dic: bool = False) -> dict[str, set[str]]:
-    """The rules each MUTATIONS name's install_program_cross program must be reported with.
+    """The rules each MUTATIONS name must be reported with when another thread runs the code.
 
     As for a same-thread install (expected_mutation_rules), except the profile's
     ``code_modification.writer_only_mutation``, which leaves the executing CPU unsynchronized:

@@ -32,7 +32,10 @@ from .scenarios import (
     mutations_for,
 )
 
-__all__ = ["add_run_parser", "cmd_run", "matrix_table"]
+__all__ = [
+    "add_run_parser", "cmd_run", "matrix_rows", "matrix_table", "observed_table", "print_results",
+    "summarize",
+]
 
 _SUITE_CHOICES = (*SUITES, "all")
 
@@ -123,7 +126,7 @@ def matrix_table(jobs: Sequence[Job], mutation: str | None = None) -> Table:
     return table
 
 
-def _summary(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
+def summarize(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
     verdicts = Counter(str(r["verdict"]) if r["verdict"] is not None else "not exercised" for r in results)
     differing = [r for r in results if r["verdict"] not in ("pass", None)]
     return {
@@ -134,27 +137,44 @@ def _summary(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
     }
 
 
-def _print_results(results: Sequence[StressResult], summary: dict[str, Any]) -> None:
-    table = Table(title="jitprobe run")
-    for column in ("arch", "cpu", "scenario", "mutation", "expected", "observed", "verdict", "detail"):
-        table.add_column(column)
-    for r in sorted(results, key=lambda r: (r["arch"], r["cpu"], r["scenario"], r["mutation"])):
-        colour = {"pass": "green", None: "yellow"}.get(r["verdict"], "red")
-        table.add_row(
-            r["arch"],
-            r["cpu"],
-            r["scenario"],
-            r["mutation"],
-            r["expected"],
-            r["observed"],
-            f"[{colour}]{r['verdict'] or 'not exercised'}[/{colour}]",
-            r["detail"][:160],
-        )
-    Console().print(table)
-    print(
-        f"{summary['cells']} cells, {summary['differing']} differing from their expectation, "
-        f"in {summary['wall_s']} s"
-    )
+def observed_table(results: Sequence[StressResult]) -> Table:
+    """The detection matrix as run: per scenario and mutation (rows) and architecture and CPU
+    model (columns), what was observed, marked when it differs from the expectation."""
+    columns = list(dict.fromkeys((r["arch"], r["cpu"]) for r in results))
+    rows = list(dict.fromkeys((r["scenario"], r["mutation"]) for r in results))
+    cells = {(r["arch"], r["cpu"], r["scenario"], r["mutation"]): r for r in results}
+    table = Table(title="jitprobe detection matrix (observed)")
+    table.add_column("scenario")
+    table.add_column("mutation")
+    for arch, cpu in columns:
+        table.add_column(f"{arch}\n{cpu}")
+
+    def show(r: StressResult | None) -> str:
+        if r is None:
+            return "-"
+        if r["verdict"] is None:
+            return "[yellow]not exercised[/yellow]"
+        rules = ", ".join(rule.partition(".")[2] for rule in r["observed_rules"])
+        text = f"{r['observed']}" + (f": {rules}" if rules else "")
+        if r["verdict"] == "pass":
+            return f"[green]{text}[/green]"
+        return f"[red]{r['verdict'].upper()} {text} (expected {r['expected']})[/red]"
+
+    for scenario, mutation in rows:
+        table.add_row(scenario, mutation, *(show(cells.get((a, c, scenario, mutation))) for a, c in columns))
+    return table
+
+
+def print_results(results: Sequence[StressResult], summary: dict[str, Any], console: Console) -> None:
+    """The observed matrix, then every cell that differs from its expectation with its detail."""
+    console.print(observed_table(results))
+    for r in results:
+        if r["verdict"] not in ("pass", None):
+            console.print(f"{r['arch']} {r['cpu']} {r['scenario']} {r['mutation']}: {r['verdict']}: "
+                          f"{r['detail']}\n  reproduce: {r['reproducer']}\n  run folder: {r['run_dir']}",
+                          markup=False, highlight=False)  # fmt: skip
+    console.print(f"{summary['cells']} cells, {summary['differing']} differing from their expectation, "
+                  f"in {summary['wall_s']} s; results in {summary['results_dir']}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -169,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console = Console(width=None if progress.enabled() else 240)
             console.print(matrix_table(jobs, args.mutation))
-            for name, what in {**ICACHE_MUTATIONS, **STRESS_MUTATIONS}.items():
+            for name, what in [*ICACHE_MUTATIONS.items(), *STRESS_MUTATIONS.items()]:
                 console.print(f"  {name}: {what}", markup=False, highlight=False)
         return EXIT_PASS
     if not jobs:
@@ -191,12 +211,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
 
     results = run_jobs(jobs, selection, results_dir, show, workers=args.jobs)
-    summary = _summary(results, time.monotonic() - started)
+    summary = summarize(results, time.monotonic() - started)
     summary["results_dir"] = str(results_dir)
     if args.json:
         progress.print_json({"results": results, "summary": summary})
     else:
-        _print_results(results, summary)
+        print_results(results, summary, Console(width=None if progress.enabled() else 240))
     if any(r["verdict"] == "infra" for r in results):
         return EXIT_INFRA
     return EXIT_FAIL if summary["differing"] else EXIT_PASS

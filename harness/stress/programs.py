@@ -40,7 +40,16 @@ from jit_core.syscalls import syscall_number
 
 from .scenarios import IcacheScenario, StressMutation
 
-__all__ = ["EXIT_SETUP", "EXIT_WRONG_RESULT", "GENERATORS", "REGION", "build_program", "generation_values"]
+__all__ = [
+    "EXIT_SETUP",
+    "EXIT_WRONG_RESULT",
+    "GENERATORS",
+    "REGION",
+    "build_program",
+    "generation_values",
+    "install_generator",
+    "publish_generator",
+]
 
 EXIT_WRONG_RESULT, EXIT_SETUP = 1, 2
 REGION = 2 * PAGE  # the code region of a slot: placements may straddle its page boundary

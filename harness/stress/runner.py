@@ -31,7 +31,13 @@ from jit_core.errors import JitError
 from .programs import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, build_program
 from .scenarios import IcacheScenario, KernelScenario, expected_rules, mutations_for
 
-__all__ = ["Job", "Selection", "plan", "run_jobs"]
+__all__ = [
+    "Job",
+    "Selection",
+    "plan",
+    "reproducer",
+    "run_jobs",
+]
 
 _PROGRAM_TIMEOUT_S = 60.0
 _TIMEOUT_STATUS = 143  # busybox timeout's SIGTERM (harness.batch)

@@ -39,6 +39,8 @@ __all__ = [
     "expected_rules",
     "load_suite",
     "mutations_for",
+    "parse_icache",
+    "parse_kernel",
 ]
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
