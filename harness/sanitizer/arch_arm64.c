@@ -32,7 +32,15 @@
  * with a kernel address: cpu_switch_to and kernel entry). System calls are read at the SVC: x8
  * the number, x0 the command; the process is TTBR0_EL1's table address.
  * Line sizes come from the modelled CPU's CTR_EL0 (plugin argument ctr_el0): DminLine for DC,
- * IminLine for IC. Any DSB option counts (a DSB ST variant is not distinguished).
+ * IminLine for IC.
+ *
+ * DSB options (Arm ARM "Data Synchronization Barrier"): a DSB completes the PE's earlier cache
+ * maintenance only when its required access types are reads and writes (SY, ISH, OSH, NSH; not
+ * the ...ST or ...LD options), its earlier stores also with an ...ST option (Linux's IDC=1 path is
+ * DSB ISHST), and only for the PEs of its shareability domain: NSH for the issuing PE alone, so
+ * code executed on another PE needs ISH or wider. A DSB NSH between the store and IC IVAU is
+ * what Linux's exception entry adds (the Spectre-BHB loop's fallback for SB) when the program's
+ * MRS CTR_EL0 traps; it does not order the store before the invalidation for other PEs.
  *
  * Exemption: B, BL, NOP, BRK, SVC, HVC, SMC and ISB may be concurrently modified and executed;
  * another PE then runs the old or the new instruction (the same section of the Arm ARM). Linux
@@ -261,7 +269,7 @@ static void arm64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
     uint64_t value;
     switch (op) {
     case OP_DSB:
-        engine_dsb(vcpu, !kernel || (engine_episode(vcpu) == EPISODE_SYNC && !g_in_interrupt[vcpu]));
+        engine_dsb(vcpu, arg, !kernel || (engine_episode(vcpu) == EPISODE_SYNC && !g_in_interrupt[vcpu]));
         break;
     case OP_ISB:
         engine_stamp(&v->csync);
@@ -333,6 +341,18 @@ static bool is_exempt(uint32_t w)
         || w == 0xaa1e03e9;                   /* MOV X9, X30: Linux's ftrace patch-site entry */
 }
 
+/* What DSB <option> (its CRm) completes: CRm<3:2> the shareability domain (OSH, NSH, ISH, SY),
+   CRm<1:0> the access types (LD: reads, ST: writes, both); the reserved options (CRm<1:0> = 0)
+   execute as DSB SY. */
+static unsigned dsb_kind_of(unsigned crm)
+{
+    unsigned types = crm & 3, domain = crm >> 2;
+    if (!types) {
+        return DSB_FULL;
+    }
+    return (types & 2 ? DSB_STORES : 0) | (types == 3 ? DSB_MAINTENANCE : 0) | (domain != 1 ? DSB_SHARED : 0);
+}
+
 static struct decoded arm64_decode(const uint8_t *b, size_t len)
 {
     struct decoded d = { 0 };
@@ -354,6 +374,7 @@ static struct decoded arm64_decode(const uint8_t *b, size_t len)
         d.op = OP_IALLUIS;
     } else if ((w & 0xfffff0ff) == 0xd503309f && ((w >> 8) & 0xf) != 0 && ((w >> 8) & 0xf) != 4) {
         d.op = OP_DSB; /* CRm 0 and 4 are the SSBB and PSSBB speculation barriers */
+        d.arg = dsb_kind_of((w >> 8) & 0xf);
     } else if ((w & 0xfffff0ff) == 0xd50330df) {
         d.op = OP_ISB;
     } else if (w == 0xd69f03e0 || w == 0xd69f0bff || w == 0xd69f0fff) {
@@ -390,16 +411,19 @@ static uint16_t arm64_block_op(uint64_t vaddr)
 
 /* ---- the rule ----------------------------------------------------------------------------- */
 
-/* When the maintenance step at event `seq`, issued by `vcpu` and thread `task`, was completed by a
-   DSB: for code a program wrote, by a DSB of the issuing thread's program; otherwise (or when the
-   thread is unknown) by a DSB of the issuing PE. 0: not completed. */
-static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_t seq)
+/* When the step at event `seq` (the store, need DSB_STORES; a DC or IC, need DSB_MAINTENANCE),
+   issued by `vcpu` and thread `task`, was completed by a DSB for the executing PE `exec`: for code
+   a program wrote, by a DSB of the issuing thread's program; otherwise (or when the thread is
+   unknown) by a DSB of the issuing PE. A DSB NSH completes it for the issuing PE only, so when
+   another PE executes the DSB must be ISH or wider. 0: not completed. */
+static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_t seq, unsigned need, unsigned exec)
 {
     if (vcpu == UNKNOWN_WRITER) {
         return seq + 1; /* a store not attributed to one PE: assume its DSB (no false report) */
     }
-    uint64_t done = by_program ? engine_thread_dsb_after(task, seq) : UINT64_MAX;
-    return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq);
+    need |= vcpu == exec ? 0 : DSB_SHARED;
+    uint64_t done = by_program ? engine_thread_dsb_after(task, seq, need) : UINT64_MAX;
+    return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq, need);
 }
 
 /* An I-side invalidation that may stand for the line: its event, PE and thread. */
@@ -420,7 +444,7 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
        clean after the store, then the earliest completed invalidation after that completion. */
     uint64_t clean_done = 0;
     if (g_idc) {
-        clean_done = completed(by_program, w.vcpu, w.task, w.seq);
+        clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, vcpu);
     } else {
         bool cleaned = false;
         for (unsigned i = 0; i < MAINT_HISTORY; i++) {
@@ -429,7 +453,8 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
                 continue;
             }
             cleaned = true;
-            uint64_t done = completed(by_program, maint_vcpu(dc), load64(&l->dc_task[i]), maint_seq(dc));
+            uint64_t done =
+                completed(by_program, maint_vcpu(dc), load64(&l->dc_task[i]), maint_seq(dc), DSB_MAINTENANCE, vcpu);
             if (done && (!clean_done || done < clean_done)) {
                 clean_done = done;
             }
@@ -464,7 +489,7 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
                 continue; /* issued before the clean completed */
             }
             after_clean = true;
-            uint64_t done = completed(by_program, cand[i].vcpu, cand[i].task, cand[i].seq);
+            uint64_t done = completed(by_program, cand[i].vcpu, cand[i].task, cand[i].seq, DSB_MAINTENANCE, vcpu);
             if (done && (!ic_done || done < ic_done)) {
                 ic_done = done;
             }

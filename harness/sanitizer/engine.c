@@ -344,15 +344,15 @@ static void ring_push(uint64_t *ring, unsigned n, uint64_t *count, uint64_t s)
     __atomic_store_n(count, c + 1, __ATOMIC_RELEASE);
 }
 
-/* The earliest entry after seq of a ring; seq + 1 when it may have left the ring (assume the
-   best: never a false report); 0 if none. */
-static uint64_t ring_after(const uint64_t *ring, unsigned n, const uint64_t *count, uint64_t seq)
+/* The earliest DSB of a ring (dsb words) numbered after seq that has every DSB_* bit of need;
+   seq + 1 when it may have left the ring (assume the best: never a false report); 0 if none. */
+static uint64_t ring_after(const uint64_t *ring, unsigned n, const uint64_t *count, uint64_t seq, unsigned need)
 {
     uint64_t c = __atomic_load_n(count, __ATOMIC_ACQUIRE), best = 0, oldest = UINT64_MAX;
     unsigned k = c < n ? (unsigned)c : n;
     for (unsigned i = 0; i < k; i++) {
-        uint64_t d = load64(&ring[i]);
-        if (d > seq && (!best || d < best)) {
+        uint64_t w = load64(&ring[i]), d = dsb_seq(w);
+        if (d > seq && (dsb_kind(w) & need) == need && (!best || d < best)) {
             best = d;
         }
         if (d < oldest) {
@@ -375,9 +375,9 @@ bool engine_by_program(const struct line *l, struct writer w, const struct exec_
     return !(writer_mm && x->mm && writer_mm != x->mm);
 }
 
-void engine_dsb(unsigned vcpu, bool by_program)
+void engine_dsb(unsigned vcpu, unsigned kind, bool by_program)
 {
-    uint64_t s = engine_event();
+    uint64_t s = dsb_word(engine_event(), kind);
     struct vcpu_state *v = &g_vcpu[vcpu];
     ring_push(v->dsb, DSB_HISTORY, &v->dsb_count, s);
     if (by_program) {
@@ -386,15 +386,15 @@ void engine_dsb(unsigned vcpu, bool by_program)
     }
 }
 
-uint64_t engine_dsb_after(unsigned v, uint64_t seq)
+uint64_t engine_dsb_after(unsigned v, uint64_t seq, unsigned need)
 {
-    return ring_after(g_vcpu[v].dsb, DSB_HISTORY, &g_vcpu[v].dsb_count, seq);
+    return ring_after(g_vcpu[v].dsb, DSB_HISTORY, &g_vcpu[v].dsb_count, seq, need);
 }
 
-uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq)
+uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq, unsigned need)
 {
     const struct task *t = task ? task_lookup(task) : NULL;
-    return t ? ring_after(t->dsb, TASK_DSBS, &t->ndsb, seq) : UINT64_MAX;
+    return t ? ring_after(t->dsb, TASK_DSBS, &t->ndsb, seq, need) : UINT64_MAX;
 }
 
 /* ---- threads and processes ----------------------------------------------------------------

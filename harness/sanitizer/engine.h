@@ -59,6 +59,10 @@ static inline uint64_t maint_word(uint64_t seq, unsigned vcpu, bool kernel)
 static inline uint64_t maint_seq(uint64_t w) { return w >> 8; }
 static inline unsigned maint_vcpu(uint64_t w) { return w & 0x7f; }
 static inline bool maint_kernel(uint64_t w) { return (w >> 7) & 1; }
+/* dsb word (the DSB rings): seq << 8 | kind (DSB_* bits). */
+static inline uint64_t dsb_word(uint64_t seq, unsigned kind) { return seq << 8 | (kind & 0xff); }
+static inline uint64_t dsb_seq(uint64_t w) { return w >> 8; }
+static inline unsigned dsb_kind(uint64_t w) { return w & 0xff; }
 
 #define MAINT_HISTORY 4
 
@@ -89,7 +93,7 @@ struct writer {
 /* Per-vCPU state. Written only by its own vCPU thread, read (atomically) by the others. */
 #define DSB_HISTORY 64
 struct vcpu_state {
-    uint64_t dsb[DSB_HISTORY]; /* the last DSBs, a ring */
+    uint64_t dsb[DSB_HISTORY]; /* the last DSBs, a ring (dsb_word) */
     uint64_t dsb_count;
     uint64_t csync;            /* any context synchronization, interrupts included (kernel judgements) */
     uint64_t task;             /* the thread now running (arch-defined identity, 0 = unknown) */
@@ -191,15 +195,26 @@ void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, boo
 bool engine_kernel_maintained(const struct line *l, uint64_t seq);
 
 /* vCPU events */
-/* A DSB on vcpu; by_program: executed by the current thread's program (in user mode, or within a
-   system call or fault it took) rather than by an interrupt handler. */
-void engine_dsb(unsigned vcpu, bool by_program);
-/* The earliest DSB by vCPU v numbered after seq, 0 if none (optimistic when history overflowed). */
-uint64_t engine_dsb_after(unsigned v, uint64_t seq);
-/* The earliest DSB the program of thread `task` executed after seq, on any CPU (a migrated
-   thread's own DSB completes its earlier maintenance: Linux's __switch_to completed the old
-   CPU's), 0 if none; UINT64_MAX when the thread is unknown (the caller judges per CPU). */
-uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq);
+/* What a DSB completes (arm64 DSB <option>; Arm ARM "Data Synchronization Barrier"): DSB_STORES,
+   the PE's earlier stores (the ...ST options and the full ones); DSB_MAINTENANCE, also its
+   earlier cache maintenance (only a DSB whose required access types are reads and writes);
+   DSB_SHARED, for every PE of the inner shareable domain (ISH, OSH, SY) rather than for the
+   executing PE alone (NSH). A ...LD option has none of the first two. */
+#define DSB_STORES 1u
+#define DSB_MAINTENANCE 2u
+#define DSB_SHARED 4u
+#define DSB_FULL (DSB_STORES | DSB_MAINTENANCE | DSB_SHARED)
+/* A DSB (kind: DSB_* bits) on vcpu; by_program: executed by the current thread's program (in user
+   mode, or within a system call or fault it took) rather than by an interrupt handler. */
+void engine_dsb(unsigned vcpu, unsigned kind, bool by_program);
+/* The earliest DSB by vCPU v numbered after seq that has every DSB_* bit of need, 0 if none
+   (optimistic when history overflowed). */
+uint64_t engine_dsb_after(unsigned v, uint64_t seq, unsigned need);
+/* The earliest DSB with every bit of need the program of thread `task` executed after seq, on any
+   CPU (a migrated thread's own DSB completes its earlier maintenance: Linux's __switch_to
+   completed the old CPU's), 0 if none; UINT64_MAX when the thread is unknown (the caller judges
+   per CPU). */
+uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq, unsigned need);
 static inline void engine_stamp(uint64_t *field) { __atomic_store_n(field, engine_event(), RELAXED); }
 static inline uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, RELAXED); }
 

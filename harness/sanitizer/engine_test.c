@@ -135,6 +135,7 @@ enum {
     DSB_ISH = 0xd5033b9f, ISB = 0xd5033fdf, ERET = 0xd69f03e0, SVC0 = 0xd4000001,
     DC_CVAU_X9 = 0xd50b7b29, IC_IVAU_X9 = 0xd50b7529, IC_IALLU = 0xd508751f,
     MSR_VBAR_X9 = 0xd518c009, MSR_SP_EL0_X9 = 0xd5184109, SSBB = 0xd503309f,
+    DSB_NSH = 0xd503379f, DSB_ISHST = 0xd5033a9f, DSB_ISHLD = 0xd503399f, DSB_RESERVED8 = 0xd503389f,
 };
 #define VBAR 0xffff800080010000ULL
 #define IRQ_FROM_USER (VBAR + 0x480)
@@ -390,6 +391,72 @@ static void test_arm64(void)
     insn32(0, DSB_ISH, false);
     insn32(0, ISB, false);
     EXPECT("SSBB is no DSB", run(0, true), "arm64.no_dsb");
+
+    /* jitprobe's migrate_after_sync under no_dsb on neoverse-n1 (IDC=1): the program stores, reads
+       CTR_EL0 (Linux traps it from EL0: its exception entry ends the Spectre-BHB loop with a DSB
+       NSH), invalidates, ISB, then sched_setaffinity moves it to vCPU 1 (the system call's own
+       DSB ISH and __switch_to's on the way) and it calls the code there. The NSH completed the
+       store for vCPU 0 only, the later DSB ISH came after the invalidation: no_dsb. */
+    for (int program_dsb = 0; program_dsb < 2; program_dsb++) {
+        arm64_boot(N1);
+        store(0, USER_PC);
+        if (program_dsb) {
+            insn32(0, DSB_ISH, false);
+        }
+        block(0, SYNC_FROM_USER); /* MRS CTR_EL0 trapped */
+        insn32(0, DSB_NSH, true);
+        insn32(0, ERET, true);
+        maintain(0, IC_IVAU_X9);
+        if (program_dsb) {
+            insn32(0, DSB_ISH, false);
+        }
+        insn32(0, ISB, false);
+        set_reg(0, "x8", 122); /* sched_setaffinity */
+        insn32(0, SVC0, false);
+        block(0, SYNC_FROM_USER);
+        insn32(0, DSB_NSH, true);
+        insn32(0, DSB_ISH, true);
+        set_reg(1, "x9", 0xffff000000100000ULL); /* vCPU 0's thread now runs on vCPU 1 */
+        insn32(1, MSR_SP_EL0_X9, true);
+        insn32(1, ERET, true);
+        EXPECT(program_dsb ? "migrated after a complete protocol" : "migrated, only a trap's DSB NSH before the IC",
+               run(1, true), program_dsb ? "clean" : "arm64.no_dsb");
+    }
+
+    /* DSB options (Arm ARM "Data Synchronization Barrier"): NSH completes for the issuing PE only;
+       ST completes stores (IDC=1's step) but not cache maintenance; LD neither. A reserved
+       option executes as DSB SY. */
+    arm64_boot(N1);
+    store(0, USER_PC);
+    insn32(0, DSB_NSH, false);
+    maintain(0, IC_IVAU_X9);
+    insn32(0, DSB_NSH, false);
+    insn32(0, ISB, false);
+    insn32(1, ISB, false);
+    EXPECT("DSB NSH, executed on the same PE", run(0, true), "clean");
+    EXPECT("DSB NSH, executed on another PE", run(1, true), "arm64.no_dsb");
+    const struct { uint32_t first, second; const char *rule; } options[] = {
+        { DSB_ISHST, DSB_ISH, "clean" }, { DSB_ISHST, DSB_ISHST, "arm64.no_dsb" },
+        { DSB_ISHLD, DSB_ISH, "arm64.no_dsb" }, { DSB_RESERVED8, DSB_RESERVED8, "clean" },
+    };
+    for (unsigned i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        arm64_boot(N1);
+        store(0, USER_PC);
+        insn32(0, options[i].first, false);
+        maintain(0, IC_IVAU_X9);
+        insn32(0, options[i].second, false);
+        insn32(0, ISB, false);
+        insn32(1, ISB, false);
+        EXPECT("neoverse-n1 DSB options", run(1, true), options[i].rule);
+    }
+    arm64_boot(A57); /* IDC=0: the DC CVAU needs a DSB that completes cache maintenance */
+    store(0, USER_PC);
+    maintain(0, DC_CVAU_X9);
+    insn32(0, DSB_ISHST, false);
+    maintain(0, IC_IVAU_X9);
+    insn32(0, DSB_ISH, false);
+    insn32(0, ISB, false);
+    EXPECT("cortex-a57 DSB ISHST after DC CVAU", run(0, true), "arm64.no_dsb");
 
     /* Plugin arguments: line sizes out of range are refused (8-byte to 2 KiB lines). */
     EXPECT("ctr_el0 with DminLine 0", arch_arm64.parse_arg("ctr_el0", "0x8440c004") ? "accepted" : "refused", "refused");
