@@ -79,7 +79,8 @@ class ExecResult(TypedDict):
 class StressResult(TypedDict):
     """One entry of ``jitprobe run --json``'s results: a cell of the detection matrix.
 
-    ``verdict`` is None for a cell the run could not exercise (``observed`` then says so)."""
+    ``verdict`` is None for a cell the run could not exercise or a bug the sanitizer has no rule
+    for (``observed`` then says which)."""
 
     arch: str
     cpu: str
@@ -87,7 +88,7 @@ class StressResult(TypedDict):
     scenario: str
     mutation: str
     expected: Literal["clean", "caught"]
-    observed: Literal["clean", "caught", "not exercised"]
+    observed: Literal["clean", "caught", "not exercised", "not detected"]
     caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash
     verdict: Verdict | None
     violations: list[Violation]
@@ -95,6 +96,7 @@ class StressResult(TypedDict):
     reproducer: str
     # beyond the contract's fields
     expected_rules: list[str]
+    tolerated_rules: list[str]  # may also be reported (a concurrent executor between the writer's steps)
     observed_rules: list[str]
     exit_code: int | None
     detail: str

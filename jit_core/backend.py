@@ -36,6 +36,7 @@ class Backend(Protocol):
 
     arch: str
     mutations: frozenset[Mutation]
+    nop: bytes  # the architecture's no-op instruction: a branch patched out in place (live patching)
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program to native code. Raises JitError on any refused input."""

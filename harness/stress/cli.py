@@ -127,7 +127,7 @@ def matrix_table(jobs: Sequence[Job], mutation: str | None = None) -> Table:
 
 
 def summarize(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
-    verdicts = Counter(str(r["verdict"]) if r["verdict"] is not None else "not exercised" for r in results)
+    verdicts = Counter(str(r["verdict"]) if r["verdict"] is not None else r["observed"] for r in results)
     differing = [r for r in results if r["verdict"] not in ("pass", None)]
     return {
         "cells": len(results),
@@ -153,7 +153,7 @@ def observed_table(results: Sequence[StressResult]) -> Table:
         if r is None:
             return "-"
         if r["verdict"] is None:
-            return "[yellow]not exercised[/yellow]"
+            return f"[yellow]{r['observed']}[/yellow]"
         rules = ", ".join(rule.partition(".")[2] for rule in r["observed_rules"])
         text = f"{r['observed']}" + (f": {rules}" if rules else "")
         if r["verdict"] == "pass":
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if progress.enabled():
             progress.STDERR.print(
                 f"{cell['arch']} {cell['cpu']} {cell['scenario']} {cell['mutation']}: "
-                f"{cell['verdict'] or 'not exercised'}",
+                f"{cell['verdict'] or cell['observed']}",
                 markup=False,
                 highlight=False,
             )

@@ -8,13 +8,20 @@ that moment ("returns 3, then must return 7"). Exit status: 0 every call returne
 must, 1 a call returned another value (stale code ran), 2 a system call the set-up needs
 failed; a signal gives 128 + its number.
 
-Two generators (GENERATORS, named by the scenario files):
+Three generators (GENERATORS, named by the scenario files):
 - ``install``: one thread writes, synchronizes and calls, optionally moving to the other CPU
   between synchronizing and calling (``migrate``);
 - ``publish``: a writer on CPU 0 installs each generation and publishes its round number with a
   store-release; executor threads on CPU 1 wait for it with load-acquire, synchronize as the
   scenario says (``context_sync``, or nothing when the writer's ``membarrier`` does it for them)
-  and call.
+  and call;
+- ``patch``: live patching. An executor on CPU 1 calls the function in a loop, never
+  synchronizing; the writer on CPU 0 rewrites one instruction of it in place (an aligned 32-bit
+  store), synchronizes its own side, and waits for two more calls before the next patch. The
+  correct program turns the branch that selects the returned value into a NOP and back (a static
+  key: B and NOP may be modified while another PE runs them); ``patch_immediate`` patches a MOV
+  immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores, so that for a
+  moment the word is half B, half NOP. Either value is a right result at any time.
 Both map the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
 mapped RX at the slot and RW at an alias: W^X) or ``mprotect`` (RW while writing, RX before
 running). Mutations of jit_core's icache_sync and context_sync are applied by jit_core; the
@@ -33,6 +40,7 @@ from base.errors import InfraError, InputError
 from base.profiles import load_profile
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, PAGE
 from jit_core.asm import assemble
+from jit_core.backend import get_backend
 from jit_core.compile import compile_program
 from jit_core.elf import build_executable
 from jit_core.intrinsics import Mutation
@@ -115,23 +123,26 @@ def _mem(fields: list[tuple[str, bytes]]) -> tuple[dict[str, int], bytes]:
     return offsets, blob
 
 
-def _build(
-    arch: str,
-    params: Mapping[str, Any],
-    mutation: str,
-    index: int,
-    seed: int | None,
-    extra: list[tuple[str, bytes]],
-) -> tuple[_Program, bytes]:
+# (code0, code1, entry) of a generator's two generations, from the values they return
+Functions = Callable[[tuple[int, int]], tuple[bytes, bytes, int]]
+
+
+def _build(arch: str, params: Mapping[str, Any], mutation: str, index: int, seed: int | None,
+           extra: list[tuple[str, bytes]],
+           functions: Functions | None = None) -> tuple[_Program, bytes]:
+    """The program's description and mem: its slot, the two generations' code (by default
+    ``_function`` of each value; ``functions`` gives (code0, code1, entry) instead) and mem
+    fields (the mapping's, the CPU masks, the code, then ``extra``)."""
     if not 0 <= index < MAX_INDEX:
         raise InputError("stress program index", index, hint=f"0 to {MAX_INDEX - 1}")
     values = generation_values(params["seed"] if seed is None else seed)
-    (code0, entry), (code1, _) = (_function(arch, v, params["filler"]) for v in values)
+    if functions is None:
+        (code0, entry), (code1, _) = (_function(arch, v, params["filler"]) for v in values)
+    else:
+        code0, code1, entry = functions(values)
     if params["placement"] + max(len(code0), len(code1)) > REGION:
-        raise InfraError(
-            f"{arch} code of {len(code0)} bytes at placement {params['placement']} "
-            f"does not fit the {REGION}-byte region"
-        )
+        raise InfraError(f"{arch} code of {len(code0)} bytes at placement {params['placement']} "
+                         f"does not fit the {REGION}-byte region")
     slot = JIT_BASE + index * JIT_STRIDE
     u64 = struct.Struct("<q").pack
     mapping = params["mapping"]
@@ -406,8 +417,98 @@ def _jit_mutation(mutation: str) -> str:
     return Mutation.NONE if mutation in StressMutation.__members__.values() else mutation
 
 
+def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
+                       filler: int) -> tuple[bytes, bytes, int]:
+    """(code before, code after, offset of the one instruction word that differs) of the patch
+    generator's function: a jump selects the block that returns the first value, and the patch
+    turns it into the architecture's NOP, falling through to the block that returns the second
+    (a static key); under ``patch_immediate`` the patch changes that block's immediate instead."""
+    first, second = values
+    pad = "add %r0, 0\n" * filler  # code after the blocks, as in a real function's body
+    jump = f"ja +{2 + filler}\nmov %r0, {second}\n{pad}exit\nmov %r0, {first}\n{pad}exit\n"
+    immediate = mutation == StressMutation.PATCH_IMMEDIATE
+    other = (jump.replace(f"mov %r0, {first}", f"mov %r0, {second}") if immediate
+             else jump.replace(f"ja +{2 + filler}", "ja +0"))  # fmt: skip
+    before, located = (compile_program(arch, assemble(t)).code for t in (jump, other))
+    nop = get_backend(arch).nop
+    words = [off for off in range(0, min(len(before), len(located)), len(nop))
+             if before[off:off + len(nop)] != located[off:off + len(nop)]]  # fmt: skip
+    if len(before) != len(located) or len(words) != 1 or len(nop) != 4:
+        raise InfraError(f"{arch}: the patched function's two versions differ in {len(words)} words "
+                         f"({len(before)} and {len(located)} bytes); the patch generator needs one "
+                         "4-byte word")
+    word = words[0]
+    after = located if immediate else before[:word] + nop + before[word + 4:]
+    pad8 = bytes(-len(before) % 8)
+    return before + pad8, after + pad8, word
+
+
+def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: int,
+                    seed: int | None = None) -> bytes:
+    """A writer patches one instruction of a function an executor keeps calling (module docstring)."""
+    u64 = struct.Struct("<q").pack
+    stack = ("map_stack", struct.pack("<QQQQqQ", 0, _STACK, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0))
+    flags = [("started", u64(0)), ("calls", u64(0)), ("stop", u64(0)), ("bad", u64(0)), ("pinned", u64(0)),
+             ("tid", u64(-1))]  # fmt: skip
+    word = 0
+
+    def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
+        nonlocal word
+        before, after, word = _patched_functions(arch, mutation, values, int(params["filler"]))
+        return before, after, 0
+
+    p, mem = _build(arch, params, mutation, index, seed, [stack, *flags], functions)
+    at, before = p.at, p.codes[0]
+    if mutation == StressMutation.TORN_PATCH:
+        patch = lambda gen: "\n".join(  # noqa: E731
+            f"ldxh %r3, [%r6+{at[f'code{gen}'] + word + half}]\nstxh [%r7+{word + half}], %r3"
+            for half in (0, 2))
+    else:
+        patch = lambda gen: f"ldxw %r3, [%r6+{at[f'code{gen}'] + word}]\nstxw [%r7+{word}], %r3"  # noqa: E731
+    text = "\n".join([
+        "mov %r6, %r1", _pin(p, 0), _set_up(p), f"mov %r7, {p.write_at}",
+        "\n".join(f"ldxdw %r3, [%r6+{at['code0'] + off}]\nstxdw [%r7+{off}], %r3"
+                  for off in range(0, len(before), 8)),
+        f"mov %r1, {p.code_at}", f"mov %r2, {len(before)}", "call icache_sync",
+        f"mov %r1, {p.sys('mmap')}", "mov %r2, %r6", f"add %r2, {at['map_stack']}", "call syscall6",
+        "jslt %r0, 0, setup_failed", "mov %r2, %r0", f"add %r2, {_STACK}", "lddw %r1, func executor",
+        "mov %r3, %r6", "mov %r4, %r6", f"add %r4, {at['tid']}", "call clone_thread",
+        "jsle %r0, 0, setup_failed",
+        "wait_started:", "call spin_hint", f"load_acquire64 %r0, [%r6+{at['started']}]",
+        "jeq %r0, 0, wait_started",
+        "mov %r8, 1",
+        "round:",
+        _by_generation(p, "%r8", "patch", patch),
+        f"mov %r1, {p.code_at + word}", "mov %r2, 4", "call icache_sync",
+        f"load_acquire64 %r9, [%r6+{at['calls']}]", "add %r9, 2",
+        "wait_calls:", "call spin_hint", f"load_acquire64 %r0, [%r6+{at['calls']}]",
+        "jlt %r0, %r9, wait_calls",
+        "add %r8, 1", f"jle %r8, {params['iterations']}, round",
+        "mov %r3, 1", f"store_release64 [%r6+{at['stop']}], %r3",
+        "join:", f"ldxw %r3, [%r6+{at['tid']}]", "jeq %r3, 0, joined", "mov %r4, %r3", "mov %r2, %r6",
+        f"add %r2, {at['tid']}", f"mov %r1, {p.sys('futex')}", f"mov %r3, {_FUTEX_WAIT}", "mov %r5, 0",
+        "call syscall", "ja join", "joined:",
+        f"ldxdw %r0, [%r6+{at['pinned']}]", "jne %r0, 0, setup_failed",
+        f"ldxdw %r0, [%r6+{at['bad']}]", "jne %r0, 0, wrong",
+        _EPILOGUE,
+        "executor:",
+        "mov %r6, %r1", _pin(p, 1, status="pinned"), f"mov %r9, {p.code_at}",
+        "mov %r3, 1", f"store_release64 [%r6+{at['started']}], %r3",
+        "call_again:",
+        "call %r9",
+        f"jeq %r0, {p.values[0]}, right", f"jeq %r0, {p.values[1]}, right", f"stdw [%r6+{at['bad']}], 1",
+        "right:",
+        f"ldxdw %r3, [%r6+{at['calls']}]", "add %r3, 1", f"store_release64 [%r6+{at['calls']}], %r3",
+        f"load_acquire64 %r0, [%r6+{at['stop']}]", "jeq %r0, 0, call_again",
+        "exit",
+    ])
+    return build_executable(arch, assemble(text), mem, mutation=_jit_mutation(mutation))
+
+
 Generator = Callable[[str, Mapping[str, Any], str, int, "int | None"], bytes]
-GENERATORS: dict[str, Generator] = {"install": install_generator, "publish": publish_generator}
+GENERATORS: dict[str, Generator] = {
+    "install": install_generator, "publish": publish_generator, "patch": patch_generator,
+}
 
 
 def build_program(

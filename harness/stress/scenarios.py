@@ -28,6 +28,7 @@ from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
 
 __all__ = [
     "GENERATOR_NAMES",
+    "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
     "SUITES",
@@ -41,12 +42,16 @@ __all__ = [
     "mutations_for",
     "parse_icache",
     "parse_kernel",
+    "tolerated_rules",
 ]
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
 SUITES = ("icache", "kernel")
-GENERATOR_NAMES = ("install", "publish")  # harness.stress.programs.GENERATORS, checked there
+GENERATOR_NAMES = ("install", "publish", "patch")  # harness.stress.programs.GENERATORS, checked there
 Expected = Literal["clean", "caught"]
+# An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
+# "not detected", never as a pass.
+NOT_DETECTED = "not detected"
 
 
 class ScenarioError(ProfileError):
@@ -63,6 +68,8 @@ class StressMutation(StrEnum):
     SYNC_NULL_RANGE = "sync_null_range"  # __clear_cache(NULL, NULL)
     MEMBARRIER_UNREGISTERED = "membarrier_unregistered"  # SYNC_CORE without registering first
     MEMBARRIER_PLAIN = "membarrier_plain"  # PRIVATE_EXPEDITED: orders memory, syncs no core
+    PATCH_IMMEDIATE = "patch_immediate"  # a running MOV's immediate patched, not a branch
+    TORN_PATCH = "torn_patch"  # one instruction written with two 16-bit stores
 
 
 STRESS_MUTATIONS: dict[StressMutation, str] = {
@@ -72,6 +79,8 @@ STRESS_MUTATIONS: dict[StressMutation, str] = {
     StressMutation.SYNC_NULL_RANGE: "icache_sync of the empty range at address 0",
     StressMutation.MEMBARRIER_UNREGISTERED: "membarrier SYNC_CORE without registering (EPERM)",
     StressMutation.MEMBARRIER_PLAIN: "membarrier PRIVATE_EXPEDITED, which serializes no core",
+    StressMutation.PATCH_IMMEDIATE: "live patch of a MOV immediate in running code instead of a branch",
+    StressMutation.TORN_PATCH: "live patch of a branch written with two 16-bit stores",
 }
 
 _PARAMS_SCHEMA: dict[str, Field] = {
@@ -98,6 +107,8 @@ ICACHE_SCHEMA: dict[str, Field] = {
         MapOf(
             {
                 "why": Field(str, "the manual's rule that gives these verdicts"),
+            "may_also": Field(dict, "per architecture, rules the executor may also hit when it runs the "
+                              "code while the writer is between steps (concurrent patching)", required=False),
                 **{
                     arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'", required=False)
                     for arch in available_arches()
@@ -131,7 +142,12 @@ class IcacheScenario:
     mutations: tuple[str, ...]
     cpus: Mapping[str, tuple[str, ...]]
     expect: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    tolerated: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     suite: str = "icache"
+
+    def runs_on(self, arch: str) -> bool:
+        """Whether the scenario runs on ``arch`` at all (its ``cpus`` may leave an architecture out)."""
+        return bool(self.cpus.get(arch, True))
 
     @property
     def install(self) -> str:
@@ -176,7 +192,11 @@ def _check_name(data: Mapping[str, Any], path: Path) -> None:
 
 def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...]:
     known = load_profile(arch).code_modification.rules
+    if NOT_DETECTED in entries and len(entries) > 1:
+        raise ScenarioError(f"{where}: {NOT_DETECTED!r} stands alone (a bug the sanitizer has no rule for)")
     for entry in entries:
+        if entry == NOT_DETECTED:
+            continue
         rule, _, flag = entry.partition(" unless ")
         if rule not in known:
             raise ScenarioError(
@@ -213,6 +233,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
             )
         cpus[arch] = tuple(models)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
+    tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     for mutation, entry in (data.get("expect") or {}).items():
         if mutation not in data["mutations"]:
             raise ScenarioError(
@@ -222,8 +243,14 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
         expect[mutation] = {
             arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
             for arch, rules in entry.items()
-            if arch != "why"
+            if arch not in ("why", "may_also")
         }
+        for arch, rules in (entry.get("may_also") or {}).items():
+            where = f"{source}: field 'expect.{mutation}.may_also.{arch}'"
+            if arch not in available_arches() or not isinstance(rules, list):
+                raise ScenarioError(f"{where}: expected an architecture ({', '.join(available_arches())}) "
+                                    "with a list of rules")
+            tolerated.setdefault(mutation, {})[arch] = _check_rules(rules, arch, where)
     for mutation in data["mutations"]:
         if mutation in StressMutation.__members__.values():
             missing = [a for a in available_arches() if a not in expect.get(mutation, {})]
@@ -246,6 +273,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
         mutations=tuple(data["mutations"]),
         cpus=cpus,
         expect=expect,
+        tolerated=tolerated,
     )
 
 
@@ -298,12 +326,27 @@ def mutations_for(scenario: IcacheScenario, arch: str) -> list[str]:
     ]
 
 
+def tolerated_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+    """Rules ``mutation`` may be reported with besides its expected ones (``expect.may_also``):
+    steps an executor running concurrently with the writer can catch it between. Each entry
+    ``rule unless <flag>`` counts on CPUs without the flag. Raises InputError for an unknown
+    architecture or CPU model."""
+    model = load_profile(arch).cpu_model(cpu)
+    flags = {"idc": bool(model.idc), "dic": bool(model.dic)}
+    out = set()
+    for entry in scenario.tolerated.get(mutation, {}).get(arch, ()):
+        rule, _, flag = entry.partition(" unless ")
+        if not flags.get(flag, False):
+            out.add(rule)
+    return out
+
+
 def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
     """The rules ``mutation`` of ``scenario`` must be reported with on ``arch``/``cpu`` (empty: clean).
 
     From the scenario's ``expect`` where it names the mutation and architecture, else from the
     profile's rules for the install kind (harness.icache.expectations). Raises InputError for an
-    unknown architecture or CPU model."""
+    unknown architecture or CPU model. A bug the sanitizer has no rule for gives {NOT_DETECTED}."""
     model = load_profile(arch).cpu_model(cpu)
     flags = {"idc": bool(model.idc), "dic": bool(model.dic)}
     stated = scenario.expect.get(mutation, {}).get(arch)

@@ -103,6 +103,7 @@ class Arm64Backend:
                            Mutation.WRONG_LINE_SIZE, Mutation.HALF_RANGE}) | frozenset(
         ORDERING_MUTATIONS
     )
+    nop = e.nop().to_bytes(4, "little")
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation

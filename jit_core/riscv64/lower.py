@@ -400,6 +400,7 @@ class RiscV64Backend:
     mutations = frozenset({Mutation.HALF_RANGE, Mutation.FENCE_I_WRITER_ONLY}) | frozenset(
         ORDERING_MUTATIONS
     )
+    nop = E.addi(Reg.ZERO, Reg.ZERO, 0).to_bytes(4, "little")
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Verify and lower ``prog`` to position-independent RV64GC code.

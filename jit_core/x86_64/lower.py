@@ -437,6 +437,7 @@ class X86_64Backend:
 
     arch = ARCH
     mutations = frozenset({Mutation.NO_SERIALIZE, Mutation.SELF_SUB_AS_ZERO, Mutation.DROP_BRANCH_TO_NEXT})
+    nop = b"\x90"
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it
