@@ -55,7 +55,7 @@ def test_every_bug_class_of_the_suite_has_a_scenario() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"generator": "jump"}, "field 'generator': expected one of install, publish, got 'jump'"),
+        ({"generator": "jump"}, "field 'generator': expected one of install, publish, patch, got 'jump'"),
         ({"name": "other"}, "field 'name': expected 'flush_mistakes' (the file's name)"),
         ({"mutations": ["no_such"]}, "unknown mutation 'no_such'; expected some of no_dc_clean"),
         ({"params": {"threads": 0}}, "missing field 'params.iterations'"),
