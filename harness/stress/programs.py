@@ -56,6 +56,7 @@ __all__ = [
     "build_program",
     "generation_values",
     "install_generator",
+    "patch_generator",
     "publish_generator",
 ]
 
