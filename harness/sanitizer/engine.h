@@ -196,8 +196,9 @@ bool engine_kernel_maintained(const struct line *l, uint64_t seq);
 
 /* vCPU events */
 /* What a DSB completes (the rule file decodes its option; Arm ARM "Data Synchronization
-   Barrier"): DSB_STORES, the PE's earlier stores (the ...ST options and the full ones); DSB_MAINTENANCE, also its
-   earlier cache maintenance (only a DSB whose required access types are reads and writes);
+   Barrier"): DSB_STORES, the PE's earlier stores (the ...ST options and the full ones);
+   DSB_MAINTENANCE, also its earlier cache maintenance (only a DSB whose required access types
+   are reads and writes);
    DSB_SHARED, for every PE of the inner shareable domain (ISH, OSH, SY) rather than for the
    executing PE alone (NSH). A ...LD option has none of the first two. */
 #define DSB_STORES 1u
