@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from .scenarios import (
 )
 
 __all__ = [
-    "add_run_parser", "cmd_run", "matrix_rows", "matrix_table", "observed_table", "print_results",
-    "summarize",
+    "add_run_parser", "cmd_run", "matrix_markdown", "matrix_rows", "matrix_table", "observed_table",
+    "print_results", "summarize",
 ]
 
 _SUITE_CHOICES = (*SUITES, "all")
@@ -78,6 +78,11 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     return plan(_scenarios(args), arches, args.cpu)
 
 
+def _row_keys(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(scenario, mutation) rows grouped by scenario, mutations in their first order."""
+    return sorted(dict.fromkeys(keys), key=lambda key: key[0])
+
+
 def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[str, str, str, str, str]]:
     """(arch, cpu, scenario, mutation, expected) of every cell ``jobs`` run; expected is ``clean``
     or ``caught: <rules>``."""
@@ -113,7 +118,7 @@ def matrix_table(jobs: Sequence[Job], mutation: str | None = None) -> Table:
     table.add_column("mutation")
     for arch, cpu in columns:
         table.add_column(f"{arch}\n{cpu}")
-    for scenario, m in dict.fromkeys((scenario, m) for _, _, scenario, m, _ in rows):
+    for scenario, m in _row_keys((scenario, m) for _, _, scenario, m, _ in rows):
         table.add_row(
             scenario,
             m,
@@ -124,6 +129,20 @@ def matrix_table(jobs: Sequence[Job], mutation: str | None = None) -> Table:
             ),
         )
     return table
+
+
+def matrix_markdown(jobs: Sequence[Job], mutation: str | None = None) -> str:
+    """The expected detection matrix as a Markdown table (for READMEs and CI summaries)."""
+    rows = matrix_rows(jobs, mutation)
+    columns = list(dict.fromkeys((arch, cpu) for arch, cpu, *_ in rows))
+    cells = {(arch, cpu, scenario, m): expected for arch, cpu, scenario, m, expected in rows}
+    lines = ["| scenario | mutation | " + " | ".join(f"{a} {c}" for a, c in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]  # fmt: skip
+    for scenario, m in _row_keys((scenario, m) for _, _, scenario, m, _ in rows):
+        shown = [cells.get((a, c, scenario, m), "n/a").replace("caught: ", "").replace(f"{a}.", "")
+                 for a, c in columns]  # fmt: skip
+        lines.append(f"| {scenario} | {m} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
 
 
 def summarize(results: Sequence[StressResult], wall_s: float) -> dict[str, Any]:
@@ -141,7 +160,7 @@ def observed_table(results: Sequence[StressResult]) -> Table:
     """The detection matrix as run: per scenario and mutation (rows) and architecture and CPU
     model (columns), what was observed, marked when it differs from the expectation."""
     columns = list(dict.fromkeys((r["arch"], r["cpu"]) for r in results))
-    rows = list(dict.fromkeys((r["scenario"], r["mutation"]) for r in results))
+    rows = _row_keys((r["scenario"], r["mutation"]) for r in results)
     cells = {(r["arch"], r["cpu"], r["scenario"], r["mutation"]): r for r in results}
     table = Table(title="jitprobe detection matrix (observed)")
     table.add_column("scenario")
@@ -181,7 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the stress suites (or list their matrix); exit 1 when any cell differs from its expectation."""
     jobs = _jobs(args)
     if args.list:
-        if args.json:
+        if args.markdown:
+            print(matrix_markdown(jobs, args.mutation))
+        elif args.json:
             keys = ("arch", "cpu", "scenario", "mutation", "expected")
             progress.print_json(
                 {"matrix": [dict(zip(keys, row, strict=True)) for row in matrix_rows(jobs, args.mutation)]}
@@ -246,5 +267,6 @@ def add_run_parser(subparsers: Any) -> None:
         help="append each cell's result to DIR/results.jsonl (default: a new folder under the runs folder)",
     )
     run.add_argument("--list", action="store_true", help="print the expected detection matrix; boot nothing")
+    run.add_argument("--markdown", action="store_true", help="with --list: the matrix as a Markdown table")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(func=cmd_run)
