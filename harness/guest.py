@@ -49,6 +49,7 @@ __all__ = [
     "Guest",
     "check_smp",
     "install_signal_handlers",
+    "kill_all",
     "stop_all",
 ]
 
@@ -523,6 +524,16 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+def kill_all() -> None:
+    """SIGKILL every running guest's QEMU now, from any thread: for an interrupted run whose
+    guests other threads are using (those threads then see QEMU gone, unwind and reap it)."""
+    for guest in list(_LIVE):
+        child = guest._child
+        if child is not None and child.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
 
 
 def install_signal_handlers() -> None:

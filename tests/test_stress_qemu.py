@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,27 @@ def test_a_cell_that_differs_from_its_expectation_exits_1(tmp_path: Path) -> Non
     assert "--scenario rewrite_in_place --mutation no_serialize" in wrong["reproducer"]
     kept, _ = read_results(tmp_path / "results")
     assert {r["mutation"] for r in kept} == {"none", "no_serialize"}
+
+
+def test_a_killed_run_keeps_each_finished_scenario_and_leaves_no_qemu(tmp_path: Path) -> None:
+    """SIGTERM once the first scenario's cells are in --results: they stay (whole records), the
+    command ends at once with 128 + SIGTERM, and no guest outlives it."""
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "--suite", "icache", "--arch", "all", "--jobs", "2",
+         "--results", str(results)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")},
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not (results / "results.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    kept_before, _ = read_results(results)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    kept, skipped = read_results(results)
+    assert kept_before and len(kept) >= len(kept_before) and not skipped
+    cut_off = [r["detail"] for r in kept if r["verdict"] in ("infra", "crash")]
+    assert not cut_off  # the guests the signal killed leave no results
+    assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no QEMU left

@@ -22,7 +22,7 @@ from base.contract import StressResult, Verdict, Violation
 from base.errors import GuestError, InfraError, JitprobeError
 from base.profiles import load_profile
 from harness.batch import run_batch
-from harness.guest import Guest
+from harness.guest import Guest, kill_all
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, describe_violations, slot_of_pc
 from harness.runs import append_result, new_run_dir
 from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
@@ -320,9 +320,12 @@ def run_jobs(
     ``on_result`` as soon as its scenario ends. Raises InfraError if a result cannot be written."""
     results: list[StressResult] = []
     lock = threading.Lock()
+    stopping = threading.Event()
 
     def record(cell: StressResult) -> None:
         with lock:
+            if stopping.is_set():  # interrupted: what the killed guests left unfinished is not a result
+                return
             results.append(cell)
             if results_dir is not None:
                 append_result(results_dir, {"job": "run", **cell})
@@ -335,7 +338,14 @@ def run_jobs(
         except JitError as exc:  # the generators are the project's own: a refusal is its fault
             raise InfraError(f"jit_core refused a stress program of {job.name}: {exc}") from exc
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
         for future in [pool.submit(one, job) for job in jobs]:
             future.result()
+    except BaseException:  # Ctrl-C, SIGTERM (SystemExit) or a failed job: stop every guest now
+        stopping.set()
+        kill_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
