@@ -48,6 +48,7 @@ __all__ = [
     "build_program",
     "generation_values",
     "install_generator",
+    "installed_code",
     "publish_generator",
 ]
 
@@ -418,3 +419,13 @@ def build_program(
     ``seed`` replaces the scenario's. Raises InputError for a bad index, JitError for an unknown
     architecture or mutation and InfraError when the code does not fit its region."""
     return GENERATORS[scenario.generator](arch, scenario.params, mutation, index, seed)
+
+
+def installed_code(
+    scenario: IcacheScenario, arch: str, index: int, seed: int | None = None
+) -> tuple[int, bytes, bytes]:
+    """(address, first generation, second generation): the code the program of slot ``index``
+    installs and calls, as build_program puts it in the executable (``seed`` replaces the
+    scenario's). Raises as build_program does."""
+    p, _ = _build(arch, scenario.params, Mutation.NONE, index, seed, [])
+    return p.code_at, p.codes[0], p.codes[1]
