@@ -74,7 +74,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             for r in rows:
                 seed = "-" if r["seed"] is None else r["seed"]
                 print(
-                    f"{r['id']}  {r['arch']:<8} {r['cpu']:<12} smp{r['smp']:<3} {r['suite']}/{r['scenario']:<22} "
+                    f"{r['id']}  {r['arch']:<8} {r['cpu']:<12} smp{r['smp']:<3} "
+                    f"{r['suite']}/{r['scenario']:<22} "
                     f"sanitize={'on' if r['sanitize'] else 'off'} seed={seed} "
                     f"{'~' if not r['measured'] else ''}{r['duration_s']} s"
                 )
@@ -162,7 +163,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"{len(report.cells)} cells, {len(report.failures)} distinct failures ({new} new): {out}/index.html"
+            f"{len(report.cells)} cells, {len(report.failures)} distinct failures ({new} new): "
+            f"{out}/index.html"
         )
     if args.fail_on == "new" and new or args.fail_on == "any" and report.failures:
         return EXIT_FAIL

@@ -519,7 +519,7 @@ def _trend_svg(trend: Sequence[tuple[str, int, int]]) -> str:
             f"{_e(night[-5:])}</text>"
         )
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
+        f"<svg width='{width}' height='{height}' role='img' "
         f"aria-label='failing cells per night'><line x1='{pad}' y1='{height - pad}' x2='{width - pad}' "
         f"y2='{height - pad}' stroke='#555'/><text x='{pad}' y='14' font-size='11'>failing cells per night "
         f"(max {top})</text>{''.join(bars)}</svg>"
