@@ -50,15 +50,24 @@ def cell(
     expected = sorted(expected_rules(scenario(scenario_name), arch, cpu, mutation))
     observed = sorted(observed_rules) if observed_rules is not None else expected
     return {
-        "arch": arch, "cpu": cpu, "suite": "icache", "scenario": scenario_name, "mutation": mutation,
-        "expected": "caught" if expected else "clean", "observed": "caught" if observed else "clean",
-        "caught_by": ["sanitizer"] if observed else [], "verdict": verdict,  # type: ignore[typeddict-item]
-        "violations": violations or [], "histogram": None,
+        "arch": arch,
+        "cpu": cpu,
+        "suite": "icache",
+        "scenario": scenario_name,
+        "mutation": mutation,
+        "expected": "caught" if expected else "clean",
+        "observed": "caught" if observed else "clean",
+        "caught_by": ["sanitizer"] if observed else [],
+        "verdict": verdict,  # type: ignore[typeddict-item]
+        "violations": violations or [],
+        "histogram": None,
         "reproducer": reproducer(job, scenario_name, mutation, Selection(seed=seed)),
-        "expected_rules": expected, "observed_rules": observed, "exit_code": 0,
+        "expected_rules": expected,
+        "observed_rules": observed,
+        "exit_code": 0,
         "detail": "as expected" if verdict == "pass" else f"expected {expected}; reported {observed}",
         "run_dir": run_dir,
-    }  # fmt: skip
+    }
 
 
 def slot_violation(arch: str, scenario_name: str, index: int, rule: str, offset: int = 0) -> Violation:
@@ -66,21 +75,35 @@ def slot_violation(arch: str, scenario_name: str, index: int, rule: str, offset:
     instruction bytes the program puts there."""
     address, code, _ = installed_code(scenario(scenario_name), arch, index)
     return {
-        "rule": rule, "pc": address + offset, "vcpu": 1, "paddr": 0x4200_0000 + offset, "insn": code[offset:offset + 4].hex(),
-        "disasm": "?", "symbol": None, "writer_pc": 0x401000, "writer_vcpu": 0, "count": 3, "space": "user",
-    }  # fmt: skip
+        "rule": rule,
+        "pc": address + offset,
+        "vcpu": 1,
+        "paddr": 0x4200_0000 + offset,
+        "insn": code[offset : offset + 4].hex(),
+        "disasm": "?",
+        "symbol": None,
+        "writer_pc": 0x401000,
+        "writer_vcpu": 0,
+        "count": 3,
+        "space": "user",
+    }
 
 
 def fake_runner(
-    verdict_of: Callable[[Job], str] = lambda _job: "pass", delay_s: float = 0.0, calls: list[str] | None = None
+    verdict_of: Callable[[Job], str] = lambda _job: "pass",
+    delay_s: float = 0.0,
+    calls: list[str] | None = None,
 ) -> Callable[..., list[StressResult]]:
     """A stand-in for harness.stress.runner.run_jobs: every mutation of the job's scenario gets a
     cell (after ``delay_s`` each), with the verdict ``verdict_of`` gives."""
 
     def run(
-        jobs: Sequence[Job], selection: Selection, _results: Path | None, on_result: Callable[[StressResult], None],
+        jobs: Sequence[Job],
+        selection: Selection,
+        _results: Path | None,
+        on_result: Callable[[StressResult], None],
         _workers: int,
-    ) -> list[StressResult]:  # fmt: skip
+    ) -> list[StressResult]:
         out = []
         for job in jobs:
             if calls is not None:
@@ -90,8 +113,16 @@ def fake_runner(
             for mutation in mutations_for(s, job.arch):
                 time.sleep(delay_s)
                 verdict = verdict_of(job)
-                result = cell(job.arch, job.cpu, s.name, mutation, verdict,
-                              observed_rules=[] if verdict == "fail" else None, smp=job.smp, seed=selection.seed)  # fmt: skip
+                result = cell(
+                    job.arch,
+                    job.cpu,
+                    s.name,
+                    mutation,
+                    verdict,
+                    observed_rules=[] if verdict == "fail" else None,
+                    smp=job.smp,
+                    seed=selection.seed,
+                )
                 if verdict == "fail" and not result["expected_rules"]:
                     result["observed_rules"] = ["made.up_rule"]
                 on_result(result)

@@ -65,16 +65,24 @@ def test_the_project_matrix_expands_to_every_stress_model_and_scenario() -> None
         (matrix_text(arch="[sparc]"), ["field 'axes.arch'", "'sparc'", "arm64", "riscv64", "x86_64"]),
         (matrix_text(scenario="[nope]"), ["field 'axes.scenario'", "'nope'", "rewrite_in_place"]),
         (matrix_text().replace("smp: [2]", "smp: [1]"), ["field 'axes.smp'", "integers from 2"]),
-        (matrix_text().replace("sanitize: [true]", "sanitize: [maybe]"), ["field 'axes.sanitize'", "true or false"]),
+        (
+            matrix_text().replace("sanitize: [true]", "sanitize: [maybe]"),
+            ["field 'axes.sanitize'", "true or false"],
+        ),
         (matrix_text().replace("suite: [icache]", "suite: [gpu]"), ["field 'axes.suite'", "'gpu'", "icache"]),
         (matrix_text(extra="  colour: [red]\n").replace("exclude", "exclude"), ["unknown field"]),
         (matrix_text() + "flavour: x\n", ["unknown field 'flavour'", "expected one of: axes, exclude"]),
         (matrix_text(exclude="[{planet: mars}]"), ["field 'exclude[0].planet'", "unknown axis", "scenario"]),
-        (matrix_text(extra="  cpu: {arm64: [cortex-z9]}\n"), ["field 'axes.cpu.arm64'", "'cortex-z9'", "neoverse-n1"]),
+        (
+            matrix_text(extra="  cpu: {arm64: [cortex-z9]}\n"),
+            ["field 'axes.cpu.arm64'", "'cortex-z9'", "neoverse-n1"],
+        ),
         ("axes: 3\n", ["field 'axes'", "expected a mapping"]),
     ],
 )
-def test_schema_errors_name_the_file_the_field_and_the_choices(tmp_path: Path, text: str, pieces: list[str]) -> None:
+def test_schema_errors_name_the_file_the_field_and_the_choices(
+    tmp_path: Path, text: str, pieces: list[str]
+) -> None:
     path = write_matrix(tmp_path, text)
     with pytest.raises(MatrixError) as info:
         load_matrix(path)
@@ -92,8 +100,11 @@ def test_a_colour_axis_is_refused_with_the_valid_axes(tmp_path: Path) -> None:
 
 
 def test_exclusions_and_cpu_choices(tmp_path: Path) -> None:
-    text = matrix_text(arch="[arm64]", extra="  cpu: {arm64: [cortex-a57, neoverse-v1]}\n",
-                       exclude="[{cpu: neoverse-v1, scenario: [cross_modify, dual_mapping]}]")  # fmt: skip
+    text = matrix_text(
+        arch="[arm64]",
+        extra="  cpu: {arm64: [cortex-a57, neoverse-v1]}\n",
+        exclude="[{cpu: neoverse-v1, scenario: [cross_modify, dual_mapping]}]",
+    )
     jobs = load_matrix(write_matrix(tmp_path, text)).jobs
     assert {j.cpu for j in jobs} == {"cortex-a57", "neoverse-v1"}
     v1 = {j.scenario for j in jobs if j.cpu == "neoverse-v1"}
@@ -108,14 +119,32 @@ def test_job_ids_are_hashes_of_the_axes_not_positions(tmp_path: Path) -> None:
     assert {j.id: j for j in forward} == {j.id: j for j in backward}
     assert len({j.id for j in forward}) == len(forward)
     job = MatrixJob("x86_64", "max", 2, "icache", "rewrite_in_place", True, None)
-    canonical = json.dumps({"arch": "x86_64", "cpu": "max", "sanitize": True, "scenario": "rewrite_in_place",
-                            "seed": None, "smp": 2, "suite": "icache"}, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {
+            "arch": "x86_64",
+            "cpu": "max",
+            "sanitize": True,
+            "scenario": "rewrite_in_place",
+            "seed": None,
+            "smp": 2,
+            "suite": "icache",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     assert job.id == hashlib.sha256(canonical.encode()).hexdigest()[:12]
     same = subprocess.run(
-        [PY, "-c", "from ci.matrix import MatrixJob; "
-         "print(MatrixJob('x86_64', 'max', 2, 'icache', 'rewrite_in_place', True, None).id)"],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"},
-    ).stdout.strip()  # fmt: skip
+        [
+            PY,
+            "-c",
+            "from ci.matrix import MatrixJob; "
+            "print(MatrixJob('x86_64', 'max', 2, 'icache', 'rewrite_in_place', True, None).id)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    ).stdout.strip()
     assert same == job.id
     assert MatrixJob("x86_64", "max", 2, "icache", "rewrite_in_place", True, 5).id != job.id
     assert MatrixJob("x86_64", "max", 3, "icache", "rewrite_in_place", True, None).id != job.id
@@ -155,8 +184,13 @@ def test_the_same_shard_on_another_process_and_order_is_the_same() -> None:
         durations = json.loads({json.dumps(json.dumps(durations))})
         print(json.dumps([j.id for j in shard(jobs, 2, 3, durations)]))
     """)
-    there = subprocess.run([PY, "-c", script], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": "7"}).stdout  # fmt: skip
+    there = subprocess.run(
+        [PY, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "7"},
+    ).stdout
     assert json.loads(there) == here
 
 
@@ -194,12 +228,31 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     results = tmp_path / "results"
     run_matrix(jobs[:1], results, night="n1", runner=fake_runner())
     # jobs[1] was cut off: started, two cells, the second torn (a writer SIGKILLed mid-line)
-    append_result(results, {"job": "matrix-start", "matrix_job": jobs[1].id, "attempt": "dead", "night": "n1",
-                             "axes": jobs[1].axes(), "started": "2026-01-01T00:00:00+00:00"})  # fmt: skip
-    append_result(results, {"job": "run", "matrix_job": jobs[1].id, "attempt": "dead", "night": "n1",
-                            **cell("arm64", "cortex-a57", jobs[1].scenario, "none")})  # fmt: skip
+    append_result(
+        results,
+        {
+            "job": "matrix-start",
+            "matrix_job": jobs[1].id,
+            "attempt": "dead",
+            "night": "n1",
+            "axes": jobs[1].axes(),
+            "started": "2026-01-01T00:00:00+00:00",
+        },
+    )
+    append_result(
+        results,
+        {
+            "job": "run",
+            "matrix_job": jobs[1].id,
+            "attempt": "dead",
+            "night": "n1",
+            **cell("arm64", "cortex-a57", jobs[1].scenario, "none"),
+        },
+    )
     with open(results / "results.jsonl", "ab") as fh:
-        fh.write(b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "arch": "ar')
+        fh.write(
+            b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "arch": "ar'
+        )
     assert finished_jobs(results) == {jobs[0].id}
     calls: list[str] = []
     ends = run_matrix(jobs, results, night="n1", resume=True, runner=fake_runner(calls=calls))
@@ -210,7 +263,9 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     by_id = {j.id: j for j in loaded}
     resumed = by_id[jobs[1].id]
     assert resumed.finished is not None and resumed.finished["attempt"] != "dead"
-    assert {c["attempt"] for c in resumed.cells} == {resumed.finished["attempt"]}  # the dead attempt's cell is gone
+    assert {c["attempt"] for c in resumed.cells} == {
+        resumed.finished["attempt"]
+    }  # the dead attempt's cell is gone
     assert len(resumed.cells) == resumed.finished["cells"]
     assert any("not JSON" in w for w in warnings)  # the torn line, ended by the next append, is skipped
     assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished)
@@ -223,7 +278,8 @@ sys.path.insert(0, {tests!r})
 from helpers_matrix import fake_runner, matrix_text, write_matrix
 from ci.matrix import load_matrix, run_matrix
 tmp = Path({tmp!r})
-jobs = list(load_matrix(write_matrix(tmp, matrix_text(arch="[arm64]", extra="  cpu: {{arm64: [cortex-a57]}}\\n"))).jobs)[:4]
+text = matrix_text(arch="[arm64]", extra="  cpu: {{arm64: [cortex-a57]}}\\n")
+jobs = list(load_matrix(write_matrix(tmp, text)).jobs)[:4]
 run_matrix(jobs, tmp / "results", night="n1", workers=2, resume=True, runner=fake_runner(delay_s={delay}),
            on_finished=lambda end, cells: print(end["matrix_job"], flush=True))
 print("done", flush=True)
@@ -250,25 +306,58 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_job(tmp_path: Path) -> No
 
 def test_matrix_list_cli_prints_ids_and_refuses_a_bad_file(tmp_path: Path) -> None:
     path = write_matrix(tmp_path, matrix_text(arch="[x86_64]"))
-    out = subprocess.run([PY, "-m", "ci.cli", "matrix", "list", "--file", str(path), "--json", "--no-history"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [PY, "-m", "ci.cli", "matrix", "list", "--file", str(path), "--json", "--no-history"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     listed = json.loads(out)["jobs"]
     assert [r["id"] for r in listed] == [j.id for j in load_matrix(path).jobs]
-    shard1 = json.loads(subprocess.run(
-        [PY, "-m", "ci.cli", "matrix", "list", "--file", str(path), "--json", "--shard", "1/2", "--no-history"],
-        capture_output=True, text=True, check=True).stdout)["jobs"]  # fmt: skip
+    shard1 = json.loads(
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "ci.cli",
+                "matrix",
+                "list",
+                "--file",
+                str(path),
+                "--json",
+                "--shard",
+                "1/2",
+                "--no-history",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["jobs"]
     assert 0 < len(shard1) < len(listed)
     bad = write_matrix(tmp_path, matrix_text(arch="[vax]"))
-    proc = subprocess.run([PY, "-m", "ci.cli", "matrix", "list", "--file", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [PY, "-m", "ci.cli", "matrix", "list", "--file", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "axes.arch" in proc.stderr and "'vax'" in proc.stderr
 
 
 # -- history -----------------------------------------------------------------------------------
 
 
-def _end(job_id: str, night: str, started: str, verdict: str = "pass", duration: float = 10.0) -> dict[str, object]:
-    return {"matrix_job": job_id, "night": night, "started": started, "verdict": verdict, "duration_s": duration,
-            "axes": {"arch": "arm64"}, "finished": started, "commit": "abc"}  # fmt: skip
+def _end(
+    job_id: str, night: str, started: str, verdict: str = "pass", duration: float = 10.0
+) -> dict[str, object]:
+    return {
+        "matrix_job": job_id,
+        "night": night,
+        "started": started,
+        "verdict": verdict,
+        "duration_s": duration,
+        "axes": {"arch": "arm64"},
+        "finished": started,
+        "commit": "abc",
+    }
 
 
 def test_history_first_seen_last_passed_and_rate(tmp_path: Path) -> None:
@@ -277,7 +366,12 @@ def test_history_first_seen_last_passed_and_rate(tmp_path: Path) -> None:
     bad = cell(verdict="fail", observed_rules=["arm64.no_dsb"])
     sig = signature_of(bad)
     assert sig is not None
-    plan = [("n1", "2026-01-01", good), ("n2", "2026-01-02", bad), ("n3", "2026-01-03", good), ("n4", "2026-01-04", bad)]
+    plan = [
+        ("n1", "2026-01-01", good),
+        ("n2", "2026-01-02", bad),
+        ("n3", "2026-01-03", good),
+        ("n4", "2026-01-04", bad),
+    ]
     for night, started, c in plan:
         history.record_job(_end("job1", night, started, "pass" if c is good else "fail"), [c])
     stats = history.signature_stats(sig.id)
@@ -309,8 +403,9 @@ history.record_job({end!r}, cells())
 def test_a_history_write_killed_mid_transaction_leaves_the_database_valid(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     History(db).record_job(_end("job0", "n1", "2026-01-01"), [cell(verdict="pass")])
-    script = _KILL_IN_TRANSACTION.format(tests=str(ROOT / "tests"), db=str(db),
-                                         end=_end("job1", "n1", "2026-01-01"))  # fmt: skip
+    script = _KILL_IN_TRANSACTION.format(
+        tests=str(ROOT / "tests"), db=str(db), end=_end("job1", "n1", "2026-01-01")
+    )
     proc = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     conn = sqlite3.connect(db)
@@ -351,7 +446,7 @@ def test_the_workflow_runs_shards_in_a_matrix_and_reports_through_make_targets()
     assert shards == list(range(1, len(shards) + 1)) and str(len(shards)) == str(workflow["env"]["SHARDS"])
     assert report_job["needs"] == "shard" and report_job["if"] == "always()"
     targets = _make_targets()
-    for name, job in jobs.items():
+    for job in jobs.values():
         assert job["runs-on"] and job["timeout-minutes"] > 0
         for step in job["steps"]:
             assert ("uses" in step) != ("run" in step), step
@@ -383,20 +478,72 @@ def test_a_one_job_matrix_runs_in_a_guest_and_reports(tmp_path: Path) -> None:
     results, out = tmp_path / "results", tmp_path / "report"
     env = {**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")}
     started = time.monotonic()
-    proc = subprocess.run([PY, "-m", "ci.cli", "matrix", "run", "--file", str(path), "--results", str(results),
-                           "--night", "t1", "--jobs", "1", "--json"], capture_output=True, text=True, env=env,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            PY,
+            "-m",
+            "ci.cli",
+            "matrix",
+            "run",
+            "--file",
+            str(path),
+            "--results",
+            str(results),
+            "--night",
+            "t1",
+            "--jobs",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["run"] == 1 and summary["verdicts"] == {"pass": 1}
     assert Path(summary["history"]) == tmp_path / "history.sqlite"
     (end,) = [r for r in read_lines(results) if r["job"] == "matrix-finished"]
     assert end["qemu_version"] and end["kernel"] and end["cells"] > 1
-    again = subprocess.run([PY, "-m", "ci.cli", "matrix", "run", "--file", str(path), "--results", str(results),
-                            "--resume", "--json"], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    again = subprocess.run(
+        [
+            PY,
+            "-m",
+            "ci.cli",
+            "matrix",
+            "run",
+            "--file",
+            str(path),
+            "--results",
+            str(results),
+            "--resume",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert json.loads(again.stdout)["run"] == 0
-    report = subprocess.run([PY, "-m", "ci.cli", "report", str(results), "--out", str(out), "--history",
-                             summary["history"], "--fail-on", "any"], capture_output=True, text=True, env=env)  # fmt: skip
+    report = subprocess.run(
+        [
+            PY,
+            "-m",
+            "ci.cli",
+            "report",
+            str(results),
+            "--out",
+            str(out),
+            "--history",
+            summary["history"],
+            "--fail-on",
+            "any",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     assert time.monotonic() - started < 600
     assert {p.name for p in out.iterdir()} >= {"index.html", "summary.md", "junit.xml", "results.json"}
