@@ -95,6 +95,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     def finished(end: dict[str, Any], cells: list[dict[str, Any]]) -> None:
         if history is not None:
             history.record_job(end, cells)
+        if not progress.enabled():
+            return
         progress.STDERR.print(
             f"[{end['matrix_job']}] {end['axes']['suite']}/{end['axes']['scenario']} {end['axes']['arch']} "
             f"{end['axes']['cpu']}: {end['verdict']} ({end['cells']} cells, {end['duration_s']} s)",

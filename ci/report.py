@@ -270,7 +270,7 @@ def _env(cell: Mapping[str, Any], report: Report) -> dict[str, Any]:
         "kernel": cell.get("kernel"),
         "image": cell.get("image"),
         "image_lock": report.lock_hash,
-        "commit": cell.get("commit") or report.commit,
+        "commit": cell.get("commit"),
         "seed": cell.get("seed"),
         "night": cell.get("night"),
         "matrix_job": cell.get("matrix_job"),
@@ -559,6 +559,8 @@ def _failure_html(failure: Failure, report: Report) -> str:
     history = (
         "<p class=muted>No history given.</p>"
         if stats is None
+        else "<p class=muted>Not in the history (only the matrix's jobs are recorded there).</p>"
+        if stats.first_seen is None
         else f"<p>First seen <b>{_e(stats.first_seen)}</b>; "
         f"last passed <b>{_e(stats.last_passed or 'never')}</b>; "
         f"failed {_e(_rate(stats))} of the runs of the cells it hit since first seen, "

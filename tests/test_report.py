@@ -128,7 +128,9 @@ def test_report_files_are_written_and_well_formed(tmp_path: Path) -> None:
     assert len(report.cells) == sum(j.finished["cells"] for j in report.jobs if j.finished)
     (failure,) = data["failures"]  # the same bug in two jobs is one entry listing both
     assert failure["count"] == 2 and {h["smp"] for h in failure["hits"]} == {2, 3}
-    assert failure["environment"]["commit"] and failure["environment"]["smp"] in (2, 3)
+    assert report.jobs[0].finished is not None
+    assert failure["environment"]["commit"] == report.jobs[0].finished["commit"]
+    assert failure["environment"]["smp"] in (2, 3)
 
     tree = ET.parse(out / "junit.xml")
     cases = tree.getroot().findall(".//testcase")
