@@ -30,3 +30,30 @@ bench: setup
 	$(PY) bench/boot.py
 	$(PY) bench/jit.py
 	$(PY) bench/litmus_checks.py
+
+# The nightly matrix (ci/matrix.yaml): `make ci-shard SHARD=i/N` on each machine, then `make ci-report`
+# where the results folders were gathered (ci/github/nightly.yml does both).
+SHARD ?= 1/1
+NIGHT ?= $(shell date -u +%Y-%m-%d)
+RESULTS ?= runs/matrix-$(NIGHT)
+HISTORY ?= runs/history.sqlite
+RESULTS_GLOB ?= runs/matrix-*
+REPORT ?= runs/report
+
+.PHONY: ci-shard ci-report ci-matrix-list
+# exit 1 (a cell failed) is the report's to judge; 2 and 3 (bad input, infrastructure) stop here
+ci-shard: setup
+	$(PY) -m ci.cli matrix run --shard $(SHARD) --night $(NIGHT) --results $(RESULTS) --history $(HISTORY) \
+		--resume || [ $$? -eq 1 ]
+
+# the report needs only the Python environment (no QEMU, no images)
+$(PY):
+	python3 -m venv .venv
+	.venv/bin/pip install -q -e .
+
+ci-report: $(PY)
+	$(PY) -m ci.cli report $(wildcard $(RESULTS_GLOB)) --out $(REPORT) --history $(HISTORY) \
+		--kcidb $(REPORT)/kcidb.json --fail-on new
+
+ci-matrix-list: $(PY)
+	$(PY) -m ci.cli matrix list --history $(HISTORY)

@@ -318,8 +318,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
 # -- main ---------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand, including those other modules provide."""
+def build_parser(extra: tuple[Callable[[Any], None], ...] = ()) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand, including those other modules provide
+    (SUBCOMMAND_PROVIDERS, then ``extra``: the parts above harness, e.g. ci.cli)."""
     parser = argparse.ArgumentParser(
         prog="jitprobe", description="Checks that code generated at run time is the code the CPU runs."
     )
@@ -351,13 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guest_options(shell)
     shell.set_defaults(func=cmd_shell)
 
-    for add_parser in SUBCOMMAND_PROVIDERS:
+    for add_parser in (*SUBCOMMAND_PROVIDERS, *extra):
         add_parser(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jitprobe`` console script; returns the exit status.
+def main(argv: list[str] | None = None, parser: Callable[[], argparse.ArgumentParser] | None = None) -> int:
+    """Entry point of the ``jitprobe`` console script; returns the exit status. ``parser`` builds
+    the argument parser (default build_parser; ci.cli adds the commands of the parts above).
 
     With --json, exactly one JSON object reaches stdout whatever happens: the command's result, or
     ``{"verdict", "error", "exit_code"}`` when the command could not give one (verdict ``usage``
@@ -366,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     want_json = "--json" in words
     try:
-        args = build_parser().parse_args(argv)
+        args = (parser or build_parser)().parse_args(argv)
     except SystemExit as exc:  # argparse has printed what is wrong and the usage on stderr
         if want_json and exc.code:
             progress.print_json({"verdict": "usage", "error": "invalid arguments", "exit_code": 2})

@@ -16,7 +16,7 @@ from base import progress
 from base.contract import StressResult
 from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InputError
 from base.profiles import available_arches, expand_arch
-from harness.guest import install_signal_handlers
+from harness.guest import MAX_SMP, install_signal_handlers
 from harness.runs import runs_root
 from jit_core.intrinsics import ICACHE_MUTATIONS
 
@@ -75,7 +75,9 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     arches = expand_arch(args.arch)
     if args.cpu is not None and len(arches) > 1:
         raise InputError("--cpu", args.cpu, hint="give one --arch with --cpu (models differ by architecture)")
-    return plan(_scenarios(args), arches, args.cpu)
+    if args.smp is not None and not 2 <= args.smp <= MAX_SMP:
+        raise InputError("--smp", args.smp, hint=f"2 to {MAX_SMP} (the programs pin threads to two CPUs)")
+    return plan(_scenarios(args), arches, args.cpu, args.smp)
 
 
 def _row_keys(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -249,6 +251,7 @@ def add_run_parser(subparsers: Any) -> None:
     run.add_argument("--suite", default="all", help=f"{', '.join(_SUITE_CHOICES)} (default all)")
     run.add_argument("--arch", default="all", help=f"{', '.join(available_arches())} or all (default)")
     run.add_argument("--cpu", help="one CPU model (default: every model the profile's stress_models name)")
+    run.add_argument("--smp", type=int, help="vCPUs of each guest (default: the profile's)")
     run.add_argument("--scenario", help="only this scenario")
     run.add_argument("--mutation", help="only this mutation (none: the correct protocol)")
     run.add_argument("--scenario-dir", metavar="DIR",

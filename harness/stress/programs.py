@@ -56,6 +56,7 @@ __all__ = [
     "build_program",
     "generation_values",
     "install_generator",
+    "installed_code",
     "patch_generator",
     "publish_generator",
 ]
@@ -520,3 +521,18 @@ def build_program(
     ``seed`` replaces the scenario's. Raises InputError for a bad index, JitError for an unknown
     architecture or mutation and InfraError when the code does not fit its region."""
     return GENERATORS[scenario.generator](arch, scenario.params, mutation, index, seed)
+
+
+def installed_code(
+    scenario: IcacheScenario, arch: str, index: int, seed: int | None = None, mutation: str = "none"
+) -> tuple[int, bytes, bytes]:
+    """(address, first generation, second generation): the code the program of slot ``index``
+    with ``mutation`` installs and calls, as build_program puts it in the executable (``seed``
+    replaces the scenario's). Raises as build_program does."""
+    functions: Functions | None = None
+    if scenario.generator == "patch":
+        def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
+            before, after, _ = _patched_functions(arch, mutation, values, int(scenario.params["filler"]))
+            return before, after, 0
+    p, _ = _build(arch, scenario.params, mutation, index, seed, [], functions)
+    return p.code_at, p.codes[0], p.codes[1]

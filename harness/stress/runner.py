@@ -67,6 +67,7 @@ class Job:
     cpu: str
     suite: str
     scenarios: tuple[IcacheScenario | KernelScenario, ...]
+    smp: int | None = None  # vCPUs (None: the profile's)
 
     @property
     def name(self) -> str:
@@ -79,9 +80,11 @@ def plan(
     suite_scenarios: Mapping[str, Sequence[IcacheScenario | KernelScenario]],
     arches: Sequence[str],
     cpu: str | None,
+    smp: int | None = None,
 ) -> list[Job]:
     """The guest boots that run ``suite_scenarios`` on ``arches`` (on ``cpu`` only, when given:
-    it must be a model of every architecture's profile; InputError otherwise)."""
+    it must be a model of every architecture's profile; InputError otherwise), each with ``smp``
+    vCPUs (None: the profile's)."""
     jobs: list[Job] = []
     for arch in arches:
         profile = load_profile(arch)
@@ -96,10 +99,10 @@ def plan(
                         if isinstance(s, IcacheScenario) and model in s.cpus.get(arch, (model,))
                     )
                     if chosen:
-                        jobs.append(Job(arch, model, suite, chosen))
+                        jobs.append(Job(arch, model, suite, chosen, smp))
             else:
                 jobs += [
-                    Job(arch, cpu or profile.default_cpu, suite, (s,))
+                    Job(arch, cpu or profile.default_cpu, suite, (s,), smp)
                     for s in scenarios
                     if isinstance(s, KernelScenario) and arch in s.arches
                 ]
@@ -122,6 +125,8 @@ def reproducer(job: Job, scenario: str, mutation: str, selection: Selection) -> 
         "--mutation",
         mutation,
     ]
+    if job.smp is not None:
+        words += ["--smp", str(job.smp)]
     if selection.seed is not None:
         words += ["--seed", str(selection.seed)]
     if not selection.sanitize:
@@ -201,10 +206,11 @@ def _judge(cell: StressResult, exit_code: int | None, violations: list[Violation
 
 def _guest(job: Job, run_dir: Path, sanitize: bool) -> Guest:
     profile = load_profile(job.arch)
-    if profile.smp < 2:
-        raise InfraError(f"the {job.arch} profile gives {profile.smp} vCPU; the stress suites need 2")
+    smp = job.smp or profile.smp
+    if smp < 2:
+        raise InfraError(f"{job.arch} with {smp} vCPU: the stress suites need 2")
     spec = plugin_spec(job.arch, job.cpu, run_dir) if sanitize else None
-    return Guest(profile, run_dir=run_dir, cpu=job.cpu, plugin=spec)
+    return Guest(profile, run_dir=run_dir, cpu=job.cpu, smp=job.smp, plugin=spec)
 
 
 Record = Callable[[StressResult], None]

@@ -1,0 +1,139 @@
+"""Shared helpers of tests/test_matrix.py and tests/test_report.py: matrix files, cells and a
+runner that stands in for guests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from base.contract import StressResult, Violation
+from harness.stress.programs import installed_code
+from harness.stress.runner import Job, Selection, reproducer
+from harness.stress.scenarios import IcacheScenario, expected_rules, load_suite, mutations_for
+
+
+def matrix_text(arch: str = "[all]", scenario: str = "[all]", extra: str = "", exclude: str = "[]") -> str:
+    return (
+        f"axes:\n  arch: {arch}\n  smp: [2]\n  suite: [icache]\n  scenario: {scenario}\n"
+        f"  sanitize: [true]\n  seed: [null]\n{extra}exclude: {exclude}\n"
+    )
+
+
+def write_matrix(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    return path
+
+
+def scenario(name: str) -> IcacheScenario:
+    (found,) = [s for s in load_suite("icache") if s.name == name]
+    assert isinstance(found, IcacheScenario)
+    return found
+
+
+def cell(
+    arch: str = "arm64",
+    cpu: str = "cortex-a57",
+    scenario_name: str = "flush_mistakes",
+    mutation: str = "sync_before_last_write",
+    verdict: str | None = "pass",
+    observed_rules: Sequence[str] | None = None,
+    violations: list[Violation] | None = None,
+    run_dir: str = "",
+    smp: int | None = 2,
+    seed: int | None = None,
+) -> StressResult:
+    """A cell as harness.stress.runner records it (observed_rules default: the expected ones)."""
+    job = Job(arch, cpu, "icache", (scenario(scenario_name),), smp)
+    expected = sorted(expected_rules(scenario(scenario_name), arch, cpu, mutation))
+    observed = sorted(observed_rules) if observed_rules is not None else expected
+    return {
+        "arch": arch,
+        "cpu": cpu,
+        "suite": "icache",
+        "scenario": scenario_name,
+        "mutation": mutation,
+        "expected": "caught" if expected else "clean",
+        "observed": "caught" if observed else "clean",
+        "caught_by": ["sanitizer"] if observed else [],
+        "verdict": verdict,  # type: ignore[typeddict-item]
+        "violations": violations or [],
+        "histogram": None,
+        "reproducer": reproducer(job, scenario_name, mutation, Selection(seed=seed)),
+        "expected_rules": expected,
+        "observed_rules": observed,
+        "exit_code": 0,
+        "detail": "as expected" if verdict == "pass" else f"expected {expected}; reported {observed}",
+        "run_dir": run_dir,
+    }
+
+
+def slot_violation(arch: str, scenario_name: str, index: int, rule: str, offset: int = 0) -> Violation:
+    """A violation at ``offset`` of the code slot ``index`` installs (first generation), with the
+    instruction bytes the program puts there."""
+    address, code, _ = installed_code(scenario(scenario_name), arch, index)
+    return {
+        "rule": rule,
+        "pc": address + offset,
+        "vcpu": 1,
+        "paddr": 0x4200_0000 + offset,
+        "insn": code[offset : offset + 4].hex(),
+        "disasm": "?",
+        "symbol": None,
+        "writer_pc": 0x401000,
+        "writer_vcpu": 0,
+        "count": 3,
+        "space": "user",
+    }
+
+
+def fake_runner(
+    verdict_of: Callable[[Job], str] = lambda _job: "pass",
+    delay_s: float = 0.0,
+    calls: list[str] | None = None,
+) -> Callable[..., list[StressResult]]:
+    """A stand-in for harness.stress.runner.run_jobs: every mutation of the job's scenario gets a
+    cell (after ``delay_s`` each), with the verdict ``verdict_of`` gives."""
+
+    def run(
+        jobs: Sequence[Job],
+        selection: Selection,
+        _results: Path | None,
+        on_result: Callable[[StressResult], None],
+        _workers: int,
+    ) -> list[StressResult]:
+        out = []
+        for job in jobs:
+            if calls is not None:
+                calls.append(f"{job.arch}/{job.cpu}/{job.scenarios[0].name}")
+            (s,) = job.scenarios
+            assert isinstance(s, IcacheScenario)
+            for mutation in mutations_for(s, job.arch):
+                time.sleep(delay_s)
+                verdict = verdict_of(job)
+                result = cell(
+                    job.arch,
+                    job.cpu,
+                    s.name,
+                    mutation,
+                    verdict,
+                    observed_rules=[] if verdict == "fail" else None,
+                    smp=job.smp,
+                    seed=selection.seed,
+                )
+                if verdict == "fail" and not result["expected_rules"]:
+                    result["observed_rules"] = ["made.up_rule"]
+                on_result(result)
+                out.append(result)
+        return out
+
+    return run
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    from harness.runs import read_results
+
+    records, _ = read_results(path)
+    return records

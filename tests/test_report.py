@@ -1,0 +1,327 @@
+"""Triage reports: signatures, the four files and what each failure's entry shows, KCIDB export."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_matrix import cell, fake_runner, matrix_text, slot_violation, write_matrix
+
+from ci.history import History
+from ci.kcidb import kcidb_json
+from ci.matrix import load_matrix, run_matrix
+from ci.report import build_report, write_report
+from ci.signature import normalize_symbol, signature_of
+from harness.runs import append_result
+
+PY = sys.executable
+RULE = "arm64.no_dsb"
+
+
+def _failing(cpu: str = "cortex-a57", pc_offset: int = 0, run_dir: str = "/runs/a", index: int = 3) -> Any:
+    v = slot_violation("arm64", "flush_mistakes", index, RULE, pc_offset)
+    return cell(
+        "arm64",
+        cpu,
+        "flush_mistakes",
+        "sync_before_last_write",
+        "fail",
+        observed_rules=[RULE],
+        violations=[v],
+        run_dir=run_dir,
+    )
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+
+def test_a_signature_ignores_addresses_timings_run_folders_and_cpu() -> None:
+    a = signature_of(_failing("cortex-a57", 0, "/runs/1", index=3))
+    b = signature_of(dict(_failing("cortex-a57", 8, "/runs/2", index=9), smp=4, seed=9, detail="after 3.1 s"))
+    assert a is not None and a == b and a.id == b.id  # type: ignore[union-attr]
+    assert a.kind == "wrong-rule" and a.scenario == "icache/flush_mistakes/sync_before_last_write"
+    assert RULE in a.rule and a.symbol == "jit code"
+    assert not re.search(r"0x|/runs", a.text)
+
+
+def test_different_rules_or_tests_are_different_signatures() -> None:
+    base = signature_of(_failing())
+    other_rule = cell(
+        "arm64",
+        "cortex-a57",
+        "flush_mistakes",
+        "sync_before_last_write",
+        "fail",
+        observed_rules=["arm64.no_isb"],
+    )
+    other_test = cell("arm64", "cortex-a57", "rewrite_in_place", "no_dsb", "fail", observed_rules=[])
+    ids = {s.id for s in (base, signature_of(other_rule), signature_of(other_test)) if s is not None}
+    assert len(ids) == 3
+    assert signature_of(other_test).kind == "missed"  # type: ignore[union-attr]
+    assert signature_of(cell(verdict="pass")) is None
+    crash = dict(cell(verdict="crash"), detail="Oops at ffff800080123456 after 3.2 s")
+    assert signature_of(crash).text == "crash | icache/flush_mistakes/sync_before_last_write | - | -"  # type: ignore[union-attr]
+
+
+def test_symbols_lose_offsets_and_compiler_suffixes() -> None:
+    kernel = {"symbol": "flush_icache_range+0x3c", "space": "kernel", "pc": 1}
+    assert normalize_symbol(kernel) == "flush_icache_range"
+    assert normalize_symbol({"symbol": "do_thing.isra.0+0x10", "space": "kernel"}) == "do_thing"
+    assert normalize_symbol({"symbol": None, "space": "kernel", "pc": 5}) == "kernel"
+    assert normalize_symbol({"symbol": None, "space": "user", "pc": 0x401000}) == "program"
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def _matrix_results(tmp_path: Path, night: str, failing: bool, history: History | None = None) -> Path:
+    """Two arm64 jobs (flush_mistakes with 2 and 3 vCPUs) run by the fake runner; with ``failing`` the
+    sync_before_last_write cell of each reports the wrong rule at a PC in its slot."""
+    text = matrix_text(arch="[arm64]", scenario="[flush_mistakes]", extra="  cpu: {arm64: [cortex-a57]}\n")
+    text = text.replace("smp: [2]", "smp: [2, 3]")
+    jobs = list(load_matrix(write_matrix(tmp_path, text)).jobs)
+    results = tmp_path / f"results-{night}"
+    run_dir = tmp_path / f"run-{night}"
+    run_dir.mkdir()
+    (run_dir / "console.log").write_text(
+        "booting\n" + "".join(f"line {k}\n" for k in range(100)) + "~ # JP-DONE\n"
+    )
+    inner = fake_runner()
+
+    def runner(*args: Any) -> Any:
+        on_result = args[3]
+
+        def patched(c: Any) -> None:
+            if failing and c["mutation"] == "sync_before_last_write":
+                broken = _failing(c["cpu"], 4, str(run_dir), index=2)
+                broken["reproducer"] = c["reproducer"]
+                c = broken
+            on_result(c)
+
+        return inner(args[0], args[1], args[2], patched, args[4])
+
+    run_matrix(
+        jobs,
+        results,
+        night=night,
+        runner=runner,
+        on_finished=(lambda e, c: history.record_job(e, c)) if history else lambda e, c: None,
+    )
+    return results
+
+
+def test_report_files_are_written_and_well_formed(tmp_path: Path) -> None:
+    results = _matrix_results(tmp_path, "n1", failing=True)
+    out = tmp_path / "report"
+    report = build_report([results, results])  # the same results twice: counted once
+    write_report(report, out)
+    assert {p.name for p in out.iterdir()} == {"index.html", "summary.md", "junit.xml", "results.json"}
+    data = json.loads((out / "results.json").read_text())
+    assert data["summary"]["jobs"] == 2 and data["summary"]["cells"] == len(report.cells)
+    assert len(report.cells) == sum(j.finished["cells"] for j in report.jobs if j.finished)
+    (failure,) = data["failures"]  # the same bug in two jobs is one entry listing both
+    assert failure["count"] == 2 and {h["smp"] for h in failure["hits"]} == {2, 3}
+    assert report.jobs[0].finished is not None
+    assert failure["environment"]["commit"] == report.jobs[0].finished["commit"]
+    assert failure["environment"]["smp"] in (2, 3)
+
+    tree = ET.parse(out / "junit.xml")
+    cases = tree.getroot().findall(".//testcase")
+    assert len(cases) == len(report.cells)
+    assert {c.get("classname") for c in cases} == {"arm64.icache"}
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert len(failed) == 2
+    text = failed[0].find("failure").text or ""  # type: ignore[union-attr]
+    assert failure["signature"]["id"] in failed[0].find("failure").get("message", "")  # type: ignore[union-attr]
+    assert re.search(
+        r"reproducer: jitprobe run --suite icache --arch arm64 --cpu cortex-a57 "
+        r"--scenario flush_mistakes --mutation sync_before_last_write --smp [23]\n",
+        text,
+    )
+    assert tree.getroot().get("failures") == "2"
+
+    page = (out / "index.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?://", page)  # nothing to fetch
+    assert not re.search(r"<script|<link|<img|@import|url\(", page, re.I)
+    assert f"id='sig-{failure['signature']['id']}'" in page
+    assert "class=grid" in page and "<svg" in page or "No history" in page
+    assert re.search(
+        r"<span class=mark>=&gt; 0x[0-9a-f]+: [0-9a-f]+ +\S", page
+    )  # the stale instruction, marked
+    assert "rebuilt flush_mistakes" in page
+    assert "store: vCPU 0 at PC 0x401000" in page
+    assert "JP-DONE" in page  # the console excerpt
+    summary = (out / "summary.md").read_text()
+    assert failure["signature"]["id"] in summary and "jitprobe run --suite icache" in summary
+
+
+def test_history_gives_first_seen_last_passed_rate_and_new(tmp_path: Path) -> None:
+    history = History(tmp_path / "history.sqlite")
+    r1 = _matrix_results(tmp_path, "2026-01-01", failing=False, history=history)
+    r2 = _matrix_results(tmp_path, "2026-01-02", failing=True)
+    report = build_report([r1, r2], history)  # records night 2 in the history itself
+    (failure,) = report.failures
+    assert failure.stats is not None
+    assert failure.stats.first_seen == "2026-01-02" and failure.stats.last_passed == "2026-01-01"
+    assert (failure.stats.failed, failure.stats.runs) == (2, 2)
+    assert failure.new
+    r3 = _matrix_results(tmp_path, "2026-01-03", failing=True)
+    later = build_report([r3], history)
+    assert not later.failures[0].new and later.failures[0].stats.failed == 4  # type: ignore[union-attr]
+    assert [n for n, _, _ in later.trend] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    out = tmp_path / "out"
+    write_report(later, out)
+    page = (out / "index.html").read_text()
+    assert "First seen <b>2026-01-02</b>" in page and "last passed <b>2026-01-01</b>" in page
+    assert page.count("<rect") >= 3  # the trend, one bar a night
+
+
+def test_report_cli_fails_on_new_failures_only_when_asked(tmp_path: Path) -> None:
+    results = _matrix_results(tmp_path, "n1", failing=True)
+    base = [PY, "-m", "ci.cli", "report", str(results), "--out", str(tmp_path / "o"), "--json"]
+    kcidb = tmp_path / "kcidb.json"
+    ok = subprocess.run([*base, "--kcidb", str(kcidb)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["new_failures"] == 1
+    assert json.loads(kcidb.read_text())["version"] == {"major": 4, "minor": 0}
+    new = subprocess.run([*base, "--fail-on", "new"], capture_output=True, text=True)
+    assert new.returncode == 1
+    missing = subprocess.run(
+        [PY, "-m", "ci.cli", "report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+def test_exec_and_main_job_records_are_reported_too(tmp_path: Path) -> None:
+    results = tmp_path / "mixed"
+    append_result(
+        results,
+        {
+            "job": "main",
+            "arch": "riscv64",
+            "step": "boot",
+            "verdict": "pass",
+            "detail": "ok",
+            "run_dir": "/x",
+        },
+    )
+    append_result(
+        results,
+        {
+            "command": "exec",
+            "arch": "arm64",
+            "cpu": "max",
+            "smp": 2,
+            "verdict": "fail",
+            "exit_code": 0,
+            "console_tail": "",
+            "run_dir": "/y",
+            "violations": [
+                {
+                    "rule": RULE,
+                    "pc": 0x400100,
+                    "vcpu": 0,
+                    "paddr": 1,
+                    "insn": "1f2003d5",
+                    "disasm": "nop",
+                    "symbol": "main+0x10",
+                    "writer_pc": 2,
+                    "writer_vcpu": 0,
+                    "count": 1,
+                    "space": "user",
+                }
+            ],
+        },
+    )
+    report = build_report([results])
+    assert len(report.cells) == 2
+    (failure,) = report.failures
+    assert failure.signature.symbol == "main" and failure.signature.rule == RULE
+    write_report(report, tmp_path / "out")
+    classes = {
+        c.get("classname") for c in ET.parse(tmp_path / "out" / "junit.xml").getroot().iter("testcase")
+    }
+    assert classes == {"riscv64.main", "arm64.exec"}
+    assert "nop" in (tmp_path / "out" / "index.html").read_text()
+
+
+def _no_nulls(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return all(v is not None and _no_nulls(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_no_nulls(v) for v in obj)
+    return True
+
+
+def test_kcidb_export_follows_the_v4_schema(tmp_path: Path) -> None:
+    report = build_report([_matrix_results(tmp_path, "n1", failing=True)])
+    doc = kcidb_json(report)
+    assert doc["version"]["major"] == 4 and _no_nulls(doc)
+    assert set(doc) == {"version", "checkouts", "builds", "tests"}
+    (checkout,) = doc["checkouts"]
+    assert set(checkout) <= {"id", "origin", "git_commit_hash", "comment", "valid", "misc"}
+    build_ids = {b["id"] for b in doc["builds"]}
+    assert len(build_ids) == 2
+    for build in doc["builds"]:
+        assert build["checkout_id"] == checkout["id"] and re.fullmatch(r"[a-z0-9_]*", build["architecture"])
+    ids = [t["id"] for t in doc["tests"]]
+    assert len(ids) == len(set(ids)) == len(report.cells)
+    allowed = {
+        "build_id",
+        "id",
+        "origin",
+        "environment",
+        "path",
+        "comment",
+        "log_url",
+        "log_excerpt",
+        "status",
+        "waived",
+        "start_time",
+        "duration",
+        "output_files",
+        "misc",
+    }
+    for test in doc["tests"]:
+        assert set(test) <= allowed and {"id", "origin", "build_id"} <= set(test)
+        assert re.fullmatch(r"[a-z0-9_]+:.+", test["id"]) and test["build_id"] in build_ids
+        assert test["status"] in {"FAIL", "ERROR", "PASS", "DONE", "SKIP"}
+        assert re.fullmatch(r"[.a-zA-Z0-9_-]*", test["path"])
+        assert len(test.get("log_excerpt", "")) <= 16384
+    assert sorted(t["status"] for t in doc["tests"]).count("FAIL") == 2
+
+
+def test_a_report_of_a_thousand_results_takes_under_five_seconds(tmp_path: Path) -> None:
+    results = tmp_path / "big"
+    for k in range(1000):
+        failing = k % 50 == 0
+        c = _failing(run_dir=str(tmp_path)) if failing else cell(verdict="pass")
+        append_result(results, {"job": "run", **dict(c, run_dir=str(tmp_path / f"r{k}"))})
+    started = time.monotonic()
+    report = build_report([results])
+    write_report(report, tmp_path / "out")
+    elapsed = time.monotonic() - started
+    assert len(report.cells) == 1000 and len(report.failures) == 1 and len(report.failures[0].cells) == 20
+    assert elapsed < 5.0, f"{elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("seed", [None, 11])
+def test_reproducer_names_the_one_cell(seed: int | None) -> None:
+    c = cell("arm64", "neoverse-v1", "cross_modify", "no_isb", "fail", observed_rules=[], smp=3, seed=seed)
+    expected = (
+        "jitprobe run --suite icache --arch arm64 --cpu neoverse-v1 --scenario cross_modify "
+        "--mutation no_isb --smp 3"
+    )
+    words = c["reproducer"].split()
+    assert set(words) == set(expected.split() + ([] if seed is None else ["--seed", "11"]))
+    assert words[words.index("--smp") + 1] == "3"
