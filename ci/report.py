@@ -44,6 +44,10 @@ __all__ = [
     "write_report",
 ]
 
+_VIOLATION_COLUMNS = (
+    "rule", "pc", "vcpu", "insn", "disasm", "symbol", "writer_pc", "writer_vcpu", "count", "space",
+)  # fmt: skip
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ROOT / "images" / "packages.lock.json"
 REPORT_SCHEMA = 1
@@ -597,37 +601,12 @@ def _failure_html(failure: Failure, report: Report) -> str:
             parts.append(f"<p class=muted>{_e(asm.source)}</p><pre>{lines}</pre>")
         parts.append("<ul>" + "".join(f"<li>{_e(e)}</li>" for e in events(v)) + "</ul>")
     if violations:
-        head = "".join(
-            f"<th>{k}</th>"
-            for k in (
-                "rule",
-                "pc",
-                "vcpu",
-                "insn",
-                "disasm",
-                "symbol",
-                "writer_pc",
-                "writer_vcpu",
-                "count",
-                "space",
-            )
-        )
+        head = "".join(f"<th>{k}</th>" for k in _VIOLATION_COLUMNS)
         rows = "".join(
             "<tr>"
             + "".join(
                 f"<td>{_e(_field(v, k))}</td>"
-                for k in (
-                    "rule",
-                    "pc",
-                    "vcpu",
-                    "insn",
-                    "disasm",
-                    "symbol",
-                    "writer_pc",
-                    "writer_vcpu",
-                    "count",
-                    "space",
-                )
+                for k in _VIOLATION_COLUMNS
             )
             + "</tr>"
             for v in violations[:40]

@@ -183,6 +183,12 @@ def _validate(data: Any, schema: Mapping[str, Field], source: str) -> None:
         raise ScenarioError(str(exc)) from None
 
 
+def _check_arch(arch: str, where: str) -> None:
+    if arch not in available_arches():
+        known = ", ".join(available_arches())
+        raise ScenarioError(f"{where}: unknown architecture {arch!r}; expected one of {known}")
+
+
 def _check_name(data: Mapping[str, Any], path: Path) -> None:
     if data["name"] != path.stem:
         raise ScenarioError(
@@ -221,11 +227,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
             )
     cpus: dict[str, tuple[str, ...]] = {}
     for arch, models in (data.get("cpus") or {}).items():
-        if arch not in available_arches():
-            raise ScenarioError(
-                f"{source}: field 'cpus': unknown architecture {arch!r}; "
-                f"expected one of {', '.join(available_arches())}"
-            )
+        _check_arch(arch, f"{source}: field 'cpus'")
         stress = load_profile(arch).stress_cpus
         if not isinstance(models, list) or not set(models) <= set(stress):
             raise ScenarioError(
@@ -283,11 +285,7 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
     _validate(data, KERNEL_SCHEMA, source)
     _check_name(data, path)
     for arch in data["arches"]:
-        if arch not in available_arches():
-            raise ScenarioError(
-                f"{source}: field 'arches': unknown architecture {arch!r}; "
-                f"expected some of {', '.join(available_arches())}"
-            )
+        _check_arch(arch, f"{source}: field 'arches'")
     for pattern in data["expect_stdout"]:
         try:
             re.compile(pattern)
