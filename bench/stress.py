@@ -1,9 +1,10 @@
 """Speed of the stress suites, measured side by side in one run:
 
   installs/s  code installs plus calls per second in a guest, per architecture, without and with
-              the sanitizer: the rewrite_in_place program (correct protocol) run with SMALL and
-              LARGE iterations in one booted guest; (LARGE - SMALL) / (difference of the two
-              commands' wall times), so boot, copy and process start cancel out;
+              the sanitizer: the rewrite_in_place program (correct protocol) run with SMALL
+              iterations and then with ten times more until that takes MIN_DIFFERENCE_S longer,
+              in one booted guest; the extra iterations over the extra wall time, so boot, copy
+              and process start cancel out;
   suite       wall seconds of the whole command a user waits for,
               `jitprobe run --suite icache --arch all` (a separate process; the issue's target:
               under 10 minutes on 2 cores), and of one scenario on one architecture,
@@ -34,7 +35,8 @@ from harness.sanitizer import plugin_spec  # noqa: E402
 from harness.stress.programs import build_program  # noqa: E402
 from harness.stress.scenarios import IcacheScenario, load_suite  # noqa: E402
 
-SMALL, LARGE = 100, 2100
+SMALL = 100
+MIN_DIFFERENCE_S = 3.0  # the larger run must take this much longer, so that noise stays small
 
 
 def installs_per_second(arch: str, sanitize: bool, workdir: Path) -> float:
@@ -42,17 +44,21 @@ def installs_per_second(arch: str, sanitize: bool, workdir: Path) -> float:
     scenario = next(s for s in load_suite("icache")
                     if isinstance(s, IcacheScenario) and s.name == "rewrite_in_place")  # fmt: skip
     run = Path(tempfile.mkdtemp(prefix=f"{arch}-{'san' if sanitize else 'plain'}-", dir=workdir))
-    walls = {}
     plugin = plugin_spec(arch, None, run) if sanitize else None
     with Guest(load_profile(arch), run_dir=run, plugin=plugin) as guest:
-        for n in (SMALL, LARGE):
+
+        def wall(n: int) -> float:
             sized = dataclasses.replace(scenario, params={**scenario.params, "iterations": n})
             path = guest.copy(build_program(sized, arch, "none", 0), f"rewrite-{n}")
             result = guest.run(path, timeout=900)
             if result.exit_code != 0:
                 raise SystemExit(f"{arch}: rewrite_in_place ended {result.verdict} ({result.exit_code})")
-            walls[n] = result.wall_s
-    return (LARGE - SMALL) / max(walls[LARGE] - walls[SMALL], 1e-3)
+            return result.wall_s
+
+        base, large = wall(SMALL), SMALL * 10
+        while (spent := wall(large) - base) < MIN_DIFFERENCE_S:  # grow until the work dominates the noise
+            large *= 10
+    return (large - SMALL) / spent
 
 
 def command_seconds(args: list[str], workdir: Path) -> tuple[float, int]:

@@ -25,7 +25,7 @@ from harness.batch import run_batch
 from harness.guest import Guest, kill_all
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, describe_violations, slot_of_pc
 from harness.runs import append_result, new_run_dir
-from harness.sanitizer import plugin_spec, read_violations, save_kernel_symbols
+from harness.sanitizer import kernel_violations_seen, plugin_spec, read_violations, save_kernel_symbols
 from jit_core.errors import JitError
 
 from .programs import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, build_program
@@ -241,13 +241,11 @@ def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -
 
     try:
         with _guest(job, run_dir, selection.sanitize) as guest:
-            kallsyms = save_kernel_symbols(guest) if selection.sanitize else None
             for scenario in job.scenarios:
                 mine = {n: programs[n] for n, (s, _) in zip(names, slots, strict=True) if s is scenario}
                 runs = run_batch(guest, mine, each_timeout_s=_PROGRAM_TIMEOUT_S)
-                violations = (
-                    read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
-                )
+                # The programs' own code has no symbols: the kernel's are read only for strays.
+                violations = read_violations(run_dir, job.arch) if selection.sanitize else []
                 for name in mine:
                     run = runs.get(name)
                     _judge(
@@ -257,14 +255,12 @@ def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -
                         selection.sanitize,
                     )
                     record(pending.pop(name))
-            stray = [
-                v
-                for v in (
-                    read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
-                )
-                if owner(v) is None
-            ]
+            stray = [v for v in (read_violations(run_dir, job.arch) if selection.sanitize else [])
+                     if owner(v) is None]  # fmt: skip
             if stray:
+                kallsyms = save_kernel_symbols(guest) if kernel_violations_seen(run_dir) else None
+                named = read_violations(run_dir, job.arch, system_map=kallsyms)
+                stray = [v for v in named if owner(v) is None]
                 cell = _cell(job, "guest", "none", set(), selection)
                 cell["run_dir"] = str(run_dir)
                 _judge(cell, 0, stray, True)
@@ -287,9 +283,9 @@ def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -
     try:
         with _guest(job, run_dir, selection.sanitize) as guest:
             result = guest.run(scenario.command, timeout=scenario.timeout_s)
-            kallsyms = (
-                save_kernel_symbols(guest) if selection.sanitize and result.exit_code is not None else None
-            )
+            finished = result.exit_code is not None
+            kallsyms = (save_kernel_symbols(guest) if selection.sanitize and finished
+                        and kernel_violations_seen(run_dir) else None)  # fmt: skip
         violations = read_violations(run_dir, job.arch, system_map=kallsyms) if selection.sanitize else []
     except JitprobeError as exc:
         cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
