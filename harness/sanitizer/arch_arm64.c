@@ -15,6 +15,11 @@
  *   5. E had a context synchronization event after that DSB: ISB, exception entry (the
  *      first block of an exception vector) or ERET.                         arm64.no_isb
  *
+ * Steps 1 to 4 are judged from the line's last DC and IC records (the most favourable complete
+ * sequence among them) and, for a store whose sequence was complete for every PE when a record
+ * of it left that history, from the completion kept then (engine_settled): later maintenance of
+ * the line for other bytes does not undo a completed sequence.
+ *
  * Which synchronizations count for step 5 (see engine.h). Code written by user code is judged
  * by the executing thread's own protocol: an ISB it executed, a synchronous exception it took
  * (a system call, a fault: the vector offsets 0x400/0x600 "Synchronous, lower EL") and the ERET
@@ -411,11 +416,14 @@ static uint16_t arm64_block_op(uint64_t vaddr)
 
 /* ---- the rule ----------------------------------------------------------------------------- */
 
+/* The executing PE when the question is "for every PE" (arm64_settle): equal to no issuer. */
+#define ANY_PE MAX_VCPUS
+
 /* When the step at event `seq` (the store, need DSB_STORES; a DC or IC, need DSB_MAINTENANCE),
    issued by `vcpu` and thread `task`, was completed by a DSB for the executing PE `exec`: for code
    a program wrote, by a DSB of the issuing thread's program; otherwise (or when the thread is
    unknown) by a DSB of the issuing PE. A DSB NSH completes it for the issuing PE only, so when
-   another PE executes the DSB must be ISH or wider. 0: not completed. */
+   another PE executes (or any PE: ANY_PE) the DSB must be ISH or wider. 0: not completed. */
 static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_t seq, unsigned need, unsigned exec)
 {
     if (vcpu == UNKNOWN_WRITER) {
@@ -432,19 +440,17 @@ struct invalidation {
     unsigned vcpu;
 };
 
-static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
-                                      const struct exec_ctx *x)
+/* Steps 1 to 4 for the store w, for PE exec (ANY_PE: for every PE, so no IC IALLU, which is one
+   PE's, and only DSBs for the inner shareable domain). Of the recorded maintenance the most
+   favourable sequence counts: the earliest completed clean after the store, then the earliest
+   completed invalidation after that completion. The event of the DSB that completed the
+   invalidation, or 0 and the broken rule in *broken. */
+static uint64_t maintained(const struct line *l, struct writer w, bool by_program, unsigned exec,
+                           const struct rule **broken)
 {
-    struct writer w = engine_writer(l, m);
-    if (!w.seq || (flags & INSN_EXEMPT)) {
-        return NULL;
-    }
-    bool by_program = engine_by_program(l, w, x);
-    /* Of the recorded maintenance, the most favourable sequence counts: the earliest completed
-       clean after the store, then the earliest completed invalidation after that completion. */
     uint64_t clean_done = 0;
     if (g_idc) {
-        clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, vcpu);
+        clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, exec);
     } else {
         bool cleaned = false;
         for (unsigned i = 0; i < MAINT_HISTORY; i++) {
@@ -454,55 +460,85 @@ static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned
             }
             cleaned = true;
             uint64_t done =
-                completed(by_program, maint_vcpu(dc), load64(&l->dc_task[i]), maint_seq(dc), DSB_MAINTENANCE, vcpu);
+                completed(by_program, maint_vcpu(dc), load64(&l->dc_task[i]), maint_seq(dc), DSB_MAINTENANCE, exec);
             if (done && (!clean_done || done < clean_done)) {
                 clean_done = done;
             }
         }
         if (!cleaned) {
-            return &no_dc_clean;
+            *broken = &no_dc_clean;
+            return 0;
         }
     }
     if (!clean_done) {
-        return &no_dsb;
+        *broken = &no_dsb;
+        return 0;
     }
-    uint64_t ic_done = 0;
     if (g_dic) {
-        ic_done = clean_done;
-    } else {
-        struct invalidation cand[MAINT_HISTORY + 2];
-        unsigned n = 0;
-        for (unsigned i = 0; i < MAINT_HISTORY; i++) {
-            uint64_t ic = load64(&l->ic[i]);
-            cand[n++] = (struct invalidation){ maint_seq(ic), load64(&l->ic_task[i]), maint_vcpu(ic) };
+        return clean_done;
+    }
+    struct invalidation cand[MAINT_HISTORY + 2];
+    unsigned n = 0;
+    for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+        uint64_t ic = load64(&l->ic[i]);
+        cand[n++] = (struct invalidation){ maint_seq(ic), load64(&l->ic_task[i]), maint_vcpu(ic) };
+    }
+    uint64_t all = load64(&g_iallis);
+    cand[n++] = (struct invalidation){ maint_seq(all), load64(&g_iallis_task), maint_vcpu(all) };
+    if (exec != ANY_PE) {
+        cand[n++] = (struct invalidation){ load64(&g_iallu[exec]), load64(&g_iallu_task[exec]), exec };
+    }
+    bool invalidated = false, after_clean = false;
+    uint64_t ic_done = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (cand[i].seq <= w.seq) {
+            continue;
         }
-        uint64_t all = load64(&g_iallis);
-        cand[n++] = (struct invalidation){ maint_seq(all), load64(&g_iallis_task), maint_vcpu(all) };
-        cand[n++] = (struct invalidation){ load64(&g_iallu[vcpu]), load64(&g_iallu_task[vcpu]), vcpu };
-        bool invalidated = false, after_clean = false;
-        for (unsigned i = 0; i < n; i++) {
-            if (cand[i].seq <= w.seq) {
-                continue;
-            }
-            invalidated = true;
-            if (cand[i].seq < clean_done) {
-                continue; /* issued before the clean completed */
-            }
-            after_clean = true;
-            uint64_t done = completed(by_program, cand[i].vcpu, cand[i].task, cand[i].seq, DSB_MAINTENANCE, vcpu);
-            if (done && (!ic_done || done < ic_done)) {
-                ic_done = done;
-            }
+        invalidated = true;
+        if (cand[i].seq < clean_done) {
+            continue; /* issued before the clean completed */
         }
-        if (!invalidated) {
-            return &no_ic_invalidate;
-        }
-        if (!after_clean || !ic_done) {
-            return &no_dsb;
+        after_clean = true;
+        uint64_t done = completed(by_program, cand[i].vcpu, cand[i].task, cand[i].seq, DSB_MAINTENANCE, exec);
+        if (done && (!ic_done || done < ic_done)) {
+            ic_done = done;
         }
     }
+    if (!invalidated) {
+        *broken = &no_ic_invalidate;
+    } else if (!after_clean || !ic_done) {
+        *broken = &no_dsb;
+    }
+    return ic_done;
+}
+
+static const struct rule *arm64_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                      const struct exec_ctx *x)
+{
+    struct writer w = engine_writer(l, m);
+    if (!w.seq || (flags & INSN_EXEMPT)) {
+        return NULL;
+    }
+    bool by_program = engine_by_program(l, w, x);
     uint64_t sync = by_program ? x->thread_sync : load64(&g_vcpu[vcpu].csync);
-    return sync > ic_done ? NULL : &no_isb;
+    /* A sequence that completed the store for every PE before the line's history forgot it. */
+    uint64_t settled = engine_settled(l, w, by_program);
+    if (settled && sync > settled) {
+        return NULL;
+    }
+    const struct rule *broken = NULL;
+    uint64_t done = maintained(l, w, by_program, vcpu, &broken);
+    if (!done && !settled) {
+        return broken;
+    }
+    return done && sync > done ? NULL : &no_isb;
+}
+
+/* The store's maintenance complete for every PE (engine_settled records it). */
+static uint64_t arm64_settle(const struct line *l, struct writer w, bool by_program)
+{
+    const struct rule *broken = NULL;
+    return maintained(l, w, by_program, ANY_PE, &broken);
 }
 
 const struct arch_ops arch_arm64 = {
@@ -515,6 +551,7 @@ const struct arch_ops arch_arm64 = {
     .block_op = arm64_block_op,
     .event = arm64_event,
     .check = arm64_check,
+    .settle = arm64_settle,
     .user_mm = arm64_user_mm,
     .piece = 4,
     .is_kernel_pc = arm64_is_kernel_pc,

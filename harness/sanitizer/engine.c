@@ -303,9 +303,46 @@ struct writer engine_writer(const struct line *l, uint64_t m)
             w.vcpu = chunk_vcpu(word);
             w.pc = load64(&l->wpc[c]);
             w.task = load64(&l->wtask[c]);
+            w.chunk = c;
         }
     }
     return w;
+}
+
+uint64_t engine_settled(const struct line *l, struct writer w, bool by_program)
+{
+    uint64_t r = load64(&l->settled[w.chunk % CHUNKS]);
+    return settled_seq(r) > w.seq && settled_tag(r) == (w.seq & SETTLED_TAG) && settled_program(r) == by_program
+               ? settled_seq(r)
+               : 0;
+}
+
+/* Before the maintenance record `leaving` (maint_word) of l is overwritten: record for each chunk
+   whose newest store it followed whether that store's maintenance was complete for every PE (the
+   record may have been part of it). Its program's judgement when user code wrote it. */
+static void settle_line(struct line *l, uint64_t leaving)
+{
+    struct writer last = { 0 };
+    uint64_t last_done = 0;
+    for (unsigned c = 0; c < CHUNKS; c++) {
+        uint64_t word = load64(&l->chunk[c]);
+        if (!chunk_bytes(word) || chunk_seq(word) >= maint_seq(leaving)) {
+            continue;
+        }
+        struct writer w = { .seq = chunk_seq(word), .vcpu = chunk_vcpu(word), .pc = load64(&l->wpc[c]),
+                            .task = load64(&l->wtask[c]), .chunk = c };
+        bool program = !g_arch->is_kernel_pc(w.pc);
+        if (engine_settled(l, w, program)) {
+            continue;
+        }
+        if (!(w.seq == last.seq && w.vcpu == last.vcpu && w.task == last.task && last.seq)) {
+            last = w;
+            last_done = g_arch->settle(l, w, program);
+        }
+        if (last_done) {
+            __atomic_store_n(&l->settled[c], settled_word(last_done, program, w.seq), RELAXED);
+        }
+    }
 }
 
 void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, bool kernel, uint64_t s)
@@ -318,6 +355,10 @@ void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, boo
             continue;
         }
         uint64_t slot = __atomic_fetch_add(icache ? &l->n_ic : &l->n_dc, 1, RELAXED) % MAINT_HISTORY;
+        uint64_t leaving = load64(icache ? &l->ic[slot] : &l->dc[slot]);
+        if (leaving && g_arch->settle) {
+            settle_line(l, leaving);
+        }
         __atomic_store_n(icache ? &l->ic_task[slot] : &l->dc_task[slot], task, RELAXED);
         __atomic_store_n(icache ? &l->ic[slot] : &l->dc[slot], maint_word(s, vcpu, kernel), RELAXED);
     }

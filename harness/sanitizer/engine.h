@@ -59,6 +59,17 @@ static inline uint64_t maint_word(uint64_t seq, unsigned vcpu, bool kernel)
 static inline uint64_t maint_seq(uint64_t w) { return w >> 8; }
 static inline unsigned maint_vcpu(uint64_t w) { return w & 0x7f; }
 static inline bool maint_kernel(uint64_t w) { return (w >> 7) & 1; }
+/* settled word (struct line's settled): the event by which the maintenance of a chunk's newest
+   store was complete for every PE, seq << 16 | program << 15 | the low 15 bits of the store's
+   stamp (which store it is for: a record made while another store raced in stays unused). */
+#define SETTLED_TAG 0x7fffu
+static inline uint64_t settled_word(uint64_t done, bool program, uint64_t store)
+{
+    return done << 16 | (uint64_t)program << 15 | (store & SETTLED_TAG);
+}
+static inline uint64_t settled_seq(uint64_t w) { return w >> 16; }
+static inline bool settled_program(uint64_t w) { return (w >> 15) & 1; }
+static inline unsigned settled_tag(uint64_t w) { return w & SETTLED_TAG; }
 /* dsb word (the DSB rings): seq << 8 | kind (DSB_* bits). */
 static inline uint64_t dsb_word(uint64_t seq, unsigned kind) { return seq << 8 | (kind & 0xff); }
 static inline uint64_t dsb_seq(uint64_t w) { return w >> 8; }
@@ -79,6 +90,11 @@ struct line {
     uint64_t dc[MAINT_HISTORY], ic[MAINT_HISTORY];
     uint64_t dc_task[MAINT_HISTORY], ic_task[MAINT_HISTORY];
     uint64_t n_dc, n_ic;
+    /* Per chunk, settled_word: its newest store's complete maintenance, found when a DC or IC
+       record was about to leave the history (0 = none). A line maintained again and again for
+       one word (a live-patched branch) pushes out the records that completed its other bytes;
+       their completion stays true, so it is kept here. */
+    uint64_t settled[CHUNKS];
 };
 
 /* The newest store to the bytes m of a line. vcpu is UNKNOWN_WRITER when the store was recorded
@@ -88,6 +104,7 @@ struct line {
 struct writer {
     uint64_t seq, pc, task;
     unsigned vcpu;
+    unsigned chunk; /* the 1/8 line that holds it */
 };
 
 /* Per-vCPU state. Written only by its own vCPU thread, read (atomically) by the others. */
@@ -154,6 +171,11 @@ struct arch_ops {
     /* The rule broken when vCPU `vcpu` executes the bytes m of line l, or NULL. */
     const struct rule *(*check)(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
                                 const struct exec_ctx *x);
+    /* The event by which the store w to l was completed for every PE by its whole maintenance
+       sequence (judged by its program's DSBs when by_program; see engine_by_program), as l's
+       history shows it now, or 0. Called before a DC or IC record leaves l's history.
+       NULL: the architecture keeps no such history. */
+    uint64_t (*settle)(const struct line *l, struct writer w, bool by_program);
     /* The executing vCPU's user address space (for process-wide synchronization), 0 if unknown;
        NULL: the architecture has none. */
     uint64_t (*user_mm)(unsigned vcpu);
@@ -191,6 +213,10 @@ struct writer engine_writer(const struct line *l, uint64_t m);
 /* Record a D-side clean / I-side invalidate by vcpu (and its current thread; by kernel code or
    not) of the size bytes at pa (event number s). */
 void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, bool kernel, uint64_t s);
+/* The event by which the store w (engine_writer) was completed for every PE, as recorded when
+   l's maintenance history overflowed (arch settle), for a judgement by its program or not
+   (by_program); 0 if none is recorded. */
+uint64_t engine_settled(const struct line *l, struct writer w, bool by_program);
 /* Whether the kernel cleaned or invalidated line l after event seq (it took the line over). */
 bool engine_kernel_maintained(const struct line *l, uint64_t seq);
 

@@ -297,6 +297,43 @@ static void test_arm64(void)
     insn32(1, DSB_ISH, false);
     EXPECT("another thread's later maintenance of the line", run(0, true), "clean");
 
+    /* jitprobe's live_patch: the writer installs a function (DC, DSB, IC, DSB, ISB), starts an
+       executor thread on another vCPU (its start synchronizes it, after the installation), then
+       patches another word of the same line again and again, maintaining the line each time; the
+       executor never synchronizes again. The first instruction's store was completed before the
+       executor started: the writer's later maintenance of the line, which pushes the installation's
+       DC and IC out of the line's history, changes nothing for it. The patched word is the
+       executor's to synchronize for (it is a B in live_patch, exempt; judged unexempt here). */
+    static const char *const live_patch_cpus[] = { A57, N1, V1 };
+    for (unsigned k = 0; k < 3; k++) {
+        arm64_boot(live_patch_cpus[k]);
+        arm64_same_process();
+        engine_store(0, CODE + 0x1c, 4, USER_PC);
+        arm64_install(0, 0);
+        set_reg(1, "x9", 0xffff000000300000ULL); /* the executor thread starts on vCPU 1 */
+        insn32(1, MSR_SP_EL0_X9, true);
+        EXPECT("live patch: installed function", run(1, true), "clean");
+        for (int round = 0; round < 2 * MAINT_HISTORY; round++) {
+            engine_store(0, CODE + 0x1c, 4, USER_PC + 0x100);
+            set_reg(0, "x9", CODE + 0x1c);
+            insn32(0, DC_CVAU_X9, false);
+            insn32(0, DSB_ISH, false);
+            insn32(0, IC_IVAU_X9, false);
+            insn32(0, DSB_ISH, false);
+            insn32(0, ISB, false);
+        }
+        EXPECT("live patch: the line's other instructions", run(1, true), "clean");
+        const struct rule *r = engine_check(engine_line(CODE), 0xfULL << 0x1c, 1, INSN_STARTS_HERE, true);
+        EXPECT("live patch: the patched word, unexempt", r ? r->name : "clean", "arm64.no_isb");
+        store(0, USER_PC + 0x200); /* a new store to the first word, maintained, not synchronized */
+        set_reg(0, "x9", CODE);
+        insn32(0, DC_CVAU_X9, false);
+        insn32(0, DSB_ISH, false);
+        insn32(0, IC_IVAU_X9, false);
+        insn32(0, DSB_ISH, false);
+        EXPECT("live patch: the first word rewritten", run(1, true), "arm64.no_isb");
+    }
+
     /* A page another process wrote (busybox's heap), freed and refilled by a device with this
        program's text, then cleaned and invalidated by the kernel when it mapped it executable
        (neoverse-n1: IDC=1, so the kernel's invalidation is all there is). */
