@@ -92,10 +92,11 @@ class StressResult(TypedDict):
     caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash
     verdict: Verdict | None
     violations: list[Violation]
-    histogram: dict[str, int] | None  # litmus entries only
+    histogram: dict[str, int] | None  # litmus entries only: final state -> runs that ended in it
     reproducer: str
     # beyond the contract's fields
     expected_rules: list[str]
+    forbidden: list[str]  # litmus entries: final states the BPF model forbids that a run produced
     tolerated_rules: list[str]  # may also be reported (a concurrent executor between the writer's steps)
     observed_rules: list[str]
     exit_code: int | None

@@ -36,7 +36,14 @@ from base.profiles import Field, MapOf, ProfileError, available_arches, load_pro
 from harness.guest import MAX_SMP
 from harness.runs import RESULTS_FILE, append_result, read_results
 from harness.stress.runner import Job, Selection, run_jobs
-from harness.stress.scenarios import SUITES, IcacheScenario, KernelScenario, load_suite, mutations_for
+from harness.stress.scenarios import (
+    SUITES,
+    IcacheScenario,
+    KernelScenario,
+    Scenario,
+    load_suite,
+    mutations_for,
+)
 
 __all__ = [
     "AXES",
@@ -116,7 +123,7 @@ class MatrixJob:
         )
         return f"{self.suite}/{self.scenario} {self.arch} {self.cpu} smp{self.smp}{extra}"
 
-    def scenario_object(self) -> IcacheScenario | KernelScenario:
+    def scenario_object(self) -> Scenario:
         (found,) = [s for s in load_suite(self.suite) if s.name == self.scenario]
         return found
 
@@ -162,10 +169,12 @@ def _choose(source: str, field: str, given: Sequence[str], choices: Sequence[str
     return list(dict.fromkeys(given))
 
 
-def _runs_on(scenario: IcacheScenario | KernelScenario, arch: str, cpu: str) -> bool:
+def _runs_on(scenario: Scenario, arch: str, cpu: str) -> bool:
     if isinstance(scenario, IcacheScenario):
         return cpu in scenario.cpus.get(arch, (cpu,))
-    return arch in scenario.arches
+    if isinstance(scenario, KernelScenario):
+        return arch in scenario.arches
+    return True
 
 
 def _is_int(v: Any) -> bool:
@@ -263,8 +272,10 @@ def estimate_s(job: MatrixJob) -> float:
     scenario = job.scenario_object()
     if isinstance(scenario, KernelScenario):
         work = scenario.timeout_s / 2
-    else:
+    elif isinstance(scenario, IcacheScenario):
         work = _CELL_S * len(mutations_for(scenario, job.arch))
+    else:
+        work = _CELL_S * len(scenario.tests)
     return (_BOOT_S + work) * load_profile(job.arch).slowdown
 
 

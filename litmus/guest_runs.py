@@ -22,8 +22,10 @@ SECONDS_PER_1000 = 2.0
 MIN_SECONDS = 30.0
 
 
-def run_in_guest(paths: list[Path], arch: str, iterations: int, cache: SourceCache) -> list[NativeResult]:
-    """Every test of ``paths`` run ``iterations`` times in one ``arch`` guest.
+def run_in_guest(paths: list[Path], arch: str, iterations: int, cache: SourceCache,
+                 run_dir: Path | None = None) -> list[NativeResult]:
+    """Every test of ``paths`` run ``iterations`` times in one ``arch`` guest (its run folder
+    ``run_dir``, by default a new one).
 
     Raises LitmusError / JitError for a test that cannot be built, GuestError or InfraError
     when the guest cannot run them, and InfraError for a test whose run gave no histogram
@@ -35,7 +37,7 @@ def run_in_guest(paths: list[Path], arch: str, iterations: int, cache: SourceCac
     limit = max(MIN_SECONDS, SECONDS_PER_1000 * iterations / 1000)
     with (
         status(f"{arch}: running {len(programs)} litmus tests in a guest"),
-        Guest(load_profile(arch), run_dir=new_run_dir("litmus", arch)) as guest,
+        Guest(load_profile(arch), run_dir=run_dir or new_run_dir("litmus", arch)) as guest,
     ):
         runs = run_batch(guest, programs, each_timeout_s=limit)
     results = []

@@ -22,6 +22,7 @@ from harness.stress.runner import Selection, _judge, plan, reproducer
 from harness.stress.scenarios import (
     STRESS_DIR,
     IcacheScenario,
+    LitmusScenario,
     ScenarioError,
     StressMutation,
     expected_rules,
@@ -29,6 +30,7 @@ from harness.stress.scenarios import (
     mutations_for,
     parse_icache,
     parse_kernel,
+    parse_litmus,
 )
 
 ICACHE = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
@@ -90,7 +92,7 @@ def test_a_bad_kernel_scenario_is_refused() -> None:
 
 
 def test_an_unknown_suite_lists_the_suites() -> None:
-    with pytest.raises(InputError, match="invalid suite: 'nope'; valid choices: icache, kernel"):
+    with pytest.raises(InputError, match="invalid suite: 'nope'; valid choices: icache, kernel, litmus"):
         load_suite("nope")
 
 
@@ -250,7 +252,7 @@ def test_run_list_prints_the_matrix_without_booting() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--suite", "speed"], "invalid --suite: 'speed'; valid choices: icache, kernel, all"),
+        (["--suite", "speed"], "invalid --suite: 'speed'; valid choices: icache, kernel, litmus, all"),
         (["--arch", "mips"], "invalid architecture: 'mips'; valid choices: arm64, riscv64, x86_64"),
         (["--scenario", "nope"], "invalid --scenario: 'nope'; valid choices: "),
         (["--suite", "icache", "--mutation", "nope"], "invalid --mutation: 'nope'; valid choices: "),
@@ -261,3 +263,23 @@ def test_run_refuses_bad_input_naming_the_value_and_choices(args: list[str], mes
     out = _jitprobe("--list", *args)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+def test_a_litmus_scenario_names_a_pattern_that_matches_nothing(tmp_path: Path) -> None:
+    data = {"name": "l", "description": "d", "tests": ["nowhere/*.litmus"], "iterations": 10}
+    with pytest.raises(ScenarioError, match=r"l.yaml: field 'tests': 'nowhere/\*.litmus' matches no file"):
+        parse_litmus(data, tmp_path / "l.yaml")
+    (tmp_path / "MP.litmus").write_text("BPF MP\n")
+    found = parse_litmus({**data, "tests": ["*.litmus"]}, tmp_path / "l.yaml").tests
+    assert found == ((tmp_path / "MP.litmus").resolve(),)
+
+
+def test_the_litmus_suite_boots_one_plain_guest_per_architecture_and_lists_each_test() -> None:
+    (classics,) = load_suite("litmus")
+    assert isinstance(classics, LitmusScenario) and all(t.is_file() for t in classics.tests)
+    jobs = plan({"litmus": [classics]}, ARCHES, None)
+    assert [(j.arch, j.suite) for j in jobs] == [(arch, "litmus") for arch in ARCHES]
+    out = _jitprobe("--list", "--suite", "litmus", "--arch", "arm64", "--json")
+    listed = json.loads(out.stdout)["matrix"]
+    assert {row["scenario"] for row in listed} == {t.stem for t in classics.tests}
+    assert {row["expected"] for row in listed} == {"clean"}

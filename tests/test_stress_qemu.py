@@ -101,3 +101,14 @@ def test_a_killed_run_keeps_each_finished_scenario_and_leaves_no_qemu(tmp_path: 
     cut_off = [r["detail"] for r in kept if r["verdict"] in ("infra", "crash")]
     assert not cut_off  # the guests the signal killed leave no results
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no QEMU left
+
+
+@pytest.mark.parametrize("arch", available_arches())
+def test_the_litmus_suite_holds(arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """jit_core's code allows no outcome the BPF model forbids, and no run produced one; each
+    cell carries its histogram."""
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    jobs = plan({"litmus": load_suite("litmus")}, [arch], None)
+    results = run_jobs(jobs, Selection(), tmp_path / "results", workers=1)
+    assert results and all(r["verdict"] == "pass" for r in results), [r["detail"] for r in results]
+    assert all(r["histogram"] and sum(r["histogram"].values()) > 0 and r["forbidden"] == [] for r in results)

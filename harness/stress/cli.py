@@ -27,6 +27,8 @@ from .scenarios import (
     SUITES,
     IcacheScenario,
     KernelScenario,
+    LitmusScenario,
+    Scenario,
     expected_rules,
     load_suite,
     mutations_for,
@@ -40,7 +42,7 @@ __all__ = [
 _SUITE_CHOICES = (*SUITES, "all")
 
 
-def _scenarios(args: argparse.Namespace) -> dict[str, list[IcacheScenario | KernelScenario]]:
+def _scenarios(args: argparse.Namespace) -> dict[str, list[Scenario]]:
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     directory = Path(args.scenario_dir) if args.scenario_dir else STRESS_DIR
     if not directory.is_dir():
@@ -93,6 +95,9 @@ def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[
         for scenario in job.scenarios:
             if isinstance(scenario, KernelScenario):
                 rows.append((job.arch, job.cpu, scenario.name, "none", "clean"))
+                continue
+            if isinstance(scenario, LitmusScenario):
+                rows += [(job.arch, job.cpu, test.stem, "none", "clean") for test in scenario.tests]
                 continue
             for m in mutations_for(scenario, job.arch):
                 if mutation in (None, m):

@@ -33,6 +33,8 @@ from .scenarios import (
     NOT_DETECTED,
     IcacheScenario,
     KernelScenario,
+    LitmusScenario,
+    Scenario,
     expected_rules,
     mutations_for,
     tolerated_rules,
@@ -66,7 +68,7 @@ class Job:
     arch: str
     cpu: str
     suite: str
-    scenarios: tuple[IcacheScenario | KernelScenario, ...]
+    scenarios: tuple[Scenario, ...]
     smp: int | None = None  # vCPUs (None: the profile's)
 
     @property
@@ -77,7 +79,7 @@ class Job:
 
 
 def plan(
-    suite_scenarios: Mapping[str, Sequence[IcacheScenario | KernelScenario]],
+    suite_scenarios: Mapping[str, Sequence[Scenario]],
     arches: Sequence[str],
     cpu: str | None,
     smp: int | None = None,
@@ -100,11 +102,11 @@ def plan(
                     )
                     if chosen:
                         jobs.append(Job(arch, model, suite, chosen, smp))
-            else:
+            else:  # kernel workloads change the kernel, litmus runs need a plain guest: a boot each
                 jobs += [
                     Job(arch, cpu or profile.default_cpu, suite, (s,), smp)
                     for s in scenarios
-                    if isinstance(s, KernelScenario) and arch in s.arches
+                    if isinstance(s, LitmusScenario) or (isinstance(s, KernelScenario) and arch in s.arches)
                 ]
     return jobs
 
@@ -142,7 +144,7 @@ def _cell(job: Job, scenario: str, mutation: str, expected_set: set[str], select
         "verdict": "infra", "violations": [], "histogram": None,
         "reproducer": reproducer(job, scenario, mutation, selection),
         "expected_rules": sorted(expected_set), "tolerated_rules": sorted(tolerated or ()),
-        "observed_rules": [], "exit_code": None, "detail": "", "run_dir": "",
+        "observed_rules": [], "exit_code": None, "detail": "", "run_dir": "", "forbidden": [],
     }  # fmt: skip
 
 
@@ -310,6 +312,60 @@ def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -
     record(cell)
 
 
+def _run_litmus(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
+    """Each test of the scenario: jit_core's code checked against the architecture's memory model
+    (the verdict) and run natively in one guest (what this host can show; the outcomes it never
+    produced are listed as not exercised)."""
+    # litmus sits above harness (its guest runs use Guest): imported here, where it is needed.
+    from litmus.errors import LitmusError
+    from litmus.guest_runs import run_in_guest
+    from litmus.jit import JitVerdict, SourceCache, check_jit
+    from litmus.native import RunVerdict
+
+    (scenario,) = job.scenarios
+    assert isinstance(scenario, LitmusScenario)
+    cache = SourceCache()
+    cells = {}
+    for test in scenario.tests:
+        cell = _cell(job, test.stem, "none", set(), selection)
+        cell["reproducer"] = shlex.join(["jitprobe", "litmus", "run", str(test), "--arch", job.arch])
+        cell["run_dir"] = str(run_dir)
+        cells[test] = cell
+    try:
+        models = {test: check_jit(test, job.arch, "none", cache) for test in scenario.tests}
+        natives = run_in_guest(list(scenario.tests), job.arch, scenario.iterations, cache, run_dir)
+    except (LitmusError, JitError) as exc:
+        raise InfraError(f"{scenario.path}: a test cannot be checked: {exc}") from exc
+    except JitprobeError as exc:
+        for cell in cells.values():
+            cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
+            cell["detail"] = str(exc)
+            record(cell)
+        return
+    for (test, cell), native in zip(cells.items(), natives, strict=True):
+        model = models[test]
+        caught_by = (["model"] if model.verdict is JitVerdict.FAIL else []) + (
+            ["run"] if native.verdict is RunVerdict.FAIL else [])
+        cell["caught_by"], cell["observed"] = caught_by, "caught" if caught_by else "clean"
+        cell["exit_code"], cell["verdict"] = 0, "fail" if caught_by else "pass"
+        cell["histogram"], cell["forbidden"] = native.histogram, list(native.forbidden_observed)
+        seen, unseen = native.forbidden_observed, native.not_exercised
+        cell["detail"] = (
+            f"model: jit_core's code allows {len(model.compiled.states)} final states"
+            + (f", {len(model.extra_states)} the BPF model forbids: {', '.join(model.extra_states)}"
+               if model.extra_states else ", none the BPF model forbids")
+            + f"; run: {native.iterations} iterations, {len(native.histogram)} states seen"
+            + (f", forbidden seen: {', '.join(seen)}" if seen else "")
+            + (f"; not exercised on this host: {', '.join(unseen)}" if unseen else "")
+        )  # fmt: skip
+        record(cell)
+
+
+_SUITE_RUNS: dict[str, Callable[[Job, Selection, Path, Record], None]] = {
+    "icache": _run_icache, "kernel": _run_kernel, "litmus": _run_litmus,
+}
+
+
 def run_jobs(
     jobs: Sequence[Job],
     selection: Selection,
@@ -336,7 +392,7 @@ def run_jobs(
     def one(job: Job) -> None:
         run_dir = new_run_dir("run", f"{job.arch}-{job.cpu}")
         try:
-            (_run_icache if job.suite == "icache" else _run_kernel)(job, selection, run_dir, record)
+            _SUITE_RUNS[job.suite](job, selection, run_dir, record)
         except JitError as exc:  # the generators are the project's own: a refusal is its fault
             raise InfraError(f"jit_core refused a stress program of {job.name}: {exc}") from exc
 

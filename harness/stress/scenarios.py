@@ -35,6 +35,8 @@ __all__ = [
     "Expected",
     "IcacheScenario",
     "KernelScenario",
+    "LitmusScenario",
+    "Scenario",
     "ScenarioError",
     "StressMutation",
     "expected_rules",
@@ -42,11 +44,12 @@ __all__ = [
     "mutations_for",
     "parse_icache",
     "parse_kernel",
+    "parse_litmus",
     "tolerated_rules",
 ]
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
-SUITES = ("icache", "kernel")
+SUITES = ("icache", "kernel", "litmus")
 GENERATOR_NAMES = ("install", "publish", "patch")  # harness.stress.programs.GENERATORS, checked there
 Expected = Literal["clean", "caught"]
 # An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
@@ -120,6 +123,13 @@ ICACHE_SCHEMA: dict[str, Field] = {
     ),
 }
 
+LITMUS_SCHEMA: dict[str, Field] = {
+    "name": Field(str, "the scenario's name; must equal the file name's stem"),
+    "description": Field(str, "what the scenario does, one line"),
+    "tests": Field(list, "BPF litmus tests: file patterns relative to this file's folder"),
+    "iterations": Field(int, "native runs of each test in a guest", minimum=1),
+}
+
 KERNEL_SCHEMA: dict[str, Field] = {
     "name": Field(str, "the scenario's name; must equal the file name's stem"),
     "description": Field(str, "what the scenario does, one line"),
@@ -167,6 +177,22 @@ class KernelScenario:
     expect_stdout: tuple[str, ...]
     arches: tuple[str, ...]
     suite: str = "kernel"
+
+
+@dataclass(frozen=True)
+class LitmusScenario:
+    """One litmus scenario file: BPF litmus tests compiled by jit_core, checked against each
+    architecture's memory model and run natively in its guest (litmus.check_jit, run_in_guest)."""
+
+    name: str
+    path: Path
+    description: str
+    tests: tuple[Path, ...]
+    iterations: int
+    suite: str = "litmus"
+
+
+Scenario = IcacheScenario | KernelScenario | LitmusScenario
 
 
 def _read(path: Path) -> Any:
@@ -304,13 +330,32 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
     )
 
 
+def parse_litmus(data: Any, path: Path) -> LitmusScenario:
+    """Validate a loaded litmus scenario file. Raises ScenarioError naming file, field and choices,
+    and a pattern that matches no file."""
+    source = str(path)
+    _validate(data, LITMUS_SCHEMA, source)
+    _check_name(data, path)
+    tests: list[Path] = []
+    for pattern in data["tests"]:
+        found = sorted(path.parent.glob(pattern))
+        if not found:
+            raise ScenarioError(f"{source}: field 'tests': {pattern!r} matches no file under {path.parent}")
+        tests += found
+    return LitmusScenario(name=data["name"], path=path, description=data["description"],
+                          tests=tuple(p.resolve() for p in tests), iterations=data["iterations"])  # fmt: skip
+
+
+_PARSERS: dict[str, Any] = {"icache": parse_icache, "kernel": parse_kernel, "litmus": parse_litmus}
+
+
 @cache
-def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[IcacheScenario | KernelScenario, ...]:
+def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[Scenario, ...]:
     """Every scenario of ``suite``, sorted by name. Raises InputError for an unknown suite and
     ScenarioError for a bad file."""
     if suite not in SUITES:
         raise InputError("suite", suite, SUITES)
-    parse = parse_icache if suite == "icache" else parse_kernel
+    parse = _PARSERS[suite]
     return tuple(parse(_read(path), path) for path in sorted((directory / suite).glob("*.yaml")))
 
 
