@@ -167,9 +167,12 @@ def observed_table(results: Sequence[StressResult]) -> Table:
     """The detection matrix as run: per scenario and mutation (rows) and architecture and CPU
     model (columns), what was observed, marked when it differs from the expectation."""
     columns = list(dict.fromkeys((r["arch"], r["cpu"]) for r in results))
-    rows = _row_keys((r["scenario"], r["mutation"]) for r in results)
+    suites = {(r["scenario"], r["mutation"]): r["suite"] for r in results}
+    order = {suite: k for k, suite in enumerate(SUITES)}
+    rows = sorted(_row_keys(suites), key=lambda key: order.get(suites[key], len(order)))
     cells = {(r["arch"], r["cpu"], r["scenario"], r["mutation"]): r for r in results}
     table = Table(title="jitprobe detection matrix (observed)")
+    table.add_column("suite")
     table.add_column("scenario")
     table.add_column("mutation")
     for arch, cpu in columns:
@@ -187,7 +190,8 @@ def observed_table(results: Sequence[StressResult]) -> Table:
         return f"[red]{r['verdict'].upper()} {text} (expected {r['expected']})[/red]"
 
     for scenario, mutation in rows:
-        table.add_row(scenario, mutation, *(show(cells.get((a, c, scenario, mutation))) for a, c in columns))
+        table.add_row(suites[(scenario, mutation)], scenario, mutation,
+                      *(show(cells.get((a, c, scenario, mutation))) for a, c in columns))  # fmt: skip
     return table
 
 
