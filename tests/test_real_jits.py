@@ -46,13 +46,6 @@ MODELS = [("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse
 # evidence in a comment). Empty: every report is a sanitizer false positive.
 PROVEN_JIT_BUGS: dict[tuple[str, str, str], set[str]] = {}
 
-# A sanitizer defect still open (issue 7's note): on a loaded host, some PCRE2 runs on arm64 with
-# IDC=0 or DIC=0 report arm64.no_isb in JIT code that the same thread wrote on the same vCPU and
-# synchronized with __builtin___clear_cache (6-21 instructions, in about half the runs). Neither
-# the JIT nor jitprobe's own programs are wrong there; the test reports it as xfail until it is
-# found, and passes when it does not occur.
-OPEN_FALSE_POSITIVES = {("pcre2_jit", "arm64"): {"cortex-a57", "neoverse-n1"}}
-OPEN_FALSE_POSITIVE_REASON = "open sanitizer false positive: arm64.no_isb in PCRE2 JIT code on a loaded host"
 RUN_TIMEOUT_S = 1800  # a sanitized two-thread run takes about a minute on a loaded 2-core host
 
 
@@ -97,11 +90,7 @@ def test_the_models_are_the_profiles() -> None:
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 @pytest.mark.parametrize(("arch", "cpu"), MODELS, ids=[f"{a}-{c}" for a, c in MODELS])
-def test_real_jit_sanitizes_clean(
-    name: str, arch: str, cpu: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if (name, arch) in OPEN_FALSE_POSITIVES and cpu in OPEN_FALSE_POSITIVES[(name, arch)]:
-        request.applymarker(pytest.mark.xfail(reason=OPEN_FALSE_POSITIVE_REASON, strict=False))
+def test_real_jit_sanitizes_clean(name: str, arch: str, cpu: str, tmp_path: Path) -> None:
     program = _program(name, arch)
     argv = [sys.executable, "-m", "harness.cli", "exec", "--arch", arch, "--cpu", cpu, "--sanitize",
             "--smp", "2", "--timeout", "900", "--json", str(program)]  # fmt: skip
