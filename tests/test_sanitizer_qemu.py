@@ -1,4 +1,5 @@
-"""The coherency sanitizer in real guests: each protocol step, kernel code patching, determinism.
+"""The coherency sanitizer in real guests: each protocol step, determinism (the kernel's own code
+patching: the kernel stress suite, tests/test_stress_qemu.py).
 
 One guest per CPU model runs every variant of tests/sanitizer_progs/codegen.c (each variant's
 code at its own address, so violations are attributed by PC); the whole run, boot included,
@@ -68,29 +69,6 @@ def test_each_broken_step_is_reported_with_its_rule(arch: str, cpu: str | None, 
     for v in violations:
         assert v["space"] == "user" and v["symbol"] is None and v["disasm"] != "(unknown)"
     assert seen == expected
-
-
-PATCHING = [
-    "modprobe ext4 && modprobe squashfs && modprobe erofs && modprobe virtio_net",
-    # static keys toggled at run time: jump label patching on every CPU
-    "echo 1 > /proc/sys/kernel/sched_schedstats && sleep 1 && echo 0 > /proc/sys/kernel/sched_schedstats",
-    # ftrace: function entries patched and unpatched
-    "mount -t tracefs none /sys/kernel/tracing && cd /sys/kernel/tracing && echo 'vfs_*' > set_ftrace_filter"
-    " && echo function > current_tracer && ls / > /dev/null && sleep 1 && echo nop > current_tracer",
-    "modprobe -r ext4 && modprobe ext4",
-    # module init memory freed and module memory reused: each load writes symbol tables into init
-    # data (add_kallsyms) that the next module's text may then occupy (a false report seen before)
-    "for i in 1 2 3 4 5 6; do modprobe -r erofs squashfs virtio_net && modprobe erofs && modprobe squashfs"
-    " && modprobe virtio_net || exit 1; done",
-]
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "arm64", "riscv64"])
-def test_kernel_boot_and_code_patching_sanitize_clean(arch: str, tmp_path: Path) -> None:
-    results, violations = run_sanitized(arch, None, tmp_path, PATCHING)
-    for command, result in zip(PATCHING, results, strict=True):
-        assert result.verdict == "pass", (command, result.stderr, result.console_tail)
-    assert violations == [], describe_violations(violations)
 
 
 def test_same_program_same_violations_with_one_vcpu(tmp_path: Path) -> None:

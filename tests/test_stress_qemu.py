@@ -19,7 +19,7 @@ import yaml
 from base.profiles import available_arches
 from harness.runs import read_results
 from harness.stress.runner import Job, Selection, plan, run_jobs
-from harness.stress.scenarios import IcacheScenario, load_suite
+from harness.stress.scenarios import IcacheScenario, KernelScenario, load_suite
 
 pytestmark = pytest.mark.qemu
 
@@ -112,3 +112,17 @@ def test_the_litmus_suite_holds(arch: str, tmp_path: Path, monkeypatch: pytest.M
     results = run_jobs(jobs, Selection(), tmp_path / "results", workers=1)
     assert results and all(r["verdict"] == "pass" for r in results), [r["detail"] for r in results]
     assert all(r["histogram"] and sum(r["histogram"].values()) > 0 and r["forbidden"] == [] for r in results)
+
+
+QUICK_KERNEL = [s for s in load_suite("kernel") if isinstance(s, KernelScenario) and not s.slow]
+KERNEL_JOBS = plan({"kernel": QUICK_KERNEL}, available_arches(), None)
+
+
+@pytest.mark.parametrize("job", KERNEL_JOBS, ids=[f"{j.arch}-{j.scenarios[0].name}" for j in KERNEL_JOBS])
+def test_the_kernels_own_code_patching_sanitizes_clean(job: Job, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """ftrace on every function, static keys, kprobes and module churn, with another CPU busy:
+    zero violations and the workload's own output (test_bpf, minutes long, runs in `make run`)."""
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    (cell,) = run_jobs([job], Selection(), tmp_path / "results", workers=1)
+    assert cell["verdict"] == "pass", (cell["detail"], cell["run_dir"])

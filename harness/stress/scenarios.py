@@ -137,6 +137,7 @@ KERNEL_SCHEMA: dict[str, Field] = {
     "timeout_s": Field(float, "time limit of the sanitized command, before slowdown", minimum=1),
     "expect_stdout": Field(list, "regexes that must all match the command's stdout"),
     "arches": Field(list, "architectures it runs on"),
+    "slow": Field(bool, "minutes long: not in `make test` (`make run` runs it)", required=False),
 }
 
 
@@ -176,6 +177,7 @@ class KernelScenario:
     timeout_s: float
     expect_stdout: tuple[str, ...]
     arches: tuple[str, ...]
+    slow: bool = False
     suite: str = "kernel"
 
 
@@ -327,6 +329,7 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
         timeout_s=float(data["timeout_s"]),
         expect_stdout=tuple(data["expect_stdout"]),
         arches=tuple(data["arches"]),
+        slow=bool(data.get("slow", False)),
     )
 
 
