@@ -17,6 +17,10 @@
  * instruction of which only the first byte (the INT3 being replaced by the final opcode) was
  * written since the executing CPU last serialized. Other CPUs may run either; both are safe.
  *
+ * User code running bytes its own process did not store (the kernel's page-cache and copy-on-
+ * write fills, done before the page is mapped for it; another process's stale stores to a page a
+ * device then refilled) is not judged: the executing CPU could not have fetched them early.
+ *
  * Whose serialization counts (see engine.h). Code written by user code is judged by the
  * program's protocol: the executing thread's own serializing instructions (CPUID, SERIALIZE,
  * IRET executed in user mode), its process's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)
@@ -203,6 +207,13 @@ static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigne
     }
     bool by_program = engine_by_program(l, w, x);
     if (by_program && x->task && w.task == x->task) {
+        return NULL;
+    }
+    if (x->user && !by_program) {
+        /* User code running bytes its own process did not store: the kernel fills page-cache and
+           copy-on-write pages before it maps them for the program (the executing CPU had no
+           translation to fetch them through), and another process's stores to a recycled page were
+           overwritten by a device the plugin cannot see. No program can act on such a report. */
         return NULL;
     }
     uint64_t serialized = by_program ? x->thread_sync : load64(&g_vcpu[vcpu].csync);

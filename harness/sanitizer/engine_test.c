@@ -582,6 +582,7 @@ static void test_x86_64(void)
     /* Kernel-written code (text_poke) on another CPU: the IPI's IRET serializes it. */
     x86_boot();
     store(0, X86_KERNEL_PC);
+    EXPECT("kernel-filled page run by user code on another CPU", run(1, true), "clean");
     EXPECT("kernel code before IPI", run(1, false), "x86_64.no_serialize");
     insn(1, IRETQ, sizeof(IRETQ), true);
     EXPECT("kernel code after IPI", run(1, false), "clean");

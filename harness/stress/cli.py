@@ -22,6 +22,7 @@ from jit_core.intrinsics import ICACHE_MUTATIONS
 
 from .runner import Job, Selection, plan, run_jobs
 from .scenarios import (
+    NOT_DETECTED,
     STRESS_DIR,
     STRESS_MUTATIONS,
     SUITES,
@@ -89,7 +90,8 @@ def _row_keys(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[str, str, str, str, str]]:
     """(arch, cpu, scenario, mutation, expected) of every cell ``jobs`` run; expected is ``clean``
-    or ``caught: <rules>``."""
+    or ``caught: <rules>`` (``caught: no rule, crash or result`` for a bug the sanitizer has no
+    rule for)."""
     rows = []
     for job in jobs:
         for scenario in job.scenarios:
@@ -102,15 +104,10 @@ def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[
             for m in mutations_for(scenario, job.arch):
                 if mutation in (None, m):
                     rules = expected_rules(scenario, job.arch, job.cpu, m)
-                    rows.append(
-                        (
-                            job.arch,
-                            job.cpu,
-                            scenario.name,
-                            str(m),
-                            f"caught: {', '.join(sorted(rules))}" if rules else "clean",
-                        )
-                    )
+                    text = f"caught: {', '.join(sorted(rules))}" if rules else "clean"
+                    if rules == {NOT_DETECTED}:
+                        text = "caught: no rule, crash or result"
+                    rows.append((job.arch, job.cpu, scenario.name, str(m), text))
     return rows
 
 

@@ -20,8 +20,9 @@ Three generators (GENERATORS, named by the scenario files):
   store), synchronizes its own side, and waits for two more calls before the next patch. The
   correct program turns the branch that selects the returned value into a NOP and back (a static
   key: B and NOP may be modified while another PE runs them); ``patch_immediate`` patches a MOV
-  immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores, so that for a
-  moment the word is half B, half NOP. Either value is a right result at any time.
+  immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores and lets the
+  executor run the half-written word (half B, half NOP) in between. Either value is a right
+  result at any time.
 Both map the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
 mapped RX at the slot and RW at an alias: W^X) or ``mprotect`` (RW while writing, RX before
 running). Mutations of jit_core's icache_sync and context_sync are applied by jit_core; the
@@ -461,12 +462,19 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
 
     p, mem = _build(arch, params, mutation, index, seed, [stack, *flags], functions)
     at, before = p.at, p.codes[0]
-    if mutation == StressMutation.TORN_PATCH:
-        patch = lambda gen: "\n".join(  # noqa: E731
-            f"ldxh %r3, [%r6+{at[f'code{gen}'] + word + half}]\nstxh [%r7+{word + half}], %r3"
-            for half in (0, 2))
-    else:
-        patch = lambda gen: f"ldxw %r3, [%r6+{at[f'code{gen}'] + word}]\nstxw [%r7+{word}], %r3"  # noqa: E731
+    def wait_calls(label: str) -> str:
+        """Until the executor has made two more calls (so it ran what is there now)."""
+        calls = f"[%r6+{at['calls']}]"
+        return "\n".join([f"load_acquire64 %r9, {calls}", "add %r9, 2", f"{label}:", "call spin_hint",
+                          f"load_acquire64 %r0, {calls}", f"jlt %r0, %r9, {label}"])
+
+    def patch(gen: int) -> str:
+        if mutation != StressMutation.TORN_PATCH:
+            return f"ldxw %r3, [%r6+{at[f'code{gen}'] + word}]\nstxw [%r7+{word}], %r3"
+        # Half the word, then the executor runs the half-written instruction, then the other half.
+        halves = [f"ldxh %r3, [%r6+{at[f'code{gen}'] + word + half}]\nstxh [%r7+{word + half}], %r3"
+                  for half in (0, 2)]  # fmt: skip
+        return "\n".join([halves[0], wait_calls(f"torn{gen}"), halves[1]])
     text = "\n".join([
         "mov %r6, %r1", _pin(p, 0), _set_up(p), f"mov %r7, {p.write_at}",
         "\n".join(f"ldxdw %r3, [%r6+{at['code0'] + off}]\nstxdw [%r7+{off}], %r3"
@@ -482,9 +490,7 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         "round:",
         _by_generation(p, "%r8", "patch", patch),
         f"mov %r1, {p.code_at + word}", "mov %r2, 4", "call icache_sync",
-        f"load_acquire64 %r9, [%r6+{at['calls']}]", "add %r9, 2",
-        "wait_calls:", "call spin_hint", f"load_acquire64 %r0, [%r6+{at['calls']}]",
-        "jlt %r0, %r9, wait_calls",
+        wait_calls("wait_calls"),
         "add %r8, 1", f"jle %r8, {params['iterations']}, round",
         "mov %r3, 1", f"store_release64 [%r6+{at['stop']}], %r3",
         "join:", f"ldxw %r3, [%r6+{at['tid']}]", "jeq %r3, 0, joined", "mov %r4, %r3", "mov %r2, %r6",
