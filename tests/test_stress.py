@@ -204,7 +204,9 @@ def test_every_program_returns_each_generation_on_this_host(arch: str) -> None:
              if arch == "x86_64" or s.params["mapping"] != "dual"]  # fmt: skip
     executables = [build_program(s, arch, m, i) for i, (s, m) in enumerate(cells)]
     outcomes = run_batch(arch, executables)
-    failed = [(s.name, m, rc) for (s, m), (_, rc) in zip(cells, outcomes, strict=True) if rc != 0]
+    # A torn patch runs a half-written instruction whether or not caches are coherent: it crashes.
+    failed = [(s.name, m, rc) for (s, m), (_, rc) in zip(cells, outcomes, strict=True)
+              if ((rc <= 128) if m == "torn_patch" else rc != 0)]  # fmt: skip
     assert not failed
 
 
