@@ -463,6 +463,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
 vertical-align:top}th{background:#f2f2f2}code,pre{font:12px/1.35 ui-monospace,monospace}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto}
+details{overflow-x:auto}
 .grid td{width:1.6em;height:1.2em;padding:0;border:1px solid #fff}.grid th{font-weight:normal;font-size:11px}
 .grid th.rot{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap}
 .legend span{display:inline-block;width:1em;height:1em;margin:0 .3em 0 1em;vertical-align:middle}

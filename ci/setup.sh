@@ -17,8 +17,9 @@ BACKPORTS_FILE=/etc/apt/sources.list.d/jitprobe-bookworm-backports.sources
 # QEMU 10 comes from bookworm-backports: Debian 12's own 7.2 has no register access in its plugin API.
 BACKPORTS_PKGS="$(profile_field debian_package) qemu-system-data qemu-utils qemu-user"
 # Host tools: gcc + GLib headers build the sanitizer plugin; kmod's depmod indexes guest modules;
-# cross binutils and gcc are independent oracles for encoder and sanitizer tests.
-HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv $(profile_field cross_packages)"
+# cross binutils and gcc are independent oracles for encoder and sanitizer tests; chromium opens the
+# HTML report headless in tests/test_report_browser.py.
+HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv chromium $(profile_field cross_packages)"
 
 missing() {
   local out=()

@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from base.contract import StressResult, Violation
+from ci.history import History
+from ci.matrix import load_matrix, run_matrix
 from harness.stress.programs import installed_code
 from harness.stress.runner import Job, Selection, reproducer
 from harness.stress.scenarios import IcacheScenario, expected_rules, load_suite, mutations_for
+
+RULE = "arm64.no_dsb"
 
 
 def matrix_text(arch: str = "[all]", scenario: str = "[all]", extra: str = "", exclude: str = "[]") -> str:
@@ -137,3 +141,57 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
     records, _ = read_results(path)
     return records
+
+
+def failing_cell(
+    cpu: str = "cortex-a57", pc_offset: int = 0, run_dir: str = "/runs/a", index: int = 3
+) -> Any:
+    """A cell of flush_mistakes/sync_before_last_write reporting RULE (the wrong rule) at a PC in
+    code slot ``index``."""
+    v = slot_violation("arm64", "flush_mistakes", index, RULE, pc_offset)
+    return cell(
+        "arm64",
+        cpu,
+        "flush_mistakes",
+        "sync_before_last_write",
+        "fail",
+        observed_rules=[RULE],
+        violations=[v],
+        run_dir=run_dir,
+    )
+
+
+def matrix_results(tmp_path: Path, night: str, failing: bool, history: History | None = None) -> Path:
+    """Two arm64 jobs (flush_mistakes with 2 and 3 vCPUs) run by the fake runner; with ``failing`` the
+    sync_before_last_write cell of each reports the wrong rule at a PC in its slot."""
+    text = matrix_text(arch="[arm64]", scenario="[flush_mistakes]", extra="  cpu: {arm64: [cortex-a57]}\n")
+    text = text.replace("smp: [2]", "smp: [2, 3]")
+    jobs = list(load_matrix(write_matrix(tmp_path, text)).jobs)
+    results = tmp_path / f"results-{night}"
+    run_dir = tmp_path / f"run-{night}"
+    run_dir.mkdir()
+    (run_dir / "console.log").write_text(
+        "booting\n" + "".join(f"line {k}\n" for k in range(100)) + "~ # JP-DONE\n"
+    )
+    inner = fake_runner()
+
+    def runner(*args: Any) -> Any:
+        on_result = args[3]
+
+        def patched(c: Any) -> None:
+            if failing and c["mutation"] == "sync_before_last_write":
+                broken = failing_cell(c["cpu"], 4, str(run_dir), index=2)
+                broken["reproducer"] = c["reproducer"]
+                c = broken
+            on_result(c)
+
+        return inner(args[0], args[1], args[2], patched, args[4])
+
+    run_matrix(
+        jobs,
+        results,
+        night=night,
+        runner=runner,
+        on_finished=(lambda e, c: history.record_job(e, c)) if history else lambda e, c: None,
+    )
+    return results

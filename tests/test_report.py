@@ -12,39 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_matrix import cell, fake_runner, matrix_text, slot_violation, write_matrix
+from helpers_matrix import RULE, cell, failing_cell, matrix_results
 
 from ci.history import History
 from ci.kcidb import kcidb_json
-from ci.matrix import load_matrix, run_matrix
 from ci.report import build_report, write_report
 from ci.signature import normalize_symbol, signature_of
 from harness.runs import append_result
 
 PY = sys.executable
-RULE = "arm64.no_dsb"
-
-
-def _failing(cpu: str = "cortex-a57", pc_offset: int = 0, run_dir: str = "/runs/a", index: int = 3) -> Any:
-    v = slot_violation("arm64", "flush_mistakes", index, RULE, pc_offset)
-    return cell(
-        "arm64",
-        cpu,
-        "flush_mistakes",
-        "sync_before_last_write",
-        "fail",
-        observed_rules=[RULE],
-        violations=[v],
-        run_dir=run_dir,
-    )
-
-
 # -- signatures --------------------------------------------------------------------------------
 
 
 def test_a_signature_ignores_addresses_timings_run_folders_and_cpu() -> None:
-    a = signature_of(_failing("cortex-a57", 0, "/runs/1", index=3))
-    b = signature_of(dict(_failing("cortex-a57", 8, "/runs/2", index=9), smp=4, seed=9, detail="after 3.1 s"))
+    a = signature_of(failing_cell("cortex-a57", 0, "/runs/1", index=3))
+    b = signature_of(
+        dict(failing_cell("cortex-a57", 8, "/runs/2", index=9), smp=4, seed=9, detail="after 3.1 s")
+    )
     assert a is not None and a == b and a.id == b.id  # type: ignore[union-attr]
     assert a.kind == "wrong-rule" and a.scenario == "icache/flush_mistakes/sync_before_last_write"
     assert RULE in a.rule and a.symbol == "jit code"
@@ -52,7 +36,7 @@ def test_a_signature_ignores_addresses_timings_run_folders_and_cpu() -> None:
 
 
 def test_different_rules_or_tests_are_different_signatures() -> None:
-    base = signature_of(_failing())
+    base = signature_of(failing_cell())
     other_rule = cell(
         "arm64",
         "cortex-a57",
@@ -81,44 +65,8 @@ def test_symbols_lose_offsets_and_compiler_suffixes() -> None:
 # -- the report --------------------------------------------------------------------------------
 
 
-def _matrix_results(tmp_path: Path, night: str, failing: bool, history: History | None = None) -> Path:
-    """Two arm64 jobs (flush_mistakes with 2 and 3 vCPUs) run by the fake runner; with ``failing`` the
-    sync_before_last_write cell of each reports the wrong rule at a PC in its slot."""
-    text = matrix_text(arch="[arm64]", scenario="[flush_mistakes]", extra="  cpu: {arm64: [cortex-a57]}\n")
-    text = text.replace("smp: [2]", "smp: [2, 3]")
-    jobs = list(load_matrix(write_matrix(tmp_path, text)).jobs)
-    results = tmp_path / f"results-{night}"
-    run_dir = tmp_path / f"run-{night}"
-    run_dir.mkdir()
-    (run_dir / "console.log").write_text(
-        "booting\n" + "".join(f"line {k}\n" for k in range(100)) + "~ # JP-DONE\n"
-    )
-    inner = fake_runner()
-
-    def runner(*args: Any) -> Any:
-        on_result = args[3]
-
-        def patched(c: Any) -> None:
-            if failing and c["mutation"] == "sync_before_last_write":
-                broken = _failing(c["cpu"], 4, str(run_dir), index=2)
-                broken["reproducer"] = c["reproducer"]
-                c = broken
-            on_result(c)
-
-        return inner(args[0], args[1], args[2], patched, args[4])
-
-    run_matrix(
-        jobs,
-        results,
-        night=night,
-        runner=runner,
-        on_finished=(lambda e, c: history.record_job(e, c)) if history else lambda e, c: None,
-    )
-    return results
-
-
 def test_report_files_are_written_and_well_formed(tmp_path: Path) -> None:
-    results = _matrix_results(tmp_path, "n1", failing=True)
+    results = matrix_results(tmp_path, "n1", failing=True)
     out = tmp_path / "report"
     report = build_report([results, results])  # the same results twice: counted once
     write_report(report, out)
@@ -165,15 +113,15 @@ def test_report_files_are_written_and_well_formed(tmp_path: Path) -> None:
 
 def test_history_gives_first_seen_last_passed_rate_and_new(tmp_path: Path) -> None:
     history = History(tmp_path / "history.sqlite")
-    r1 = _matrix_results(tmp_path, "2026-01-01", failing=False, history=history)
-    r2 = _matrix_results(tmp_path, "2026-01-02", failing=True)
+    r1 = matrix_results(tmp_path, "2026-01-01", failing=False, history=history)
+    r2 = matrix_results(tmp_path, "2026-01-02", failing=True)
     report = build_report([r1, r2], history)  # records night 2 in the history itself
     (failure,) = report.failures
     assert failure.stats is not None
     assert failure.stats.first_seen == "2026-01-02" and failure.stats.last_passed == "2026-01-01"
     assert (failure.stats.failed, failure.stats.runs) == (2, 2)
     assert failure.new
-    r3 = _matrix_results(tmp_path, "2026-01-03", failing=True)
+    r3 = matrix_results(tmp_path, "2026-01-03", failing=True)
     later = build_report([r3], history)
     assert not later.failures[0].new and later.failures[0].stats.failed == 4  # type: ignore[union-attr]
     assert [n for n, _, _ in later.trend] == ["2026-01-01", "2026-01-02", "2026-01-03"]
@@ -185,7 +133,7 @@ def test_history_gives_first_seen_last_passed_rate_and_new(tmp_path: Path) -> No
 
 
 def test_report_cli_fails_on_new_failures_only_when_asked(tmp_path: Path) -> None:
-    results = _matrix_results(tmp_path, "n1", failing=True)
+    results = matrix_results(tmp_path, "n1", failing=True)
     base = [PY, "-m", "ci.cli", "report", str(results), "--out", str(tmp_path / "o"), "--json"]
     kcidb = tmp_path / "kcidb.json"
     ok = subprocess.run([*base, "--kcidb", str(kcidb)], capture_output=True, text=True)
@@ -264,7 +212,7 @@ def _no_nulls(obj: Any) -> bool:
 
 
 def test_kcidb_export_follows_the_v4_schema(tmp_path: Path) -> None:
-    report = build_report([_matrix_results(tmp_path, "n1", failing=True)])
+    report = build_report([matrix_results(tmp_path, "n1", failing=True)])
     doc = kcidb_json(report)
     assert doc["version"]["major"] == 4 and _no_nulls(doc)
     assert set(doc) == {"version", "checkouts", "builds", "tests"}
@@ -305,7 +253,7 @@ def test_a_report_of_a_thousand_results_takes_under_five_seconds(tmp_path: Path)
     results = tmp_path / "big"
     for k in range(1000):
         failing = k % 50 == 0
-        c = _failing(run_dir=str(tmp_path)) if failing else cell(verdict="pass")
+        c = failing_cell(run_dir=str(tmp_path)) if failing else cell(verdict="pass")
         append_result(results, {"job": "run", **dict(c, run_dir=str(tmp_path / f"r{k}"))})
     started = time.monotonic()
     report = build_report([results])
