@@ -95,6 +95,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise InputError("--jobs", args.jobs, hint="at least 1")
     if args.rerun < 0:
         raise InputError("--rerun", args.rerun, hint="0 (no re-runs) or more")
+    if args.rerun_limit < 0:
+        raise InputError("--rerun-limit", args.rerun_limit, hint="0 or more")
     if args.shrink_attempts < 0:
         raise InputError("--shrink-attempts", args.shrink_attempts, hint="0 (no shrinking) or more")
     history = _history(args, results_dir)
@@ -136,7 +138,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         )
 
     rerun_started = time.monotonic()
-    reruns = rerun_failures(results_dir, jobs, night, args.rerun, args.shrink_attempts, on_rerun=reran)
+    reruns = rerun_failures(
+        results_dir, jobs, night, args.rerun, args.shrink_attempts, on_rerun=reran, limit=args.rerun_limit
+    )
     rerun_s = time.monotonic() - rerun_started
     summary = {
         "results_dir": str(results_dir),
@@ -225,6 +229,9 @@ def add_matrix_parser(subparsers: Any) -> None:
     p.add_argument("--rerun", type=int, default=0, metavar="N",
                    help="after the jobs, run each distinct failure's job again N times (its scenario and "
                    "mutation only) for its reproduction rate, then shrink its iterations and threads")
+    p.add_argument("--rerun-limit", type=int, default=10, metavar="K",
+                   help="with --rerun: re-run at most K distinct failures, the first in the matrix's order "
+                   "(default 10)")
     p.add_argument("--shrink-attempts", type=int, default=DEFAULT_SHRINK_ATTEMPTS, metavar="M",
                    help=f"with --rerun: at most M guest runs to shrink each failure "
                    f"(default {DEFAULT_SHRINK_ATTEMPTS}; 0: do not shrink)")

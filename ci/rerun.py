@@ -201,18 +201,20 @@ def rerun_failures(
     attempts: int = DEFAULT_SHRINK_ATTEMPTS,
     runner: Runner = run_jobs,
     on_rerun: Callable[[dict[str, Any]], None] = lambda _r: None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Re-run (and shrink) each distinct failure of ``jobs``' finished attempts of ``night`` in
     ``results_dir`` whose ``rerun`` record is not there yet, one after the other; append each
-    record as it is done and pass it to ``on_rerun``. Infrastructure failures are not re-run.
-    Returns the records written."""
+    record as it is done and pass it to ``on_rerun``. Infrastructure failures are not re-run, and
+    at most ``limit`` failures are (None: all; the first in the matrix's order). Returns the
+    records written."""
     if runs < 1 or not (results_dir / RESULTS_FILE).exists():
         return []
     records, _ = read_results(results_dir)
     done = {r.get("signature") for r in records if r.get("job") == "rerun" and r.get("night") == night}
     finished, _, _ = load_cells([results_dir])
     by_id = {j.id: j for j in finished if j.night == night and j.finished is not None}
-    written = []
+    written: list[dict[str, Any]] = []
     for mjob in jobs:
         job = by_id.get(mjob.id)
         if job is None:
@@ -221,6 +223,8 @@ def rerun_failures(
             sig = signature_of(cell)
             if sig is None or sig.kind == "infra" or sig.id in done:
                 continue
+            if limit is not None and len(written) >= limit:
+                return written
             done.add(sig.id)
             record = {**rerun_failure(mjob, cell, sig, runs, attempts, runner), "night": night}
             append_result(results_dir, record)

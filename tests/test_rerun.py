@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from base.errors import InputError
 from ci.matrix import MatrixJob, load_matrix, run_matrix
 from ci.report import build_report, write_report
 from ci.rerun import rerun_failures, shrink
+from ci.signature import signature_of
 from harness.stress.runner import Job, Selection, applied, plan, reproducer
 from harness.stress.scenarios import IcacheScenario, expected_rules, mutations_for, override_params
 
@@ -176,6 +178,8 @@ def test_a_flaky_failure_gets_its_rate_and_one_that_never_reproduces_is_not_shru
     assert (record["runs"], record["reproduced"], record["smallest"]) == (4, 2, None)
     results2 = tmp_path / "results2"
     run_matrix(jobs, results2, night="n1", runner=rule_runner(lambda *_: True, calls))
+    assert rerun_failures(results2, jobs, "n1", runs=2, runner=rule_runner(lambda *_: False, calls),
+                          limit=0) == []  # fmt: skip
     (never,) = rerun_failures(results2, jobs, "n1", runs=2, runner=rule_runner(lambda *_: False, calls))
     assert (never["runs"], never["reproduced"], never["smallest"]) == (2, 0, None)
     assert len(never["attempts"]) == 2  # no shrinking without a reproduction
@@ -226,4 +230,13 @@ def test_a_deliberately_failing_cell_reruns_2_of_2_and_shrinks_in_a_guest(tmp_pa
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "| 2/2 (100%) | 2, 0 |" in (out / "summary.md").read_text()
+    # the smallest configuration's reproducer reproduces the failure
+    words = shlex.split(smallest["reproducer"])
+    assert words[:2] == ["jitprobe", "run"]
+    again = subprocess.run([PY, "-m", "harness.cli", *words[1:], "--json"], capture_output=True, text=True,
+                           timeout=600, env=env)  # fmt: skip
+    assert again.returncode == 1, again.stderr[-3000:]
+    (cell_,) = json.loads(again.stdout)["results"]
+    sig = signature_of({**cell_, "sanitize": True})
+    assert sig is not None and sig.id == rerun["signature"]
     print(f"matrix job + 2 re-runs + shrinking: {elapsed:.0f} s, re-runs {summary['rerun_s']} s")
