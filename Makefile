@@ -39,12 +39,14 @@ RESULTS ?= runs/matrix-$(NIGHT)
 HISTORY ?= runs/history.sqlite
 RESULTS_GLOB ?= runs/matrix-*
 REPORT ?= runs/report
+# each distinct failure of a shard re-run RERUN times (its reproduction rate), then shrunk
+RERUN ?= 3
 
 .PHONY: ci-shard ci-report ci-matrix-list
 # exit 1 (a cell failed) is the report's to judge; 2 and 3 (bad input, infrastructure) stop here
 ci-shard: setup
 	$(PY) -m ci.cli matrix run --shard $(SHARD) --night $(NIGHT) --results $(RESULTS) --history $(HISTORY) \
-		--resume || [ $$? -eq 1 ]
+		--resume --rerun $(RERUN) || [ $$? -eq 1 ]
 
 # the report needs only the Python environment (no QEMU, no images)
 $(PY):

@@ -19,11 +19,13 @@ from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, InputError
 from harness import cli as harness_cli
 from harness.guest import install_signal_handlers
 from harness.runs import runs_root
+from harness.stress.scenarios import STRESS_DIR
 
 from .history import History, default_history_path
 from .kcidb import kcidb_json
 from .matrix import MATRIX_FILE, MatrixJob, estimate_s, load_matrix, parse_shard, run_matrix, shard
 from .report import build_report, write_report
+from .rerun import DEFAULT_SHRINK_ATTEMPTS, rerun_failures
 
 __all__ = ["add_matrix_parser", "add_report_parser", "build_parser", "cmd_matrix", "cmd_report", "main"]
 
@@ -39,7 +41,10 @@ def _history(args: argparse.Namespace, results_dir: Path | None) -> History | No
 
 
 def _selected(args: argparse.Namespace, durations: dict[str, float]) -> list[MatrixJob]:
-    jobs = list(load_matrix(Path(args.file)).jobs)
+    directory = Path(args.scenario_dir) if args.scenario_dir else STRESS_DIR
+    if not directory.is_dir():
+        raise InputError("--scenario-dir", str(directory), hint="not a folder")
+    jobs = list(load_matrix(Path(args.file), directory).jobs)
     if args.shard:
         index, count = parse_shard(args.shard)
         jobs = shard(jobs, index, count, durations)
@@ -88,6 +93,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     results_dir = results_dir or runs_root() / time.strftime("matrix-%Y%m%d-%H%M%S")
     if args.jobs is not None and args.jobs < 1:
         raise InputError("--jobs", args.jobs, hint="at least 1")
+    if args.rerun < 0:
+        raise InputError("--rerun", args.rerun, hint="0 (no re-runs) or more")
+    if args.rerun_limit < 0:
+        raise InputError("--rerun-limit", args.rerun_limit, hint="0 or more")
+    if args.shrink_attempts < 0:
+        raise InputError("--shrink-attempts", args.shrink_attempts, hint="0 (no shrinking) or more")
     history = _history(args, results_dir)
     jobs = _selected(args, history.durations() if history is not None else {})
     install_signal_handlers()
@@ -113,6 +124,24 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_finished=finished,
     )
+
+    def reran(record: dict[str, Any]) -> None:
+        if not progress.enabled():
+            return
+        small = record["smallest"]
+        shrunk = f"; smallest: iterations {small['iterations']}, threads {small['threads']}" if small else ""
+        progress.STDERR.print(
+            f"re-run {record['signature']} ({record['signature_text']}): "
+            f"reproduced {record['reproduced']}/{record['runs']}{shrunk}",
+            markup=False,
+            highlight=False,
+        )
+
+    rerun_started = time.monotonic()
+    reruns = rerun_failures(
+        results_dir, jobs, night, args.rerun, args.shrink_attempts, on_rerun=reran, limit=args.rerun_limit
+    )
+    rerun_s = time.monotonic() - rerun_started
     summary = {
         "results_dir": str(results_dir),
         "history": str(history.path) if history is not None else None,
@@ -123,6 +152,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         "verdicts": {
             v: sum(1 for e in ends if e["verdict"] == v) for v in sorted({e["verdict"] for e in ends})
         },
+        "reruns": [
+            {k: r[k] for k in ("signature", "signature_text", "runs", "reproduced", "smallest")}
+            for r in reruns
+        ],
+        "rerun_s": round(rerun_s, 1),
         "wall_s": round(time.monotonic() - started, 1),
     }
     if args.json:
@@ -132,6 +166,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             f"{summary['run']} jobs run ({summary['skipped']} already finished) in {summary['wall_s']} s: "
             f"{summary['verdicts']}; results {results_dir}"
         )
+        for r in reruns:
+            print(f"  {r['signature']} {r['signature_text']}: reproduced {r['reproduced']}/{r['runs']}"
+                  + (f"; smallest: {r['smallest']['reproducer']}" if r["smallest"] else ""))  # fmt: skip
     if any(e["verdict"] == "infra" for e in ends):
         return EXIT_INFRA
     return EXIT_FAIL if any(e["verdict"] != "pass" for e in ends) else EXIT_PASS
@@ -187,6 +224,17 @@ def add_matrix_parser(subparsers: Any) -> None:
     p.add_argument("--history", metavar="DB", help="history database (default: history.sqlite beside DIR)")
     p.add_argument("--no-history", action="store_true", help="neither read nor write a history database")
     p.add_argument("--night", help="the night's id shared by every shard (default: today's UTC date)")
+    p.add_argument("--scenario-dir", metavar="DIR",
+                   help="folder of <suite>/*.yaml scenario files (default: the project's tests/stress)")
+    p.add_argument("--rerun", type=int, default=0, metavar="N",
+                   help="after the jobs, run each distinct failure's job again N times (its scenario and "
+                   "mutation only) for its reproduction rate, then shrink its iterations and threads")
+    p.add_argument("--rerun-limit", type=int, default=10, metavar="K",
+                   help="with --rerun: re-run at most K distinct failures, the first in the matrix's order "
+                   "(default 10)")
+    p.add_argument("--shrink-attempts", type=int, default=DEFAULT_SHRINK_ATTEMPTS, metavar="M",
+                   help=f"with --rerun: at most M guest runs to shrink each failure "
+                   f"(default {DEFAULT_SHRINK_ATTEMPTS}; 0: do not shrink)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_matrix)
 

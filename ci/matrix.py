@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from hashlib import sha256
 from pathlib import Path
@@ -37,6 +37,7 @@ from harness.guest import MAX_SMP
 from harness.runs import RESULTS_FILE, append_result, read_results
 from harness.stress.runner import Job, Selection, run_jobs
 from harness.stress.scenarios import (
+    STRESS_DIR,
     SUITES,
     IcacheScenario,
     KernelScenario,
@@ -106,6 +107,8 @@ class MatrixJob:
     scenario: str
     sanitize: bool
     seed: int | None
+    # where the scenario files are (not an axis: the same job wherever its file lies)
+    scenario_dir: Path = field(default=STRESS_DIR, compare=False, repr=False)
 
     def axes(self) -> dict[str, Any]:
         return {axis: getattr(self, axis) for axis in AXES}
@@ -124,7 +127,7 @@ class MatrixJob:
         return f"{self.suite}/{self.scenario} {self.arch} {self.cpu} smp{self.smp}{extra}"
 
     def scenario_object(self) -> Scenario:
-        (found,) = [s for s in load_suite(self.suite) if s.name == self.scenario]
+        (found,) = [s for s in load_suite(self.suite, self.scenario_dir) if s.name == self.scenario]
         return found
 
     def harness_job(self) -> Job:
@@ -181,9 +184,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def parse_matrix(data: Any, path: Path) -> Matrix:
-    """Validate a loaded matrix document and expand its jobs. Raises MatrixError naming the file,
-    the field and the valid choices."""
+def parse_matrix(data: Any, path: Path, scenario_dir: Path = STRESS_DIR) -> Matrix:
+    """Validate a loaded matrix document and expand its jobs (scenario files from
+    ``scenario_dir``/<suite>/). Raises MatrixError naming the file, the field and the valid
+    choices."""
     source = str(path)
     try:
         validate(data, MATRIX_SCHEMA, source)
@@ -197,7 +201,7 @@ def parse_matrix(data: Any, path: Path) -> Matrix:
     )
     sanitizes = _values(axes, "sanitize", [True], lambda v: isinstance(v, bool), "true or false", source)
     seeds = _values(axes, "seed", [None], lambda v: v is None or _is_int(v), "integers or null", source)
-    scenarios = {suite: load_suite(suite) for suite in suites}
+    scenarios = {suite: load_suite(suite, scenario_dir) for suite in suites}
     known = sorted({s.name for found in scenarios.values() for s in found})
     names = _choose(source, "axes.scenario", axes["scenario"], known)
     cpus: dict[str, list[str]] = {}
@@ -220,7 +224,8 @@ def parse_matrix(data: Any, path: Path) -> Matrix:
                             continue
                         for sanitize in sanitizes:
                             for seed in seeds:
-                                job = MatrixJob(arch, cpu, smp, suite, scenario.name, sanitize, seed)
+                                job = MatrixJob(arch, cpu, smp, suite, scenario.name, sanitize, seed,
+                                                scenario_dir)
                                 if not any(_matches(job, rule) for rule in exclusions):
                                     jobs.append(job)
     ids = [job.id for job in jobs]
@@ -251,13 +256,13 @@ def _matches(job: MatrixJob, rule: Mapping[str, list[Any]]) -> bool:
     return all(getattr(job, axis) in values for axis, values in rule.items())
 
 
-def load_matrix(path: Path = MATRIX_FILE) -> Matrix:
-    """Read, validate and expand a matrix file. Raises MatrixError."""
+def load_matrix(path: Path = MATRIX_FILE, scenario_dir: Path = STRESS_DIR) -> Matrix:
+    """Read, validate and expand a matrix file (scenarios from ``scenario_dir``). Raises MatrixError."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise MatrixError(f"{path}: cannot read the matrix: {exc}") from exc
-    return parse_matrix(data, path)
+    return parse_matrix(data, path, scenario_dir)
 
 
 # -- sharding ---------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "Failure",
     "Job",
     "Report",
+    "Rerun",
     "build_report",
     "index_html",
     "junit_xml",
@@ -130,7 +131,12 @@ class Job:
 def load_cells(paths: Sequence[Path]) -> tuple[list[Job], list[dict[str, Any]], list[str]]:
     """(matrix jobs, every cell, warnings) of the results given; duplicates (the same record read
     twice) count once."""
-    records, warnings = _read(paths)
+    return _cells_of(*_read(paths))
+
+
+def _cells_of(
+    records: list[dict[str, Any]], warnings: list[str]
+) -> tuple[list[Job], list[dict[str, Any]], list[str]]:
     starts: dict[tuple[str, str], dict[str, Any]] = {}
     ends: dict[tuple[str, str], dict[str, Any]] = {}
     attempt_cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -187,6 +193,58 @@ def load_cells(paths: Sequence[Path]) -> tuple[list[Job], list[dict[str, Any]], 
     return jobs, cells, warnings
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """What ``matrix run --rerun N`` found for one signature (ci.rerun): the re-runs of the
+    latest night that has any, summed over the jobs that re-ran it (one per shard at most)."""
+
+    night: str
+    runs: int
+    reproduced: int
+    errors: int
+    smallest: dict[str, Any] | None  # iterations, threads, attempts, reproducer
+    original: dict[str, Any] | None  # the scenario's own iterations and threads
+    jobs: tuple[str, ...]
+
+    @property
+    def rate(self) -> str:
+        if not self.runs:
+            return f"0 runs ({self.errors} failed to run)"
+        return f"{self.reproduced}/{self.runs} ({100 * self.reproduced / self.runs:.0f}%)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"night": self.night, "runs": self.runs, "reproduced": self.reproduced, "errors": self.errors,
+                "rate": self.reproduced / self.runs if self.runs else None, "smallest": self.smallest,
+                "original": self.original, "jobs": list(self.jobs)}  # fmt: skip
+
+
+def _reruns(records: Sequence[Mapping[str, Any]]) -> dict[str, Rerun]:
+    """Each signature's Rerun from the ``rerun`` records (duplicates count once)."""
+    unique = {
+        (str(r.get("night", "")), str(r.get("matrix_job", "")), str(r["signature"])): r
+        for r in records
+        if r.get("job") == "rerun" and "signature" in r
+    }
+    by_sig: dict[str, list[Mapping[str, Any]]] = {}
+    for key in sorted(unique):
+        by_sig.setdefault(key[2], []).append(unique[key])
+    out = {}
+    for sig, found in by_sig.items():
+        night = max(str(r.get("night", "")) for r in found)
+        latest = [r for r in found if str(r.get("night", "")) == night]
+        shrunk = [r["smallest"] for r in latest if isinstance(r.get("smallest"), dict)]
+        out[sig] = Rerun(
+            night=night,
+            runs=sum(int(r.get("runs") or 0) for r in latest),
+            reproduced=sum(int(r.get("reproduced") or 0) for r in latest),
+            errors=sum(int(r.get("errors") or 0) for r in latest),
+            smallest=min(shrunk, key=lambda s: (s.get("iterations", 0), s.get("threads", 0)), default=None),
+            original=next((r["original"] for r in latest if r.get("original")), None),
+            jobs=tuple(str(r.get("matrix_job", "")) for r in latest),
+        )
+    return out
+
+
 @dataclass
 class Failure:
     """Every cell with one signature."""
@@ -195,6 +253,7 @@ class Failure:
     cells: list[dict[str, Any]]
     stats: SignatureStats | None = None
     new: bool = True
+    rerun: Rerun | None = None
 
     @property
     def first(self) -> dict[str, Any]:
@@ -224,7 +283,9 @@ def _lock_hash() -> str | None:
 def build_report(paths: Sequence[Path], history: History | None = None) -> Report:
     """Read the results, group the failures by signature and, with ``history``, record the
     matrix's finished jobs there (one transaction each) and look up each signature."""
-    jobs, cells, warnings = load_cells(paths)
+    records, warnings = _read(paths)
+    jobs, cells, warnings = _cells_of(records, warnings)
+    reruns = _reruns(records)
     if history is not None:
         for job in jobs:
             if job.finished is not None:
@@ -237,6 +298,7 @@ def build_report(paths: Sequence[Path], history: History | None = None) -> Repor
     night = max((job.night for job in jobs), default=None)
     failures = sorted(groups.values(), key=lambda f: (f.signature.kind, f.signature.scenario, f.signature.id))
     for failure in failures:
+        failure.rerun = reruns.get(failure.signature.id)
         if history is not None:
             failure.stats = history.signature_stats(failure.signature.id)
             failure.new = failure.stats.first_seen in (None, night)
@@ -303,6 +365,7 @@ def _failure_json(failure: Failure, report: Report) -> dict[str, Any]:
         ],
         "environment": _env(first, report),
         "reproducer": _reproducer(first),
+        "rerun": failure.rerun.as_dict() if failure.rerun else None,
         "detail": first.get("detail", ""),
         "violations": (first.get("violations") or [])[:50],
         "history": None
@@ -362,6 +425,7 @@ def junit_xml(report: Report) -> ET.ElementTree:
     root = ET.Element("testsuites", name="jitprobe")
     suites: dict[str, ET.Element] = {}
     counts: dict[str, Counter[str]] = {}
+    reruns = {f.signature.id: f.rerun for f in report.failures if f.rerun}
     for cell in report.cells:
         classname = f"{cell.get('arch')}.{cell.get('suite')}"
         suite = suites.get(classname)
@@ -386,7 +450,7 @@ def junit_xml(report: Report) -> ET.ElementTree:
         element.text = (
             f"signature {sig.id}: {sig.text}\nverdict: {verdict}\ndetail: {cell.get('detail', '')}\n"
             f"reproducer: {_reproducer(cell) or '(none recorded)'}\nrun folder: {cell.get('run_dir', '')}\n"
-        )
+        ) + _rerun_text(reruns.get(sig.id))
     for classname, suite in suites.items():
         for key in ("tests", "failures", "errors", "skipped"):
             suite.set(key, str(counts[classname][key]))
@@ -397,6 +461,26 @@ def junit_xml(report: Report) -> ET.ElementTree:
         root.set(key, str(total[key]))
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def _smallest_words(rerun: Rerun) -> str:
+    s = rerun.smallest
+    if s is None:
+        return ""
+    was = rerun.original or {}
+    return (f"iterations {s.get('iterations')}, threads {s.get('threads')} (the scenario's: "
+            f"{was.get('iterations', '?')}, {was.get('threads', '?')}; "
+            f"{s.get('attempts', 0)} shrink attempts)")  # fmt: skip
+
+
+def _rerun_text(rerun: Rerun | None) -> str:
+    if rerun is None:
+        return ""
+    text = f"reproduced on re-run: {rerun.rate}\n"
+    if rerun.smallest is not None:
+        text += (f"smallest reproducing configuration: {_smallest_words(rerun)}\n"
+                 f"smallest reproducer: {rerun.smallest.get('reproducer', '')}\n")  # fmt: skip
+    return text
 
 
 def _md_escape(text: str) -> str:
@@ -423,8 +507,9 @@ def summary_md(report: Report) -> str:
     ]
     if report.failures:
         out += [
-            "| | signature | kind | test | rule | where | hits | first seen | last passed | failure rate |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| | signature | kind | test | rule | where | hits | first seen | last passed | failure rate "
+            "| reproduced on re-run | smallest (iterations, threads) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for f in report.failures:
             s, stats = f.signature, f.stats
@@ -434,12 +519,16 @@ def summary_md(report: Report) -> str:
                 f"{_md_escape(s.rule or '-')} | {_md_escape(where)} | {len(f.cells)} | "
                 f"{(stats.first_seen if stats else None) or '-'} | "
                 f"{(stats.last_passed if stats else None) or '-'} | "
-                f"{_rate(stats)} |"
-            )
+                f"{_rate(stats)} | {f.rerun.rate if f.rerun else '-'} | "
+                + (f"{f.rerun.smallest.get('iterations')}, {f.rerun.smallest.get('threads')} |"
+                   if f.rerun and f.rerun.smallest else "- |")
+            )  # fmt: skip
         out += ["", "Reproduce (one architecture, locally):", ""]
         for f in report.failures:
             if _reproducer(f.first):
                 out.append(f"- `{f.signature.id}`: `{_reproducer(f.first)}`")
+            if f.rerun and f.rerun.smallest and f.rerun.smallest.get("reproducer"):
+                out.append(f"  - smallest ({_smallest_words(f.rerun)}): `{f.rerun.smallest['reproducer']}`")
     else:
         out.append("No failures.")
     if report.warnings:
@@ -580,6 +669,7 @@ def _failure_html(failure: Failure, report: Report) -> str:
         history,
         "<p>Reproducer (this architecture, locally):</p>"
         f"<pre>{_e(_reproducer(first) or '(none recorded)')}</pre>",
+        _rerun_html(failure.rerun),
         f"<details open><summary>Environment</summary><table>{env_rows}</table></details>",
         f"<details open><summary>{len(failure.cells)} hit(s)</summary><table><tr><th>night</th><th>job</th>"
         f"<th>where</th><th>seed</th><th>verdict</th><th>run folder</th></tr>{hits}</table></details>",
@@ -624,6 +714,20 @@ def _failure_html(failure: Failure, report: Report) -> str:
         parts.append(f"<details><summary>Console (last lines)</summary><pre>{_e(console)}</pre></details>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _rerun_html(rerun: Rerun | None) -> str:
+    if rerun is None:
+        return "<p class=muted>Not re-run (matrix run --rerun N re-runs each failure).</p>"
+    jobs = ", ".join(rerun.jobs)
+    text = (f"<p class=rerun>Re-run on {_e(rerun.night)} (job {_e(jobs)}): reproduced <b>{_e(rerun.rate)}</b>"
+            + (f", {rerun.errors} re-run(s) could not run" if rerun.errors else "") + ".")  # fmt: skip
+    if rerun.smallest is None:
+        return text + " Not shrunk (it did not reproduce, or its suite has no iterations to shrink).</p>"
+    return (
+        text + f" Smallest reproducing configuration: <b>{_e(_smallest_words(rerun))}</b>:</p>"
+        f"<pre class=smallest>{_e(rerun.smallest.get('reproducer', ''))}</pre>"
+    )
 
 
 def index_html(report: Report) -> str:

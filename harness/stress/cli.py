@@ -20,7 +20,7 @@ from harness.guest import MAX_SMP, install_signal_handlers
 from harness.runs import runs_root
 from jit_core.intrinsics import ICACHE_MUTATIONS
 
-from .runner import Job, Selection, plan, run_jobs
+from .runner import Job, Selection, applied, plan, run_jobs
 from .scenarios import (
     NOT_DETECTED,
     STRESS_DIR,
@@ -80,7 +80,20 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
         raise InputError("--cpu", args.cpu, hint="give one --arch with --cpu (models differ by architecture)")
     if args.smp is not None and not 2 <= args.smp <= MAX_SMP:
         raise InputError("--smp", args.smp, hint=f"2 to {MAX_SMP} (the programs pin threads to two CPUs)")
-    return plan(_scenarios(args), arches, args.cpu, args.smp)
+    jobs = plan(_scenarios(args), arches, args.cpu, args.smp)
+    if args.iterations is not None or args.threads is not None:
+        if not any(j.suite == "icache" for j in jobs):
+            given = "--iterations" if args.iterations is not None else "--threads"
+            raise InputError(given, args.iterations if args.iterations is not None else args.threads,
+                             hint="only icache scenarios have iterations and threads to replace")  # fmt: skip
+        selection = _selection(args)
+        jobs = [applied(j, selection) for j in jobs]  # checks the values before anything boots
+    return jobs
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(mutation=args.mutation, seed=args.seed, sanitize=args.sanitize,
+                     iterations=args.iterations, threads=args.threads)  # fmt: skip
 
 
 def _row_keys(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -227,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     install_signal_handlers()
     results_dir = Path(args.results) if args.results else runs_root() / time.strftime("run-%Y%m%d-%H%M%S")
-    selection = Selection(mutation=args.mutation, seed=args.seed, sanitize=args.sanitize)
+    selection = _selection(args)
     started = time.monotonic()
 
     def show(cell: StressResult) -> None:
@@ -263,6 +276,11 @@ def add_run_parser(subparsers: Any) -> None:
     run.add_argument("--scenario-dir", metavar="DIR",
                      help="folder of <suite>/*.yaml scenario files (default: the project's tests/stress)")
     run.add_argument("--seed", type=int, help="replaces each scenario's seed")
+    run.add_argument("--iterations", type=int, metavar="N",
+                     help="replaces each icache scenario's code installs per program (at least 2)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="replaces each icache scenario's executor threads (at least 1 for the publish "
+                     "generator, 0 for the others; 0 makes the install same-thread)")
     run.add_argument(
         "--sanitize",
         action=argparse.BooleanOptionalAction,

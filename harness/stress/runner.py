@@ -15,7 +15,7 @@ import shlex
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from base.contract import StressResult, Verdict, Violation
@@ -31,18 +31,21 @@ from jit_core.errors import JitError
 from .programs import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, build_program
 from .scenarios import (
     NOT_DETECTED,
+    STRESS_DIR,
     IcacheScenario,
     KernelScenario,
     LitmusScenario,
     Scenario,
     expected_rules,
     mutations_for,
+    override_params,
     tolerated_rules,
 )
 
 __all__ = [
     "Job",
     "Selection",
+    "applied",
     "plan",
     "reproducer",
     "run_jobs",
@@ -59,6 +62,8 @@ class Selection:
     mutation: str | None = None
     seed: int | None = None
     sanitize: bool = True
+    iterations: int | None = None  # replaces each icache scenario's (None: its own)
+    threads: int | None = None  # replaces each icache scenario's executor threads (None: its own)
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,22 @@ def plan(
     return jobs
 
 
+def applied(job: Job, selection: Selection) -> Job:
+    """``job`` with the selection's iterations and threads in its icache scenarios' parameters
+    (their expectations follow: no executor thread is a same-thread install). Raises InputError
+    naming a value out of its range (harness.stress.scenarios.override_params)."""
+    if selection.iterations is None and selection.threads is None:
+        return job
+    scenarios = tuple(
+        override_params(s, selection.iterations, selection.threads) if isinstance(s, IcacheScenario) else s
+        for s in job.scenarios
+    )
+    return replace(job, scenarios=scenarios)
+
+
 def reproducer(job: Job, scenario: str, mutation: str, selection: Selection) -> str:
-    """The command that runs this one cell again on the local machine."""
+    """The command that runs this one cell again on the local machine (with ``--scenario-dir``
+    when the scenario file is not the project's)."""
     words = [
         "jitprobe",
         "run",
@@ -133,6 +152,13 @@ def reproducer(job: Job, scenario: str, mutation: str, selection: Selection) -> 
         words += ["--seed", str(selection.seed)]
     if not selection.sanitize:
         words.append("--no-sanitize")
+    if selection.iterations is not None:
+        words += ["--iterations", str(selection.iterations)]
+    if selection.threads is not None:
+        words += ["--threads", str(selection.threads)]
+    folders = {s.path.resolve().parent.parent for s in job.scenarios if s.name == scenario}
+    if folders and STRESS_DIR.resolve() not in folders:
+        words += ["--scenario-dir", str(min(folders))]
     return shlex.join(words)
 
 
@@ -224,6 +250,7 @@ Record = Callable[[StressResult], None]
 
 
 def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
+    job = applied(job, selection)
     slots: list[tuple[IcacheScenario, str]] = []
     for scenario in job.scenarios:
         assert isinstance(scenario, IcacheScenario)

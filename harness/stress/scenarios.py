@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -28,6 +28,7 @@ from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
 
 __all__ = [
     "GENERATOR_NAMES",
+    "MIN_ITERATIONS",
     "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
@@ -41,10 +42,13 @@ __all__ = [
     "StressMutation",
     "expected_rules",
     "load_suite",
+    "min_threads",
     "mutations_for",
+    "override_params",
     "parse_icache",
     "parse_kernel",
     "parse_litmus",
+    "threaded",
     "tolerated_rules",
 ]
 
@@ -360,6 +364,43 @@ def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[Scenario, ...]
         raise InputError("suite", suite, SUITES)
     parse = _PARSERS[suite]
     return tuple(parse(_read(path), path) for path in sorted((directory / suite).glob("*.yaml")))
+
+
+MIN_ITERATIONS = 2  # the generations alternate: fewer installs never run a stale one
+_THREADED_GENERATORS = ("publish",)  # the generators whose programs start ``threads`` executors
+
+
+def threaded(scenario: IcacheScenario) -> bool:
+    """Whether ``threads`` is a parameter of the scenario's program (the publish generator's
+    executors); elsewhere it only says whether the install is same- or cross-thread."""
+    return scenario.generator in _THREADED_GENERATORS
+
+
+def min_threads(scenario: IcacheScenario) -> int:
+    """The fewest executor threads the scenario's generator takes: 1 for publish, else 0."""
+    return 1 if threaded(scenario) else 0
+
+
+def override_params(
+    scenario: IcacheScenario, iterations: int | None = None, threads: int | None = None
+) -> IcacheScenario:
+    """``scenario`` with its ``iterations`` and ``threads`` replaced where given (None: its own).
+    Raises InputError naming the option and its valid range: iterations at least 2, threads at
+    least 1 for the publish generator and 0 for the others."""
+    params = dict(scenario.params)
+    if iterations is not None:
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < MIN_ITERATIONS:
+            raise InputError("--iterations", iterations, hint=f"an integer, at least {MIN_ITERATIONS}")
+        params["iterations"] = iterations
+    if threads is not None:
+        least = min_threads(scenario)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < least:
+            raise InputError(
+                "--threads", threads,
+                hint=f"an integer, at least {least} for {scenario.name} (the {scenario.generator} generator)",
+            )  # fmt: skip
+        params["threads"] = threads
+    return scenario if params == scenario.params else replace(scenario, params=params)
 
 
 def mutations_for(scenario: IcacheScenario, arch: str) -> list[str]:
