@@ -62,12 +62,23 @@ def installs_per_second(arch: str, sanitize: bool, workdir: Path) -> float:
 
 
 def command_seconds(args: list[str], workdir: Path) -> tuple[float, int]:
-    """(wall seconds, exit status) of one `jitprobe run` as a separate process."""
+    """(wall seconds, exit status) of one `jitprobe run` as a separate process; the cells that
+    differed from their expectation are printed on stderr."""
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args, "--json"], cwd=ROOT,
                           capture_output=True, text=True,
                           env={**os.environ, "JITPROBE_RUNS": str(workdir / "runs")})  # fmt: skip
-    return time.monotonic() - started, proc.returncode
+    wall = time.monotonic() - started
+    try:
+        differing = [r for r in json.loads(proc.stdout)["results"] if r["verdict"] not in ("pass", None)]
+    except (ValueError, KeyError):
+        differing = []
+        print(f"jitprobe run {' '.join(args)}: no JSON ({proc.returncode}): {proc.stderr[-800:]}",
+              file=sys.stderr)  # fmt: skip
+    for r in differing:
+        where = f"{r['arch']} {r['cpu']} {r['scenario']} {r['mutation']}"
+        print(f"differs: {where}: {r['verdict']}: {r['detail']}", file=sys.stderr)
+    return wall, proc.returncode
 
 
 def main() -> int:
