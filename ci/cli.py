@@ -30,6 +30,12 @@ from .rerun import DEFAULT_SHRINK_ATTEMPTS, rerun_failures
 __all__ = ["add_matrix_parser", "add_report_parser", "build_parser", "cmd_matrix", "cmd_report", "main"]
 
 
+def _say(text: str) -> None:
+    """Progress on stderr, only when it is a terminal."""
+    if progress.enabled():
+        progress.STDERR.print(text, markup=False, highlight=False)
+
+
 def _history(args: argparse.Namespace, results_dir: Path | None) -> History | None:
     if args.no_history:
         return None
@@ -106,14 +112,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     def finished(end: dict[str, Any], cells: list[dict[str, Any]]) -> None:
         if history is not None:
             history.record_job(end, cells)
-        if not progress.enabled():
-            return
-        progress.STDERR.print(
-            f"[{end['matrix_job']}] {end['axes']['suite']}/{end['axes']['scenario']} {end['axes']['arch']} "
-            f"{end['axes']['cpu']}: {end['verdict']} ({end['cells']} cells, {end['duration_s']} s)",
-            markup=False,
-            highlight=False,
-        )
+        _say(f"[{end['matrix_job']}] {end['axes']['suite']}/{end['axes']['scenario']} {end['axes']['arch']} "
+             f"{end['axes']['cpu']}: {end['verdict']} ({end['cells']} cells, {end['duration_s']} s)")
 
     started = time.monotonic()
     ends = run_matrix(
@@ -126,16 +126,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     )
 
     def reran(record: dict[str, Any]) -> None:
-        if not progress.enabled():
-            return
         small = record["smallest"]
         shrunk = f"; smallest: iterations {small['iterations']}, threads {small['threads']}" if small else ""
-        progress.STDERR.print(
-            f"re-run {record['signature']} ({record['signature_text']}): "
-            f"reproduced {record['reproduced']}/{record['runs']}{shrunk}",
-            markup=False,
-            highlight=False,
-        )
+        _say(f"re-run {record['signature']} ({record['signature_text']}): "
+             f"reproduced {record['reproduced']}/{record['runs']}{shrunk}")
 
     rerun_started = time.monotonic()
     reruns = rerun_failures(
