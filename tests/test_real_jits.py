@@ -46,6 +46,13 @@ MODELS = [("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse
 # evidence in a comment). Empty: every report is a sanitizer false positive.
 PROVEN_JIT_BUGS: dict[tuple[str, str, str], set[str]] = {}
 
+# A sanitizer defect still open (issue 7's note): now and then (1 of about 15 loaded runs) a
+# PCRE2 run on arm64 reports arm64.no_isb in the program's own text (sljit_malloc_exec), "written"
+# by one of its heap stores on the other vCPU: a page the process used for heap, freed, then filled
+# with the binary's text by the 9p device, whose writes the plugin does not see. The test reports it
+# as xfail until that mechanism is handled, and passes when it does not occur.
+OPEN_FALSE_POSITIVES = {("pcre2_jit", "arm64"): {"cortex-a57", "neoverse-n1"}}
+OPEN_FALSE_POSITIVE_REASON = "open sanitizer false positive: a recycled heap page refilled with program text"
 RUN_TIMEOUT_S = 1800  # a sanitized two-thread run takes about a minute on a loaded 2-core host
 
 
@@ -90,7 +97,11 @@ def test_the_models_are_the_profiles() -> None:
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 @pytest.mark.parametrize(("arch", "cpu"), MODELS, ids=[f"{a}-{c}" for a, c in MODELS])
-def test_real_jit_sanitizes_clean(name: str, arch: str, cpu: str, tmp_path: Path) -> None:
+def test_real_jit_sanitizes_clean(
+    name: str, arch: str, cpu: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if (name, arch) in OPEN_FALSE_POSITIVES and cpu in OPEN_FALSE_POSITIVES[(name, arch)]:
+        request.applymarker(pytest.mark.xfail(reason=OPEN_FALSE_POSITIVE_REASON, strict=False))
     program = _program(name, arch)
     argv = [sys.executable, "-m", "harness.cli", "exec", "--arch", arch, "--cpu", cpu, "--sanitize",
             "--smp", "2", "--timeout", "900", "--json", str(program)]  # fmt: skip
