@@ -477,73 +477,25 @@ def test_a_one_job_matrix_runs_in_a_guest_and_reports(tmp_path: Path) -> None:
     path = write_matrix(tmp_path, matrix_text(arch="[x86_64]", scenario="[rewrite_in_place]"))
     results, out = tmp_path / "results", tmp_path / "report"
     env = {**os.environ, "JITPROBE_RUNS": str(tmp_path / "runs")}
+
+    def jitprobe(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PY, "-m", "ci.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=timeout)  # fmt: skip
+
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            PY,
-            "-m",
-            "ci.cli",
-            "matrix",
-            "run",
-            "--file",
-            str(path),
-            "--results",
-            str(results),
-            "--night",
-            "t1",
-            "--jobs",
-            "1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc = jitprobe("matrix", "run", "--file", str(path), "--results", str(results), "--night", "t1",
+                    "--jobs", "1", "--json", timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["run"] == 1 and summary["verdicts"] == {"pass": 1}
     assert Path(summary["history"]) == tmp_path / "history.sqlite"
     (end,) = [r for r in read_lines(results) if r["job"] == "matrix-finished"]
     assert end["qemu_version"] and end["kernel"] and end["cells"] > 1
-    again = subprocess.run(
-        [
-            PY,
-            "-m",
-            "ci.cli",
-            "matrix",
-            "run",
-            "--file",
-            str(path),
-            "--results",
-            str(results),
-            "--resume",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    again = jitprobe("matrix", "run", "--file", str(path), "--results", str(results), "--resume", "--json",
+                     timeout=60)  # fmt: skip
     assert json.loads(again.stdout)["run"] == 0
-    report = subprocess.run(
-        [
-            PY,
-            "-m",
-            "ci.cli",
-            "report",
-            str(results),
-            "--out",
-            str(out),
-            "--history",
-            summary["history"],
-            "--fail-on",
-            "any",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    report = jitprobe("report", str(results), "--out", str(out), "--history", summary["history"],
+                      "--fail-on", "any")  # fmt: skip
     assert report.returncode == 0, report.stdout + report.stderr
     assert time.monotonic() - started < 600
     assert {p.name for p in out.iterdir()} >= {"index.html", "summary.md", "junit.xml", "results.json"}
