@@ -202,11 +202,18 @@ static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigne
                                        const struct exec_ctx *x)
 {
     struct writer w = engine_writer(l, m);
-    if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == vcpu || w.vcpu == UNKNOWN_WRITER) {
-        return NULL; /* same CPU, or a writer not attributed: not shown to be cross-modification */
+    if (!w.seq || (flags & INSN_EXEMPT) || w.vcpu == UNKNOWN_WRITER) {
+        return NULL; /* a writer not attributed: not shown to be cross-modification */
     }
     bool by_program = engine_by_program(l, w, x);
-    if (by_program && x->task && w.task == x->task) {
+    if (by_program && x->task && w.task) {
+        /* Program code is judged per thread, whichever CPUs the threads ran on: two threads that
+           the guest scheduled on one CPU are still cross-modifying (the program cannot choose),
+           and a verdict must not depend on how a loaded host schedules the guest's CPUs. */
+        if (w.task == x->task) {
+            return NULL;
+        }
+    } else if (w.vcpu == vcpu) {
         return NULL;
     }
     if (x->user && !by_program) {

@@ -512,20 +512,6 @@ void engine_switch_task(unsigned vcpu, uint64_t task)
 
 void engine_thread_sync(unsigned vcpu) { engine_stamp(&current(vcpu)->usync); }
 
-void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm)
-{
-    struct task *self = current(vcpu);
-    __atomic_store_n(&self->reborn, 1, RELAXED);
-    if (!whole_process || !mm) {
-        return;
-    }
-    for (unsigned i = 0; i < TASKS; i++) {
-        if (load64(&g_tasks[i].key) && load64(&g_tasks[i].mm) == mm) {
-            __atomic_store_n(&g_tasks[i].reborn, 1, RELAXED);
-        }
-    }
-}
-
 void engine_set_episode(unsigned vcpu, enum episode e) { __atomic_store_n(&current(vcpu)->episode, e, RELAXED); }
 enum episode engine_episode(unsigned vcpu) { return __atomic_load_n(&current(vcpu)->episode, RELAXED); }
 
@@ -569,8 +555,52 @@ void engine_process_sync(uint64_t mm)
 #define MEMBARRIER_SYNC_CORE 32
 #define MEMBARRIER_REGISTER_SYNC_CORE 64
 
+/* A process record outlives its process: the next process may get the same page tables (mm), and
+   must not inherit a registration it never made. Forgotten when a process ends with exit_group
+   and when a thread's address space changes (execve gives a new one). */
+static void process_forget(uint64_t mm)
+{
+    unsigned i = mm ? proc_slot(mm, false) : PROCESSES;
+    if (i < PROCESSES) {
+        __atomic_store_n(&g_procs[i].registered, 0, RELAXED);
+        __atomic_store_n(&g_procs[i].sync, 0, RELAXED);
+    }
+}
+
+/* The current thread runs in mm: recorded, and a change of it (not a new thread's first sight:
+   its mm was reset to 0) is an execve. The per-vCPU fallback records are shared by many threads
+   and say nothing about exec. */
+static void task_in_mm(unsigned vcpu, uint64_t mm)
+{
+    struct task *t = current(vcpu);
+    uint64_t was = load64(&t->mm);
+    if (!mm || was == mm) {
+        return;
+    }
+    if (was && g_cur[vcpu]) {
+        process_forget(mm);
+    }
+    __atomic_store_n(&t->mm, mm, RELAXED);
+}
+
+void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm)
+{
+    struct task *self = current(vcpu);
+    __atomic_store_n(&self->reborn, 1, RELAXED);
+    if (!whole_process || !mm) {
+        return;
+    }
+    process_forget(mm);
+    for (unsigned i = 0; i < TASKS; i++) {
+        if (load64(&g_tasks[i].key) && load64(&g_tasks[i].mm) == mm) {
+            __atomic_store_n(&g_tasks[i].reborn, 1, RELAXED);
+        }
+    }
+}
+
 void engine_syscall(unsigned vcpu, const struct syscall_numbers *nrs, uint64_t nr, uint64_t arg0, uint64_t mm)
 {
+    task_in_mm(vcpu, mm);
     if (nr == nrs->exit || nr == nrs->exit_group) {
         engine_thread_exit(vcpu, nr == nrs->exit_group, mm);
     } else if (nr == nrs->membarrier && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {
@@ -596,11 +626,8 @@ static uint64_t task_sync(const struct task *t, uint64_t mm)
 
 uint64_t engine_user_sync(unsigned vcpu, uint64_t mm)
 {
-    struct task *t = current(vcpu);
-    if (mm && load64(&t->mm) != mm) {
-        __atomic_store_n(&t->mm, mm, RELAXED);
-    }
-    return task_sync(t, mm);
+    task_in_mm(vcpu, mm);
+    return task_sync(current(vcpu), mm);
 }
 
 uint64_t engine_tasks_untracked(void) { return load64(&g_untracked); }

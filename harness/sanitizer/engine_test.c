@@ -579,6 +579,14 @@ static void test_x86_64(void)
     x86_switch(2, 0xffff888000100000ULL);
     EXPECT("migrated writer", run(2, true), "clean");
 
+    /* Another thread of the program on the writer's CPU: cross-modification all the same. */
+    x86_boot();
+    store(0, USER_PC);
+    x86_switch(0, 0xffff888000101000ULL); /* the thread of CPU 1, started before the store */
+    EXPECT("another thread on the writer's CPU", run(0, true), "x86_64.no_serialize");
+    insn(0, CPUID, sizeof(CPUID), false);
+    EXPECT("another thread on the writer's CPU after its CPUID", run(0, true), "clean");
+
     /* Kernel-written code (text_poke) on another CPU: the IPI's IRET serializes it. */
     x86_boot();
     store(0, X86_KERNEL_PC);
@@ -602,6 +610,34 @@ static void test_x86_64(void)
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         EXPECT(registered ? "membarrier registered" : "membarrier unregistered", run(1, true),
                registered ? "clean" : "x86_64.no_serialize");
+    }
+
+    /* A registration dies with its process: the next process given the same page tables (after
+       exit_group, or after a killed process, by execve) has not registered. */
+    for (int ended_by_exit = 0; ended_by_exit < 2; ended_by_exit++) {
+        x86_boot();
+        set_reg(0, "cr3", 0x1234000);
+        set_reg(0, "rax", 324);
+        set_reg(0, "rdi", 64);
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        if (ended_by_exit) {
+            set_reg(0, "rax", 231);
+            insn(0, SYSCALL, sizeof(SYSCALL), false);
+        } else {
+            /* a thread of another process (cr3 0x5678000) execs and gets the dead one's tables */
+            set_reg(0, "cr3", 0x5678000);
+            set_reg(0, "rax", 39);
+            insn(0, SYSCALL, sizeof(SYSCALL), false);
+            set_reg(0, "cr3", 0x1234000);
+        }
+        store(0, USER_PC);
+        set_reg(1, "cr3", 0x1234000);
+        set_reg(0, "rax", 324);
+        set_reg(0, "rdi", 32);
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        EXPECT(ended_by_exit ? "membarrier of a process reusing an exited one's tables"
+                             : "membarrier of a process whose tables an exec reused",
+               run(1, true), "x86_64.no_serialize");
     }
 }
 
