@@ -76,8 +76,10 @@ static const struct rule *const rules[] = { &no_dc_clean, &no_ic_invalidate, &no
 #define CTR_IDC (1ULL << 28)
 #define CTR_DIC (1ULL << 29)
 #define MAX_VECTORS 16
-/* Linux's system call numbers here (exit, exit_group, membarrier). */
-static const struct syscall_numbers g_syscalls = { .exit = 93, .exit_group = 94, .membarrier = 283 };
+/* Linux's system call numbers here (asm-generic/unistd.h). */
+static const struct syscall_numbers g_syscalls = {
+    .exit = 93, .exit_group = 94, .membarrier = 283, .execve = 221, .execveat = 281
+};
 #define TTBR_BADDR 0x0000fffffffffffeULL
 
 enum { OP_DSB = 1, OP_ISB, OP_DC, OP_IC, OP_IALLU, OP_IALLUIS, OP_ERET, OP_VBAR, OP_SP_EL0, OP_SVC,

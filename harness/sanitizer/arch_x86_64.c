@@ -49,8 +49,10 @@
 static const struct rule no_serialize = { "x86_64.no_serialize" };
 static const struct rule *const rules[] = { &no_serialize, NULL };
 
-/* Linux's system call numbers here (exit, exit_group, membarrier). */
-static const struct syscall_numbers g_syscalls = { .exit = 60, .exit_group = 231, .membarrier = 324 };
+/* Linux's system call numbers here (arch/x86/entry/syscalls/syscall_64.tbl). */
+static const struct syscall_numbers g_syscalls = {
+    .exit = 60, .exit_group = 231, .membarrier = 324, .execve = 59, .execveat = 322
+};
 /* CR3's table address, without the PCID (bits 11:0) and PTI's user-copy bit (12). */
 #define CR3_TABLE 0x000fffffffffe000ULL
 

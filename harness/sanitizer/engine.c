@@ -24,7 +24,8 @@ static unsigned g_vcpus = 1;
 struct task {
     uint64_t key, usync, mm;
     uint64_t dsb[TASK_DSBS], ndsb; /* the program's last DSBs, a ring */
-    uint8_t episode, reborn;
+    uint64_t since;                /* the event at which it was last switched in */
+    uint8_t episode, reborn, execing;
 };
 static struct task g_tasks[TASKS];
 static struct task g_vcpu_task[MAX_VCPUS]; /* fallbacks, and the thread before any switch is seen */
@@ -489,6 +490,18 @@ static struct task *current(unsigned vcpu)
     return t ? t : &g_vcpu_task[vcpu];
 }
 
+/* A new thread (or a task pointer reused after its thread exited) starts synchronized at `at`:
+   it reaches user mode through the kernel's return from fork, which synchronizes. */
+static void task_start(struct task *t, uint64_t at)
+{
+    __atomic_store_n(&t->usync, at, RELAXED);
+    __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
+    __atomic_store_n(&t->mm, 0, RELAXED);
+    __atomic_store_n(&t->execing, 0, RELAXED);
+    __atomic_store_n(&t->ndsb, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->reborn, 0, RELAXED);
+}
+
 void engine_switch_task(unsigned vcpu, uint64_t task)
 {
     struct vcpu_state *v = &g_vcpu[vcpu];
@@ -499,14 +512,13 @@ void engine_switch_task(unsigned vcpu, uint64_t task)
     __atomic_store_n(&v->switches, v->switches + 1, RELAXED);
     struct task *t = task ? task_find(task) : NULL;
     g_cur[vcpu] = t;
-    if (t && __atomic_load_n(&t->reborn, RELAXED)) {
-        /* A new thread (or a task pointer reused after its thread exited) starts synchronized:
-           it reaches user mode through the kernel's return from fork, which synchronizes. */
-        __atomic_store_n(&t->usync, engine_event(), RELAXED);
-        __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
-        __atomic_store_n(&t->mm, 0, RELAXED);
-        __atomic_store_n(&t->ndsb, 0, __ATOMIC_RELEASE);
-        __atomic_store_n(&t->reborn, 0, RELAXED);
+    if (!t) {
+        return;
+    }
+    uint64_t now = engine_event();
+    __atomic_store_n(&t->since, now, RELAXED);
+    if (__atomic_load_n(&t->reborn, RELAXED)) {
+        task_start(t, now);
     }
 }
 
@@ -557,7 +569,7 @@ void engine_process_sync(uint64_t mm)
 
 /* A process record outlives its process: the next process may get the same page tables (mm), and
    must not inherit a registration it never made. Forgotten when a process ends with exit_group
-   and when a thread's address space changes (execve gives a new one). */
+   and when a thread's execve gives it an address space. */
 static void process_forget(uint64_t mm)
 {
     unsigned i = mm ? proc_slot(mm, false) : PROCESSES;
@@ -567,9 +579,11 @@ static void process_forget(uint64_t mm)
     }
 }
 
-/* The current thread runs in mm: recorded, and a change of it (not a new thread's first sight:
-   its mm was reset to 0) is an execve. The per-vCPU fallback records are shared by many threads
-   and say nothing about exec. */
+/* The current thread runs in mm. A change of its known address space is an execve it made (a
+   new address space, whose process record is forgotten) or, without one, a new thread in another
+   process at the task pointer of a thread that died unseen (killed by a signal: no exit call),
+   which starts synchronized like any new thread; its start is not seen, its last switch-in is
+   the latest it can be. The per-vCPU fallback records are shared by many threads: only mm. */
 static void task_in_mm(unsigned vcpu, uint64_t mm)
 {
     struct task *t = current(vcpu);
@@ -578,7 +592,12 @@ static void task_in_mm(unsigned vcpu, uint64_t mm)
         return;
     }
     if (was && g_cur[vcpu]) {
-        process_forget(mm);
+        if (__atomic_load_n(&t->execing, RELAXED)) {
+            process_forget(mm);
+            __atomic_store_n(&t->execing, 0, RELAXED);
+        } else {
+            task_start(t, load64(&t->since));
+        }
     }
     __atomic_store_n(&t->mm, mm, RELAXED);
 }
@@ -601,6 +620,8 @@ void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm)
 void engine_syscall(unsigned vcpu, const struct syscall_numbers *nrs, uint64_t nr, uint64_t arg0, uint64_t mm)
 {
     task_in_mm(vcpu, mm);
+    /* Until its next system call: a failed execve returns to the same address space. */
+    __atomic_store_n(&current(vcpu)->execing, nr == nrs->execve || nr == nrs->execveat, RELAXED);
     if (nr == nrs->exit || nr == nrs->exit_group) {
         engine_thread_exit(vcpu, nr == nrs->exit_group, mm);
     } else if (nr == nrs->membarrier && arg0 == MEMBARRIER_REGISTER_SYNC_CORE) {

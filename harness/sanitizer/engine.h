@@ -256,10 +256,10 @@ void engine_process_sync(uint64_t mm);
 void engine_process_register(uint64_t mm);
 /* An architecture's numbers of the system calls the engine follows. */
 struct syscall_numbers {
-    uint64_t exit, exit_group, membarrier;
+    uint64_t exit, exit_group, membarrier, execve, execveat;
 };
 /* A system call made from user mode by the current thread of vcpu (nr, its first argument, the
-   process's address space mm): thread exits and membarrier registration and SYNC_CORE. */
+   process's address space mm): thread exits, execve, and membarrier registration and SYNC_CORE. */
 void engine_syscall(unsigned vcpu, const struct syscall_numbers *nrs, uint64_t nr, uint64_t arg0, uint64_t mm);
 /* The current thread of vcpu exits (whole_process: every thread of its address space mm); a
    thread later found at the same identity is new. */

@@ -613,7 +613,7 @@ static void test_x86_64(void)
     }
 
     /* A registration dies with its process: the next process given the same page tables (after
-       exit_group, or after a killed process, by execve) has not registered. */
+       exit_group, or after a process killed by a signal, by an execve) has not registered. */
     for (int ended_by_exit = 0; ended_by_exit < 2; ended_by_exit++) {
         x86_boot();
         set_reg(0, "cr3", 0x1234000);
@@ -624,9 +624,11 @@ static void test_x86_64(void)
             set_reg(0, "rax", 231);
             insn(0, SYSCALL, sizeof(SYSCALL), false);
         } else {
-            /* a thread of another process (cr3 0x5678000) execs and gets the dead one's tables */
+            /* a shell's child (tables 0x5678000) calls execve and gets the dead process's */
             set_reg(0, "cr3", 0x5678000);
             set_reg(0, "rax", 39);
+            insn(0, SYSCALL, sizeof(SYSCALL), false);
+            set_reg(0, "rax", 59);
             insn(0, SYSCALL, sizeof(SYSCALL), false);
             set_reg(0, "cr3", 0x1234000);
         }
@@ -636,9 +638,30 @@ static void test_x86_64(void)
         set_reg(0, "rdi", 32);
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         EXPECT(ended_by_exit ? "membarrier of a process reusing an exited one's tables"
-                             : "membarrier of a process whose tables an exec reused",
+                             : "membarrier of a process whose tables an execve reused",
                run(1, true), "x86_64.no_serialize");
     }
+
+    /* A thread that moves to another address space without an execve is a new thread at a task
+       pointer whose thread was killed unseen: it starts synchronized, and the registration of
+       the process it joins stands. */
+    x86_boot();
+    set_reg(1, "cr3", 0x5678000);
+    set_reg(1, "rax", 39);
+    insn(1, SYSCALL, sizeof(SYSCALL), false); /* the killed thread, in its own process */
+    set_reg(0, "cr3", 0x1234000);
+    set_reg(0, "rax", 324);
+    set_reg(0, "rdi", 64);
+    insn(0, SYSCALL, sizeof(SYSCALL), false);
+    store(0, USER_PC);
+    x86_switch(1, 0xffff888000300000ULL);
+    x86_switch(1, 0xffff888000101000ULL); /* a new thread of 0x1234000 at the killed one's pointer */
+    set_reg(1, "cr3", 0x1234000);
+    EXPECT("new thread at a killed thread's task pointer", run(1, true), "clean");
+    store(0, USER_PC);
+    set_reg(0, "rdi", 32);
+    insn(0, SYSCALL, sizeof(SYSCALL), false);
+    EXPECT("its process's registration stands", run(1, true), "clean");
 }
 
 /* ---- stores across a page end ------------------------------------------------------------------ */
