@@ -28,6 +28,10 @@ struct task {
     uint8_t episode, reborn, execing;
 };
 static struct task g_tasks[TASKS];
+/* The indices of g_tasks' claimed slots, in claim order: scans over every thread (once per
+   translated block of written code) touch these instead of the whole 3 MB table. */
+static uint32_t g_claimed[TASKS];
+static unsigned g_nclaimed;
 static struct task g_vcpu_task[MAX_VCPUS]; /* fallbacks, and the thread before any switch is seen */
 static struct task *g_cur[MAX_VCPUS];     /* owned by the vCPU thread */
 static uint64_t g_untracked;
@@ -79,6 +83,7 @@ bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_si
     g_overflow = false;
     memset(g_vcpu, 0, sizeof(g_vcpu));
     memset(g_tasks, 0, sizeof(g_tasks));
+    g_nclaimed = 0;
     memset(g_vcpu_task, 0, sizeof(g_vcpu_task));
     memset(g_cur, 0, sizeof(g_cur));
     memset(g_procs, 0, sizeof(g_procs));
@@ -458,6 +463,10 @@ static struct task *task_find(uint64_t key)
             uint64_t expected = 0;
             if (__atomic_compare_exchange_n(&t->key, &expected, key, false, RELAXED, RELAXED)) {
                 __atomic_store_n(&t->reborn, 1, RELAXED);
+                /* A reader that sees the count before the index reads slot 0: counted twice or,
+                   unclaimed, skipped; both harmless. */
+                __atomic_store_n(&g_claimed[__atomic_fetch_add(&g_nclaimed, 1, RELAXED)], (uint32_t)(t - g_tasks),
+                                 RELAXED);
                 return t;
             }
             if (expected == key) {
@@ -610,9 +619,11 @@ void engine_thread_exit(unsigned vcpu, bool whole_process, uint64_t mm)
         return;
     }
     process_forget(mm);
-    for (unsigned i = 0; i < TASKS; i++) {
-        if (load64(&g_tasks[i].key) && load64(&g_tasks[i].mm) == mm) {
-            __atomic_store_n(&g_tasks[i].reborn, 1, RELAXED);
+    unsigned n = __atomic_load_n(&g_nclaimed, RELAXED);
+    for (unsigned i = 0; i < n; i++) {
+        struct task *t = &g_tasks[__atomic_load_n(&g_claimed[i], RELAXED)];
+        if (load64(&t->key) && load64(&t->mm) == mm) {
+            __atomic_store_n(&t->reborn, 1, RELAXED);
         }
     }
 }
@@ -668,10 +679,11 @@ const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu,
 uint64_t engine_min_thread_sync(void)
 {
     uint64_t least = UINT64_MAX;
-    for (unsigned i = 0; i < TASKS + MAX_VCPUS; i++) {
-        const struct task *t = i < TASKS ? &g_tasks[i] : &g_vcpu_task[i - TASKS];
-        if ((i < TASKS && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
-            continue; /* a free slot, or a thread that exited */
+    unsigned n = __atomic_load_n(&g_nclaimed, RELAXED);
+    for (unsigned i = 0; i < n + MAX_VCPUS; i++) {
+        const struct task *t = i < n ? &g_tasks[__atomic_load_n(&g_claimed[i], RELAXED)] : &g_vcpu_task[i - n];
+        if ((i < n && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
+            continue; /* slot 0 read before its index was written, or a thread that exited */
         }
         uint64_t s = task_sync(t, 0);
         least = s < least ? s : least;
