@@ -1,11 +1,12 @@
 """The sanitizer's detection verdicts on a loaded host: the same tests, N times in a row, with
 CPU-bound processes hogging the host's cores for the whole run.
 
-Runs tests/test_sanitizer_qemu.py's detection tests (every codegen.c variant on every CPU model,
-and every jit_core icache_sync mutation same-thread and cross-thread: the main job's sanitizer
-steps) with pytest -n 2, beside HOGS processes of `yes > /dev/null`, which this script ends
-itself whatever happens. Prints one line per run and the count of runs whose verdicts were all
-as expected.
+Runs the detection tests with pytest -n 2, beside HOGS processes of `yes > /dev/null`, which this
+script ends itself whatever happens: tests/test_sanitizer_qemu.py's broken steps (every codegen.c
+variant on every CPU model, same-thread and cross-thread) and tests/test_stress_qemu.py's icache
+matrix (every scenario, jit_core mutation and scenario mutation on every stress CPU model, the
+correct protocol included). Prints one line per run and the count of runs whose verdicts were
+all as expected.
 
     .venv/bin/python bench/verdicts_under_load.py [--runs 10] [--hogs 2]
 """
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DETECTION = "broken_step or mutations"
+DETECTION = ["tests/test_sanitizer_qemu.py::test_each_broken_step_is_reported_with_its_rule",
+             "tests/test_stress_qemu.py::test_every_cell_of_the_icache_matrix_holds"]  # fmt: skip
 
 
 def main() -> int:
@@ -34,7 +36,7 @@ def main() -> int:
             started = time.monotonic()
             proc = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider",
-                 "tests/test_sanitizer_qemu.py", "-k", DETECTION],
+                 *DETECTION],
                 cwd=ROOT, capture_output=True, text=True,
             )  # fmt: skip
             last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
