@@ -157,7 +157,8 @@ def failure_trend(trend: Sequence[tuple[str, int, int]], name: str = "trend") ->
 
         fig = Figure(figsize=(min(12.0, max(3.0, 0.4 * len(trend))), 2.0))
         ax = fig.add_axes((0, 0, 1, 1))
-        bars = ax.bar(range(len(trend)), [bad for _, bad, _ in trend], color=VERDICT_COLOURS["fail"])
+        failing = [bad for _, bad, _ in trend]
+        bars = ax.bar(range(len(trend)), failing, width=0.6, color=VERDICT_COLOURS["fail"])
         tips = {}
         for k, (bar, (night, bad, total)) in enumerate(zip(bars, trend, strict=True)):
             bar.set_gid(f"night-{k}")
@@ -222,8 +223,15 @@ def outcome_histogram(hist: Histogram, name: str) -> Picture:
             )
         ax.bar_label(bars, fontsize=7, padding=2)
         ax.set_yticks(range(len(states)), states, fontfamily="DejaVu Sans Mono")
+        for label, colour in zip(ax.get_yticklabels(), colours, strict=True):
+            if colour != _STATE:
+                label.set_color(colour)
         ax.set_ylim(len(states) - 0.5, -0.5)
-        ax.set_xlabel("times seen" + (f" (summed over {hist.runs} runs)" if hist.runs > 1 else ""))
+        # log scale: a forbidden outcome seen 3 times in 10^6 must still show as a bar; from 0.5 so
+        # that one seen once has a length, and every histogram starts at the same place
+        ax.set_xscale("log")
+        ax.set_xlim(left=0.5)
+        ax.set_xlabel("times seen, log scale" + (f" (summed over {hist.runs} runs)" if hist.runs > 1 else ""))
         title = f"outcomes of {hist.test} on {hist.place}" + (
             f", {len(hist.forbidden)} forbidden seen" if hist.forbidden else ""
         )
