@@ -330,3 +330,10 @@ def test_litmus_histograms_sum_runs_and_mark_forbidden_outcomes_in_red() -> None
     assert "summed over 2 runs" in picture.svg
     ids = re.findall(r"\sid=\"([^\"]+)\"", picture.svg)
     assert ids and all(i.startswith("h-") for i in ids) and len(ids) == len(set(ids))
+
+
+def test_only_drawing_a_picture_imports_matplotlib() -> None:
+    """Every jitprobe command imports ci.cli; matplotlib's import (a quarter to most of a second)
+    is left to the report."""
+    code = "import sys, ci.cli; print('matplotlib' in sys.modules)"
+    assert subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -62,8 +62,8 @@ class Picture:
 
 @contextmanager
 def _style() -> Iterator[type[Figure]]:
-    # matplotlib costs ~0.7 s to import and every jitprobe command imports this package, so it is
-    # imported only when a picture is drawn. Figure without pyplot: no GUI backend, no display.
+    # matplotlib takes 0.25-0.7 s to import here and every jitprobe command imports this package, so
+    # it is imported only when a picture is drawn. Figure without pyplot: no GUI backend, no display.
     import matplotlib
     from matplotlib.figure import Figure
 
