@@ -80,7 +80,7 @@ ICACHE_MUTATIONS: dict[Mutation, str] = {
     Mutation.NO_IC_INVALIDATE: "skip IC IVAU (no I-side invalidate)",
     Mutation.NO_DSB: "skip the DSBs that complete the maintenance",
     Mutation.NO_ISB: "skip the ISB / context synchronization on the executing CPU",
-    Mutation.WRONG_LINE_SIZE: "step by 4x the CTR_EL0 line size, missing lines",
+    Mutation.WRONG_LINE_SIZE: "step by 2x the CTR_EL0 line size (a bigger core's), missing every other line",
     Mutation.HALF_RANGE: "synchronize only the first half of the range",
     Mutation.FENCE_I_WRITER_ONLY: "FENCE.I on the writing hart only, no remote harts",
     Mutation.NO_SERIALIZE: "no serializing instruction on the executing CPU",

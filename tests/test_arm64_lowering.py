@@ -239,7 +239,7 @@ def _check_icache_counts(cpu: str, ctr: int | None) -> None:
         ctr_el0, d_count, i_count = struct.unpack("<3Q", out)
         assert ctr_el0 == (USER_MODE_CTR[cpu] if ctr is None else ctr), f"{cpu}: CTR_EL0 {ctr_el0:#x}"
         idc, dic = (ctr_el0 >> 28) & 1, (ctr_el0 >> 29) & 1
-        scale = 4 if mutation == "wrong_line_size" else 1
+        scale = 2 if mutation == "wrong_line_size" else 1
         span = length // 2 if mutation == "half_range" else length
         d_line, i_line = 4 << ((ctr_el0 >> 16) & 0xF), 4 << (ctr_el0 & 0xF)
         want_d = 0 if idc or mutation == "no_dc_clean" else _lines(start, span, d_line * scale)

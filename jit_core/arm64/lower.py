@@ -25,7 +25,7 @@ BL beyond +-128 MiB raise JitError.
 The icache mutations (jit_core.intrinsics.ICACHE_MUTATIONS) change only the icache_sync /
 context_sync sequences (see intrinsics.icache_sync): no_dc_clean drops the DC CVAU loop; no_ic_invalidate
 drops the IC IVAU loop; no_dsb drops both DSB ISH; no_isb drops the ISB of icache_sync and of
-context_sync; wrong_line_size steps both loops by 4x the CTR_EL0 line size; half_range halves
+context_sync; wrong_line_size steps both loops by 2x the CTR_EL0 line size; half_range halves
 r2 before the loops. fence_i_writer_only and no_serialize change nothing on arm64.
 Ordering mutations: acquire_as_plain / release_as_plain lower load-acquire / store-release as
 LDR / STR; fetch_atomic_relaxed drops the release of STLXR and the trailing DMB ISH of fetching

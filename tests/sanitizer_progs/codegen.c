@@ -15,7 +15,7 @@
  *   explicit           the architecture's protocol written out: arm64 DC CVAU, DSB ISH, IC IVAU,
  *                      DSB ISH, ISB with CTR_EL0 line sizes (skipping DC if IDC, IC if DIC);
  *                      riscv64 FENCE.I; x86_64 nothing (same-CPU stores are seen after a jump)
- *   no_dc_clean, no_ic_invalidate, no_dsb, no_isb, wrong_line_size (4x the line size),
+ *   no_dc_clean, no_ic_invalidate, no_dsb, no_isb, wrong_line_size (2x the line size),
  *   half_range         "explicit" with that step broken (they only change arm64's protocol)
  *   cross_clean        a writer thread on CPU 0 installs with the full protocol (riscv64: the
  *                      system call for all harts); the thread on CPU 1 runs a context
@@ -91,7 +91,7 @@ static void explicit_sync(uint8_t *start, size_t len, int variant)
     __asm__ volatile("mrs %0, ctr_el0" : "=r"(ctr));
     uintptr_t dline = 4u << ((ctr >> 16) & 0xf), iline = 4u << (ctr & 0xf);
     if (variant == WRONG_LINE) {
-        dline *= 4, iline *= 4;
+        dline *= 2, iline *= 2;
     }
     if (variant == HALF_RANGE) {
         len /= 2;
