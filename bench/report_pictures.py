@@ -15,8 +15,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PLACES = [("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse-v1"), ("riscv64", "rv64"),
-          ("x86_64", "max")]  # fmt: skip
+from base.profiles import available_arches, load_profile  # noqa: E402
+
+# Every stress CPU model of every profile, as a nightly's detection grid has them.
+PLACES = [(arch, cpu) for arch in available_arches() for cpu in load_profile(arch).stress_cpus]
 
 
 def main() -> int:
