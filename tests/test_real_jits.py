@@ -1,8 +1,8 @@
 """Real JITs under the coherency sanitizer: Debian's PCRE2 JIT (sljit) and LuaJIT, two threads each.
 
-tests/realjit/ builds small static programs linked with Debian's own libpcre2-8.a and
-libluajit-5.1.a (pinned in tests/realjit/packages.lock.json; which suite for which architecture,
-and why, is in tests/realjit/__init__.py). Each program compiles, runs and throws away JIT code in
+harness/realjit/ builds small static programs linked with Debian's own libpcre2-8.a and
+libluajit-5.1.a (pinned in harness/realjit/packages.lock.json; which suite for which architecture,
+and why, is in harness/realjit/__init__.py). Each program compiles, runs and throws away JIT code in
 a loop on two threads; both libraries synchronize correctly on every architecture here:
 - sljit flushes with SLJIT_CACHE_FLUSH, GCC's __builtin___clear_cache (sljitConfigInternal.h):
   arm64 libgcc's __aarch64_sync_cache_range (DC CVAU per line unless CTR_EL0.IDC, DSB ISH, IC IVAU
@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realjit import PROGRAMS, build, describe, pinned
 
 from base.errors import InfraError
 from base.profiles import load_profile
+from harness.realjit import PROGRAMS, build, describe, pinned
 from harness.sanitizer.symbols import Symbolizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 import sys
 
-from realjit import main
+from harness.realjit import main
 
 sys.exit(main(sys.argv))

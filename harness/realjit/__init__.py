@@ -24,9 +24,8 @@ Which suite, and why. The cross compilers on this Debian 12 host are bookworm's 
 Built programs are cached in ``$XDG_CACHE_HOME/jitprobe/realjit/programs/`` under a name that
 includes a digest of the sources, the pinned packages, the compiler's version and the flags.
 
-From the top folder, ``PYTHONPATH=tests python -m realjit update`` re-resolves each pinned
-package's newest version in its suite and rewrites the lock; ``... -m realjit build`` builds
-every program and prints the paths.
+``python -m harness.realjit update`` re-resolves each pinned package's newest version in its suite
+and rewrites the lock; ``python -m harness.realjit build`` builds every program and prints the paths.
 """
 
 from __future__ import annotations
@@ -47,8 +46,9 @@ from base.profiles import load_profile
 from images.apt_root import AptRoot, AptSource, host_mirror
 from images.cache import sha256_file, write_json
 
-SOURCE_DIR = Path(__file__).resolve().parent
-LOCK_PATH = SOURCE_DIR / "packages.lock.json"
+SOURCE_DIR = Path(__file__).resolve().parent / "src"
+LOCK_PATH = Path(__file__).resolve().parent / "packages.lock.json"
+
 COMPILERS = {"x86_64": "gcc", "arm64": "aarch64-linux-gnu-gcc", "riscv64": "riscv64-linux-gnu-gcc"}
 TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "riscv64": "riscv64-linux-gnu"}
 # Debian architectures each suite releases (bookworm has no riscv64).
@@ -133,7 +133,7 @@ def pinned(library: Library, arch: str, lock: list[PinnedDeb] | None = None) -> 
             return entry
     raise InfraError(
         f"{LOCK_PATH} pins no {library.package} for {deb_arch} from {library.suite}; "
-        "run `PYTHONPATH=tests python -m realjit update` in the top folder"
+        "run `python -m harness.realjit update` in the top folder"
     )
 
 
@@ -300,5 +300,5 @@ def main(argv: list[str]) -> int:
             for arch in program.libraries:
                 print(f"{name} {arch} {describe(name, arch)}: {build(name, arch)}")
         return 0
-    print("usage: PYTHONPATH=tests python -m realjit update|build", file=sys.stderr)
+    print("usage: python -m harness.realjit update|build", file=sys.stderr)
     return 2
