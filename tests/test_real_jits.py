@@ -2,7 +2,7 @@
 
 harness/realjit/ builds small static programs linked with Debian's own libpcre2-8.a and
 libluajit-5.1.a (pinned in harness/realjit/packages.lock.json; which suite for which architecture,
-and why, is in harness/realjit/__init__.py). Each program compiles, runs and throws away JIT code in
+and why, is in harness/realjit/programs.yaml). Each program compiles, runs and throws away JIT code in
 a loop on two threads; both libraries synchronize correctly on every architecture here:
 - sljit flushes with SLJIT_CACHE_FLUSH, GCC's __builtin___clear_cache (sljitConfigInternal.h):
   arm64 libgcc's __aarch64_sync_cache_range (DC CVAU per line unless CTR_EL0.IDC, DSB ISH, IC IVAU
@@ -36,7 +36,7 @@ import pytest
 
 from base.errors import InfraError
 from base.profiles import load_profile
-from harness.realjit import PROGRAMS, build, describe, pinned
+from harness.realjit import build, describe, load_programs, pinned
 from harness.sanitizer.symbols import Symbolizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def _describe(violations: list[dict[str, Any]], program: Path) -> str:
 
 
 def test_every_program_is_pinned_for_every_architecture() -> None:
-    for name, program in PROGRAMS.items():
+    for name, program in load_programs().items():
         assert set(program.libraries) == {arch for arch, _ in MODELS}, name
         for arch, library in program.libraries.items():
             assert library is None or pinned(library, arch).version, (name, arch)
@@ -95,7 +95,7 @@ def test_the_models_are_the_profiles() -> None:
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("name", sorted(PROGRAMS))
+@pytest.mark.parametrize("name", sorted(load_programs()))
 @pytest.mark.parametrize(("arch", "cpu"), MODELS, ids=[f"{a}-{c}" for a, c in MODELS])
 def test_real_jit_sanitizes_clean(
     name: str, arch: str, cpu: str, tmp_path: Path, request: pytest.FixtureRequest
