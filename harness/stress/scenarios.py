@@ -5,7 +5,10 @@ An icache scenario names its program generator (harness.stress.programs.GENERATO
 generator's parameters, the mutations it runs besides the correct protocol, and where the rules
 of the architectures make a mutation's verdict differ from what the profile's
 ``code_modification`` gives, the rules it must be reported with instead (``expect``), each with
-the reason. A kernel scenario is a guest shell script with the regexes its output must match.
+the reason. A kernel scenario is a guest shell script with the regexes its output must match. A
+realjit scenario names a program of harness.realjit (a real JIT library driven by a C program),
+the mutations it is also built with, the rules each must be reported with where it changes the
+program, and the sanitizer's known open false positives on it, each with its reason.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -29,18 +32,22 @@ from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
 __all__ = [
     "GENERATOR_NAMES",
     "MIN_ITERATIONS",
+    "KNOWN_FALSE_POSITIVE",
     "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
     "SUITES",
     "Expected",
+    "FalsePositive",
     "IcacheScenario",
     "KernelScenario",
     "LitmusScenario",
+    "RealjitScenario",
     "Scenario",
     "ScenarioError",
     "StressMutation",
     "expected_rules",
+    "false_positive_rules",
     "load_suite",
     "min_threads",
     "mutations_for",
@@ -48,17 +55,21 @@ __all__ = [
     "parse_icache",
     "parse_kernel",
     "parse_litmus",
+    "parse_realjit",
     "threaded",
     "tolerated_rules",
 ]
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
-SUITES = ("icache", "kernel", "litmus")
+SUITES = ("icache", "kernel", "litmus", "realjit")
 GENERATOR_NAMES = ("install", "publish", "patch")  # harness.stress.programs.GENERATORS, checked there
 Expected = Literal["clean", "caught"]
 # An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
 # "not detected", never as a pass.
 NOT_DETECTED = "not detected"
+# What a cell observes when the sanitizer reports only what its scenario lists as an open false
+# positive of the sanitizer: neither a pass nor a failure (verdict null), shown with the reason.
+KNOWN_FALSE_POSITIVE: Final = "known false positive"
 
 
 class ScenarioError(ProfileError):
@@ -145,6 +156,40 @@ KERNEL_SCHEMA: dict[str, Field] = {
 }
 
 
+REALJIT_SCHEMA: dict[str, Field] = {
+    "name": Field(str, "the scenario's name; must equal the file name's stem"),
+    "description": Field(str, "what the scenario does, one line"),
+    "program": Field(str, "the program harness.realjit builds (harness/realjit/programs.yaml)"),
+    "timeout_s": Field(float, "time limit of the sanitized program, before slowdown", minimum=1),
+    "cpus": Field(dict, "per architecture, the stress models to run on (default: all)", required=False),
+    "mutations": Field(list, "build mutations run besides none (harness.realjit.BuildMutation)",
+                       required=False),
+    "expect": Field(
+        MapOf(
+            {
+                "why": Field(str, "the manual's rule, or the JIT's proven bug, that gives these verdicts"),
+                **{
+                    arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'; an architecture "
+                                "not named does not run a mutation (it changes nothing there)",
+                                required=False)
+                    for arch in available_arches()
+                },
+            }
+        ),
+        "per mutation (none: the program as built): the rules it must be reported with (default: clean)",
+        required=False,
+    ),
+    "open_false_positives": Field(
+        object, "a list of the sanitizer's known open false positives: {why, <arch>: {cpus, rules}} each",
+        required=False,
+    ),
+}
+_FALSE_POSITIVE_ARCH: dict[str, Field] = {
+    "cpus": Field(list, "the CPU models it shows on"),
+    "rules": Field(list, "the rules it is reported with"),
+}
+
+
 @dataclass(frozen=True)
 class IcacheScenario:
     """One icache scenario file."""
@@ -198,7 +243,37 @@ class LitmusScenario:
     suite: str = "litmus"
 
 
-Scenario = IcacheScenario | KernelScenario | LitmusScenario
+@dataclass(frozen=True)
+class FalsePositive:
+    """A known open false positive of the sanitizer on a realjit program: where, which rules, why."""
+
+    why: str
+    cells: Mapping[str, Mapping[str, tuple[str, ...]]]  # arch -> CPU model -> rules
+
+
+@dataclass(frozen=True)
+class RealjitScenario:
+    """One realjit scenario file: a real JIT's program (harness.realjit), run in a fresh sanitized
+    guest per architecture, CPU model and mutation."""
+
+    name: str
+    path: Path
+    description: str
+    program: str
+    timeout_s: float
+    cpus: Mapping[str, tuple[str, ...]]
+    mutations: tuple[str, ...]
+    expect: Mapping[str, Mapping[str, tuple[str, ...]]]
+    why: Mapping[str, str]  # per mutation in expect: the reason of its rules
+    false_positives: tuple[FalsePositive, ...] = ()
+    suite: str = "realjit"
+
+    def runs_on(self, arch: str) -> bool:
+        """Whether the scenario runs on ``arch`` at all (its ``cpus`` may leave an architecture out)."""
+        return bool(self.cpus.get(arch, True))
+
+
+Scenario = IcacheScenario | KernelScenario | LitmusScenario | RealjitScenario
 
 
 def _read(path: Path) -> Any:
@@ -245,6 +320,19 @@ def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ..
     return tuple(entries)
 
 
+def _parse_cpus(value: Any, source: str) -> dict[str, tuple[str, ...]]:
+    cpus: dict[str, tuple[str, ...]] = {}
+    for arch, models in (value or {}).items():
+        _check_arch(arch, f"{source}: field 'cpus'")
+        stress = load_profile(arch).stress_cpus
+        if not isinstance(models, list) or not set(models) <= set(stress):
+            raise ScenarioError(
+                f"{source}: field 'cpus.{arch}': expected a list of {', '.join(stress)}, got {models!r}"
+            )
+        cpus[arch] = tuple(models)
+    return cpus
+
+
 def parse_icache(data: Any, path: Path) -> IcacheScenario:
     """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
@@ -257,15 +345,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
                 f"{source}: field 'mutations': unknown mutation {name!r}; "
                 f"expected some of {', '.join(m for m in valid if m != Mutation.NONE)}"
             )
-    cpus: dict[str, tuple[str, ...]] = {}
-    for arch, models in (data.get("cpus") or {}).items():
-        _check_arch(arch, f"{source}: field 'cpus'")
-        stress = load_profile(arch).stress_cpus
-        if not isinstance(models, list) or not set(models) <= set(stress):
-            raise ScenarioError(
-                f"{source}: field 'cpus.{arch}': expected a list of {', '.join(stress)}, got {models!r}"
-            )
-        cpus[arch] = tuple(models)
+    cpus = _parse_cpus(data.get("cpus"), source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     for mutation, entry in (data.get("expect") or {}).items():
@@ -353,7 +433,80 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
                           tests=tuple(p.resolve() for p in tests), iterations=data["iterations"])  # fmt: skip
 
 
-_PARSERS: dict[str, Any] = {"icache": parse_icache, "kernel": parse_kernel, "litmus": parse_litmus}
+def _parse_false_positive(entry: Any, where: str) -> FalsePositive:
+    if not isinstance(entry, dict) or not isinstance(entry.get("why"), str) or len(entry) < 2:
+        raise ScenarioError(f"{where}: expected a mapping of why (the reason) and at least one "
+                            f"architecture ({', '.join(available_arches())}) with its cpus and rules")
+    cells: dict[str, dict[str, tuple[str, ...]]] = {}
+    for arch, value in entry.items():
+        if arch == "why":
+            continue
+        _check_arch(arch, where)
+        _validate(value, _FALSE_POSITIVE_ARCH, f"{where}.{arch}")
+        stress = load_profile(arch).stress_cpus
+        if not set(value["cpus"]) <= set(stress):
+            raise ScenarioError(
+                f"{where}.{arch}.cpus: expected some of {', '.join(stress)}, got {value['cpus']!r}"
+            )
+        rules = _check_rules(value["rules"], arch, f"{where}.{arch}.rules")
+        if not rules or NOT_DETECTED in rules or any(" unless " in r for r in rules):
+            raise ScenarioError(f"{where}.{arch}.rules: expected rule names, got {value['rules']!r}")
+        cells[arch] = {cpu: rules for cpu in value["cpus"]}
+    return FalsePositive(entry["why"], cells)
+
+
+def parse_realjit(data: Any, path: Path) -> RealjitScenario:
+    """Validate a loaded realjit scenario file. Raises ScenarioError naming file, field and choices."""
+    # harness.realjit reads its programs.yaml: imported here, where a realjit file is read
+    from harness.realjit import BuildMutation, load_programs
+
+    source = str(path)
+    _validate(data, REALJIT_SCHEMA, source)
+    _check_name(data, path)
+    programs = sorted(load_programs())
+    if data["program"] not in programs:
+        raise ScenarioError(
+            f"{source}: field 'program': expected one of {', '.join(programs)}, got {data['program']!r}"
+        )
+    valid = [str(m) for m in BuildMutation]
+    mutations = data.get("mutations") or []
+    for name in mutations:
+        if name not in valid:
+            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
+                                f"expected some of {', '.join(valid)}")  # fmt: skip
+    expect: dict[str, dict[str, tuple[str, ...]]] = {}
+    why: dict[str, str] = {}
+    for mutation, entry in (data.get("expect") or {}).items():
+        if mutation != "none" and mutation not in mutations:
+            raise ScenarioError(f"{source}: field 'expect.{mutation}': not none or one of the scenario's "
+                                f"mutations ({', '.join(mutations) or 'none listed'})")  # fmt: skip
+        why[mutation] = entry["why"]
+        expect[mutation] = {
+            arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
+            for arch, rules in entry.items()
+            if arch != "why"
+        }
+    for mutation in mutations:
+        if not expect.get(mutation):
+            raise ScenarioError(f"{source}: field 'expect.{mutation}': missing; a mutation states its rules "
+                                "on each architecture it changes")  # fmt: skip
+    entries = data.get("open_false_positives") or []
+    if not isinstance(entries, list):
+        raise ScenarioError(f"{source}: field 'open_false_positives': expected a list, got {entries!r}")
+    false_positives = tuple(
+        _parse_false_positive(entry, f"{source}: field 'open_false_positives[{n}]'")
+        for n, entry in enumerate(entries)
+    )
+    return RealjitScenario(
+        name=data["name"], path=path, description=data["description"], program=data["program"],
+        timeout_s=float(data["timeout_s"]), cpus=_parse_cpus(data.get("cpus"), source),
+        mutations=tuple(mutations), expect=expect, why=why, false_positives=false_positives,
+    )  # fmt: skip
+
+
+_PARSERS: dict[str, Any] = {
+    "icache": parse_icache, "kernel": parse_kernel, "litmus": parse_litmus, "realjit": parse_realjit,
+}
 
 
 @cache
@@ -403,9 +556,12 @@ def override_params(
     return scenario if params == scenario.params else replace(scenario, params=params)
 
 
-def mutations_for(scenario: IcacheScenario, arch: str) -> list[str]:
+def mutations_for(scenario: IcacheScenario | RealjitScenario, arch: str) -> list[str]:
     """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
-    the backend does not implement would run the correct protocol again)."""
+    the backend does not implement would run the correct protocol again; a realjit mutation runs
+    where its ``expect`` names the architecture)."""
+    if isinstance(scenario, RealjitScenario):
+        return [Mutation.NONE, *(m for m in scenario.mutations if arch in scenario.expect[m])]
     changed = get_backend(arch).mutations
     return [
         Mutation.NONE,
@@ -428,7 +584,22 @@ def tolerated_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str
     return out
 
 
-def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+def false_positive_rules(scenario: RealjitScenario, arch: str, cpu: str) -> tuple[set[str], str]:
+    """The rules of the sanitizer's known open false positives on ``scenario`` at ``arch``/``cpu``
+    and their reasons ("; "-joined); (empty, "") where none is known."""
+    rules: set[str] = set()
+    reasons = []
+    for entry in scenario.false_positives:
+        found = entry.cells.get(arch, {}).get(cpu)
+        if found:
+            rules |= set(found)
+            reasons.append(entry.why)
+    return rules, "; ".join(reasons)
+
+
+def expected_rules(
+    scenario: IcacheScenario | RealjitScenario, arch: str, cpu: str, mutation: str
+) -> set[str]:
     """The rules ``mutation`` of ``scenario`` must be reported with on ``arch``/``cpu`` (empty: clean).
 
     From the scenario's ``expect`` where it names the mutation and architecture, else from the
@@ -439,7 +610,7 @@ def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str)
     stated = scenario.expect.get(mutation, {}).get(arch)
     if stated is not None:
         return first_rule(stated, flags) if stated else set()
-    if mutation == Mutation.NONE:
+    if mutation == Mutation.NONE or isinstance(scenario, RealjitScenario):
         return set()
     by_profile = (
         expected_cross_mutation_rules if scenario.install == "cross-thread" else expected_mutation_rules
