@@ -33,10 +33,12 @@ from harness.stress.scenarios import (
     STRESS_DIR,
     RealjitScenario,
     ScenarioError,
+    expected_rules,
     false_positive_rules,
     load_suite,
     mutations_for,
     parse_realjit,
+    tolerated_rules,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,19 @@ def test_the_known_false_positive_is_data_with_its_reason() -> None:
     assert false_positive_rules(pcre2, "arm64", "neoverse-v1") == (set(), "")
 
 
+def test_the_broken_variant_runs_where_it_changes_the_code() -> None:
+    """no_cache_flush runs on arm64 and riscv64, not x86_64 (nothing calls a flush there); its
+    expected rule follows the CPU's CTR_EL0 bits, and what the kernel may add is may_also."""
+    (pcre2,) = [s for s in SCENARIOS if s.name == "pcre2_jit"]
+    assert mutations_for(pcre2, "x86_64") == ["none"]
+    assert mutations_for(pcre2, "riscv64") == ["none", "no_cache_flush"]
+    assert expected_rules(pcre2, "arm64", "cortex-a57", "no_cache_flush") == {"arm64.no_dc_clean"}
+    assert expected_rules(pcre2, "arm64", "neoverse-n1", "no_cache_flush") == {"arm64.no_ic_invalidate"}
+    assert expected_rules(pcre2, "arm64", "neoverse-v1", "no_cache_flush") == {"arm64.no_dsb"}
+    assert tolerated_rules(pcre2, "arm64", "neoverse-n1", "no_cache_flush") == {"arm64.no_dsb"}
+    assert expected_rules(pcre2, "arm64", "cortex-a57", "none") == set()
+
+
 def _violation(rule: str) -> Any:
     return {"rule": rule, "pc": 0x40_0000, "vcpu": 1, "paddr": 0, "insn": "", "disasm": "ret",
             "symbol": "sljit_malloc_exec+0x10", "writer_pc": 0, "writer_vcpu": 0, "count": 1,
@@ -128,6 +143,9 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
          "field 'open_false_positives[0]'.arm64.cpus: expected some of cortex-a57"),
         ({"open_false_positives": [{"arm64": {"cpus": [], "rules": []}}]}, "expected a mapping of why"),
         ({"cpus": {"arm64": ["a72"]}}, "field 'cpus.arm64': expected a list of cortex-a57"),
+        ({"mutations": ["no_cache_flush"],
+          "expect": {"no_cache_flush": {"why": "x", "may_also": {"vax": []}}}},
+         "field 'expect.no_cache_flush.may_also.vax': expected an architecture"),
     ],
 )  # fmt: skip
 def test_a_bad_realjit_scenario_names_the_file_the_field_and_the_choices(change: dict[str, Any],

@@ -398,7 +398,7 @@ def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) 
     for n, mutation in enumerate(mutations):
         cell_dir = run_dir if n == 0 else new_run_dir("run", f"{job.arch}-{job.cpu}")
         cell = _cell(job, scenario.name, mutation, expected_rules(scenario, job.arch, job.cpu, mutation),
-                     selection)  # fmt: skip
+                     selection, tolerated_rules(scenario, job.arch, job.cpu, mutation))  # fmt: skip
         cell["run_dir"] = str(cell_dir)
         try:
             program = build(scenario.program, job.arch, None if mutation == "none" else mutation)

@@ -168,6 +168,8 @@ REALJIT_SCHEMA: dict[str, Field] = {
         MapOf(
             {
                 "why": Field(str, "the manual's rule, or the JIT's proven bug, that gives these verdicts"),
+                "may_also": Field(dict, "per architecture, rules some runs also report (a step the "
+                                  "kernel took for the program), each maybe 'unless <flag>'", required=False),
                 **{
                     arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'; an architecture "
                                 "not named does not run a mutation (it changes nothing there)",
@@ -265,6 +267,7 @@ class RealjitScenario:
     mutations: tuple[str, ...]
     expect: Mapping[str, Mapping[str, tuple[str, ...]]]
     why: Mapping[str, str]  # per mutation in expect: the reason of its rules
+    tolerated: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     false_positives: tuple[FalsePositive, ...] = ()
     suite: str = "realjit"
 
@@ -333,6 +336,17 @@ def _parse_cpus(value: Any, source: str) -> dict[str, tuple[str, ...]]:
     return cpus
 
 
+def _parse_may_also(entry: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
+    """An ``expect`` entry's ``may_also``: per architecture, rules each maybe 'unless <flag>'."""
+    out = {}
+    for arch, rules in (entry.get("may_also") or {}).items():
+        if arch not in available_arches() or not isinstance(rules, list):
+            arches = ", ".join(available_arches())
+            raise ScenarioError(f"{where}.{arch}': expected an architecture ({arches}) with a list of rules")
+        out[arch] = _check_rules(rules, arch, f"{where}.{arch}'")
+    return out
+
+
 def parse_icache(data: Any, path: Path) -> IcacheScenario:
     """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
@@ -359,12 +373,9 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
             for arch, rules in entry.items()
             if arch not in ("why", "may_also")
         }
-        for arch, rules in (entry.get("may_also") or {}).items():
-            where = f"{source}: field 'expect.{mutation}.may_also.{arch}'"
-            if arch not in available_arches() or not isinstance(rules, list):
-                raise ScenarioError(f"{where}: expected an architecture ({', '.join(available_arches())}) "
-                                    "with a list of rules")
-            tolerated.setdefault(mutation, {})[arch] = _check_rules(rules, arch, where)
+        also = _parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
+        if also:
+            tolerated[mutation] = also
     for mutation in data["mutations"]:
         if mutation in StressMutation.__members__.values():
             missing = [a for a in available_arches() if a not in expect.get(mutation, {})]
@@ -475,6 +486,7 @@ def parse_realjit(data: Any, path: Path) -> RealjitScenario:
             raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
                                 f"expected some of {', '.join(valid)}")  # fmt: skip
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
+    tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     why: dict[str, str] = {}
     for mutation, entry in (data.get("expect") or {}).items():
         if mutation != "none" and mutation not in mutations:
@@ -484,8 +496,9 @@ def parse_realjit(data: Any, path: Path) -> RealjitScenario:
         expect[mutation] = {
             arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
             for arch, rules in entry.items()
-            if arch != "why"
+            if arch not in ("why", "may_also")
         }
+        tolerated[mutation] = _parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
     for mutation in mutations:
         if not expect.get(mutation):
             raise ScenarioError(f"{source}: field 'expect.{mutation}': missing; a mutation states its rules "
@@ -500,7 +513,8 @@ def parse_realjit(data: Any, path: Path) -> RealjitScenario:
     return RealjitScenario(
         name=data["name"], path=path, description=data["description"], program=data["program"],
         timeout_s=float(data["timeout_s"]), cpus=_parse_cpus(data.get("cpus"), source),
-        mutations=tuple(mutations), expect=expect, why=why, false_positives=false_positives,
+        mutations=tuple(mutations), expect=expect, why=why, tolerated=tolerated,
+        false_positives=false_positives,
     )  # fmt: skip
 
 
@@ -569,7 +583,9 @@ def mutations_for(scenario: IcacheScenario | RealjitScenario, arch: str) -> list
     ]
 
 
-def tolerated_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+def tolerated_rules(
+    scenario: IcacheScenario | RealjitScenario, arch: str, cpu: str, mutation: str
+) -> set[str]:
     """Rules ``mutation`` may be reported with besides its expected ones (``expect.may_also``):
     steps an executor running concurrently with the writer can catch it between. Each entry
     ``rule unless <flag>`` counts on CPUs without the flag. Raises InputError for an unknown
