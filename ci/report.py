@@ -27,7 +27,7 @@ from harness.runs import RESULTS_FILE, read_results
 
 from .history import History, SignatureStats
 from .matrix import jitprobe_commit
-from .signature import Signature, cell_key, signature_of
+from .signature import NO_VERDICT, Signature, cell_key, cell_verdict, signature_of
 from .triage import console_excerpt, disassemble_around, events
 
 __all__ = [
@@ -319,7 +319,7 @@ def build_report(paths: Sequence[Path], history: History | None = None) -> Repor
 
 
 def _verdict(cell: Mapping[str, Any]) -> str:
-    return str(cell.get("verdict") or "not exercised")
+    return cell_verdict(cell)
 
 
 def _where(cell: Mapping[str, Any]) -> str:
@@ -440,7 +440,7 @@ def junit_xml(report: Report) -> ET.ElementTree:
         counts[classname]["tests"] += 1
         sig = signature_of(cell)
         if sig is None:
-            if verdict == "not exercised":
+            if verdict in NO_VERDICT:
                 ET.SubElement(case, "skipped", message=str(cell.get("detail", ""))[:500])
                 counts[classname]["skipped"] += 1
             continue
@@ -545,6 +545,8 @@ _COLOURS = {
     "timeout": "#e08a1e",
     "infra": "#777777",
     "not exercised": "#e6c84a",
+    "not detected": "#c9a227",
+    "known false positive": "#b8b8e0",
 }
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -575,7 +577,7 @@ def _grid(report: Report) -> str:
     verdicts: dict[tuple[str, str], list[str]] = {}
     for c in report.cells:
         verdicts.setdefault((cell_key(c), _where(c)), []).append(_verdict(c))
-    order = ("infra", "crash", "timeout", "fail", "not exercised", "pass")
+    order = ("infra", "crash", "timeout", "fail", *NO_VERDICT, "pass")
     head = "".join(f"<th class=rot>{_e(col)}</th>" for col in columns)
     body = []
     for row in rows:
