@@ -14,25 +14,42 @@ program, and the sanitizer's known open false positives on it, each with its rea
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, Literal
-
-import yaml
+from typing import Any, Literal
 
 from base.errors import InputError
-from base.profiles import Field, MapOf, ProfileError, available_arches, first_rule, load_profile, validate
+from base.profiles import Field, MapOf, available_arches, first_rule, load_profile
 from harness.icache import expected_cross_mutation_rules, expected_mutation_rules
 from jit_core.backend import get_backend
 from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
 
+from .realjit_scenarios import (
+    KNOWN_FALSE_POSITIVE,
+    FalsePositive,
+    RealjitScenario,
+    false_positive_rules,
+    parse_realjit,
+)
+from .scenario_checks import (
+    NOT_DETECTED,
+    ScenarioError,
+    check_arch,
+    check_name,
+    check_rules,
+    parse_cpus,
+    parse_may_also,
+    read_scenario,
+    validate_scenario,
+)
+
 __all__ = [
     "GENERATOR_NAMES",
-    "MIN_ITERATIONS",
     "KNOWN_FALSE_POSITIVE",
+    "MIN_ITERATIONS",
     "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
@@ -64,16 +81,6 @@ STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
 SUITES = ("icache", "kernel", "litmus", "realjit")
 GENERATOR_NAMES = ("install", "publish", "patch")  # harness.stress.programs.GENERATORS, checked there
 Expected = Literal["clean", "caught"]
-# An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
-# "not detected", never as a pass.
-NOT_DETECTED = "not detected"
-# What a cell observes when the sanitizer reports only what its scenario lists as an open false
-# positive of the sanitizer: neither a pass nor a failure (verdict null), shown with the reason.
-KNOWN_FALSE_POSITIVE: Final = "known false positive"
-
-
-class ScenarioError(ProfileError):
-    """A scenario file is unreadable or does not match its schema."""
 
 
 class StressMutation(StrEnum):
@@ -156,42 +163,6 @@ KERNEL_SCHEMA: dict[str, Field] = {
 }
 
 
-REALJIT_SCHEMA: dict[str, Field] = {
-    "name": Field(str, "the scenario's name; must equal the file name's stem"),
-    "description": Field(str, "what the scenario does, one line"),
-    "program": Field(str, "the program harness.realjit builds (harness/realjit/programs.yaml)"),
-    "timeout_s": Field(float, "time limit of the sanitized program, before slowdown", minimum=1),
-    "cpus": Field(dict, "per architecture, the stress models to run on (default: all)", required=False),
-    "mutations": Field(list, "build mutations run besides none (harness.realjit.BuildMutation)",
-                       required=False),
-    "expect": Field(
-        MapOf(
-            {
-                "why": Field(str, "the manual's rule, or the JIT's proven bug, that gives these verdicts"),
-                "may_also": Field(dict, "per architecture, rules some runs also report (a step the "
-                                  "kernel took for the program), each maybe 'unless <flag>'", required=False),
-                **{
-                    arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'; an architecture "
-                                "not named does not run a mutation (it changes nothing there)",
-                                required=False)
-                    for arch in available_arches()
-                },
-            }
-        ),
-        "per mutation (none: the program as built): the rules it must be reported with (default: clean)",
-        required=False,
-    ),
-    "open_false_positives": Field(
-        object, "a list of the sanitizer's known open false positives: {why, <arch>: {cpus, rules}} each",
-        required=False,
-    ),
-}
-_FALSE_POSITIVE_ARCH: dict[str, Field] = {
-    "cpus": Field(list, "the CPU models it shows on"),
-    "rules": Field(list, "the rules it is reported with"),
-}
-
-
 @dataclass(frozen=True)
 class IcacheScenario:
     """One icache scenario file."""
@@ -245,113 +216,14 @@ class LitmusScenario:
     suite: str = "litmus"
 
 
-@dataclass(frozen=True)
-class FalsePositive:
-    """A known open false positive of the sanitizer on a realjit program: where, which rules, why."""
-
-    why: str
-    cells: Mapping[str, Mapping[str, tuple[str, ...]]]  # arch -> CPU model -> rules
-
-
-@dataclass(frozen=True)
-class RealjitScenario:
-    """One realjit scenario file: a real JIT's program (harness.realjit), run in a fresh sanitized
-    guest per architecture, CPU model and mutation."""
-
-    name: str
-    path: Path
-    description: str
-    program: str
-    timeout_s: float
-    cpus: Mapping[str, tuple[str, ...]]
-    mutations: tuple[str, ...]
-    expect: Mapping[str, Mapping[str, tuple[str, ...]]]
-    why: Mapping[str, str]  # per mutation in expect: the reason of its rules
-    tolerated: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
-    false_positives: tuple[FalsePositive, ...] = ()
-    suite: str = "realjit"
-
-    def runs_on(self, arch: str) -> bool:
-        """Whether the scenario runs on ``arch`` at all (its ``cpus`` may leave an architecture out)."""
-        return bool(self.cpus.get(arch, True))
-
-
 Scenario = IcacheScenario | KernelScenario | LitmusScenario | RealjitScenario
-
-
-def _read(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from exc
-
-
-def _validate(data: Any, schema: Mapping[str, Field], source: str) -> None:
-    try:
-        validate(data, schema, source)
-    except ProfileError as exc:  # the profiles' checker: the same messages, under this file's error
-        raise ScenarioError(str(exc)) from None
-
-
-def _check_arch(arch: str, where: str) -> None:
-    if arch not in available_arches():
-        known = ", ".join(available_arches())
-        raise ScenarioError(f"{where}: unknown architecture {arch!r}; expected one of {known}")
-
-
-def _check_name(data: Mapping[str, Any], path: Path) -> None:
-    if data["name"] != path.stem:
-        raise ScenarioError(
-            f"{path}: field 'name': expected {path.stem!r} (the file's name), got {data['name']!r}"
-        )
-
-
-def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...]:
-    known = load_profile(arch).code_modification.rules
-    if NOT_DETECTED in entries and len(entries) > 1:
-        raise ScenarioError(f"{where}: {NOT_DETECTED!r} stands alone (a bug the sanitizer has no rule for)")
-    for entry in entries:
-        if entry == NOT_DETECTED:
-            continue
-        rule, _, flag = entry.partition(" unless ")
-        if rule not in known:
-            raise ScenarioError(
-                f"{where}: unknown rule {rule!r} for {arch}; expected one of {', '.join(known)}"
-            )
-        if flag not in ("", "idc", "dic"):
-            raise ScenarioError(f"{where}: unknown CPU flag {flag!r}; expected idc or dic")
-    return tuple(entries)
-
-
-def _parse_cpus(value: Any, source: str) -> dict[str, tuple[str, ...]]:
-    cpus: dict[str, tuple[str, ...]] = {}
-    for arch, models in (value or {}).items():
-        _check_arch(arch, f"{source}: field 'cpus'")
-        stress = load_profile(arch).stress_cpus
-        if not isinstance(models, list) or not set(models) <= set(stress):
-            raise ScenarioError(
-                f"{source}: field 'cpus.{arch}': expected a list of {', '.join(stress)}, got {models!r}"
-            )
-        cpus[arch] = tuple(models)
-    return cpus
-
-
-def _parse_may_also(entry: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
-    """An ``expect`` entry's ``may_also``: per architecture, rules each maybe 'unless <flag>'."""
-    out = {}
-    for arch, rules in (entry.get("may_also") or {}).items():
-        if arch not in available_arches() or not isinstance(rules, list):
-            arches = ", ".join(available_arches())
-            raise ScenarioError(f"{where}.{arch}': expected an architecture ({arches}) with a list of rules")
-        out[arch] = _check_rules(rules, arch, f"{where}.{arch}'")
-    return out
 
 
 def parse_icache(data: Any, path: Path) -> IcacheScenario:
     """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    _validate(data, ICACHE_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, ICACHE_SCHEMA, source)
+    check_name(data, path)
     valid = [*ICACHE_MUTATIONS, *StressMutation]
     for name in data["mutations"]:
         if name not in valid or name == Mutation.NONE:
@@ -359,7 +231,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
                 f"{source}: field 'mutations': unknown mutation {name!r}; "
                 f"expected some of {', '.join(m for m in valid if m != Mutation.NONE)}"
             )
-    cpus = _parse_cpus(data.get("cpus"), source)
+    cpus = parse_cpus(data.get("cpus"), source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     for mutation, entry in (data.get("expect") or {}).items():
@@ -369,11 +241,11 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
                 f"({', '.join(data['mutations'])})"
             )
         expect[mutation] = {
-            arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
+            arch: check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
             for arch, rules in entry.items()
             if arch not in ("why", "may_also")
         }
-        also = _parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
+        also = parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
         if also:
             tolerated[mutation] = also
     for mutation in data["mutations"]:
@@ -405,10 +277,10 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
 def parse_kernel(data: Any, path: Path) -> KernelScenario:
     """Validate a loaded kernel scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    _validate(data, KERNEL_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, KERNEL_SCHEMA, source)
+    check_name(data, path)
     for arch in data["arches"]:
-        _check_arch(arch, f"{source}: field 'arches'")
+        check_arch(arch, f"{source}: field 'arches'")
     for pattern in data["expect_stdout"]:
         try:
             re.compile(pattern)
@@ -432,8 +304,8 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
     """Validate a loaded litmus scenario file. Raises ScenarioError naming file, field and choices,
     and a pattern that matches no file."""
     source = str(path)
-    _validate(data, LITMUS_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, LITMUS_SCHEMA, source)
+    check_name(data, path)
     tests: list[Path] = []
     for pattern in data["tests"]:
         found = sorted(path.parent.glob(pattern))
@@ -442,80 +314,6 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
         tests += found
     return LitmusScenario(name=data["name"], path=path, description=data["description"],
                           tests=tuple(p.resolve() for p in tests), iterations=data["iterations"])  # fmt: skip
-
-
-def _parse_false_positive(entry: Any, where: str) -> FalsePositive:
-    if not isinstance(entry, dict) or not isinstance(entry.get("why"), str) or len(entry) < 2:
-        raise ScenarioError(f"{where}: expected a mapping of why (the reason) and at least one "
-                            f"architecture ({', '.join(available_arches())}) with its cpus and rules")
-    cells: dict[str, dict[str, tuple[str, ...]]] = {}
-    for arch, value in entry.items():
-        if arch == "why":
-            continue
-        _check_arch(arch, where)
-        _validate(value, _FALSE_POSITIVE_ARCH, f"{where}.{arch}")
-        stress = load_profile(arch).stress_cpus
-        if not set(value["cpus"]) <= set(stress):
-            raise ScenarioError(
-                f"{where}.{arch}.cpus: expected some of {', '.join(stress)}, got {value['cpus']!r}"
-            )
-        rules = _check_rules(value["rules"], arch, f"{where}.{arch}.rules")
-        if not rules or NOT_DETECTED in rules or any(" unless " in r for r in rules):
-            raise ScenarioError(f"{where}.{arch}.rules: expected rule names, got {value['rules']!r}")
-        cells[arch] = {cpu: rules for cpu in value["cpus"]}
-    return FalsePositive(entry["why"], cells)
-
-
-def parse_realjit(data: Any, path: Path) -> RealjitScenario:
-    """Validate a loaded realjit scenario file. Raises ScenarioError naming file, field and choices."""
-    # harness.realjit reads its programs.yaml: imported here, where a realjit file is read
-    from harness.realjit import BuildMutation, load_programs
-
-    source = str(path)
-    _validate(data, REALJIT_SCHEMA, source)
-    _check_name(data, path)
-    programs = sorted(load_programs())
-    if data["program"] not in programs:
-        raise ScenarioError(
-            f"{source}: field 'program': expected one of {', '.join(programs)}, got {data['program']!r}"
-        )
-    valid = [str(m) for m in BuildMutation]
-    mutations = data.get("mutations") or []
-    for name in mutations:
-        if name not in valid:
-            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
-                                f"expected some of {', '.join(valid)}")  # fmt: skip
-    expect: dict[str, dict[str, tuple[str, ...]]] = {}
-    tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
-    why: dict[str, str] = {}
-    for mutation, entry in (data.get("expect") or {}).items():
-        if mutation != "none" and mutation not in mutations:
-            raise ScenarioError(f"{source}: field 'expect.{mutation}': not none or one of the scenario's "
-                                f"mutations ({', '.join(mutations) or 'none listed'})")  # fmt: skip
-        why[mutation] = entry["why"]
-        expect[mutation] = {
-            arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
-            for arch, rules in entry.items()
-            if arch not in ("why", "may_also")
-        }
-        tolerated[mutation] = _parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
-    for mutation in mutations:
-        if not expect.get(mutation):
-            raise ScenarioError(f"{source}: field 'expect.{mutation}': missing; a mutation states its rules "
-                                "on each architecture it changes")  # fmt: skip
-    entries = data.get("open_false_positives") or []
-    if not isinstance(entries, list):
-        raise ScenarioError(f"{source}: field 'open_false_positives': expected a list, got {entries!r}")
-    false_positives = tuple(
-        _parse_false_positive(entry, f"{source}: field 'open_false_positives[{n}]'")
-        for n, entry in enumerate(entries)
-    )
-    return RealjitScenario(
-        name=data["name"], path=path, description=data["description"], program=data["program"],
-        timeout_s=float(data["timeout_s"]), cpus=_parse_cpus(data.get("cpus"), source),
-        mutations=tuple(mutations), expect=expect, why=why, tolerated=tolerated,
-        false_positives=false_positives,
-    )  # fmt: skip
 
 
 _PARSERS: dict[str, Any] = {
@@ -530,7 +328,7 @@ def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[Scenario, ...]
     if suite not in SUITES:
         raise InputError("suite", suite, SUITES)
     parse = _PARSERS[suite]
-    return tuple(parse(_read(path), path) for path in sorted((directory / suite).glob("*.yaml")))
+    return tuple(parse(read_scenario(path), path) for path in sorted((directory / suite).glob("*.yaml")))
 
 
 MIN_ITERATIONS = 2  # the generations alternate: fewer installs never run a stale one
@@ -598,19 +396,6 @@ def tolerated_rules(
         if not flags.get(flag, False):
             out.add(rule)
     return out
-
-
-def false_positive_rules(scenario: RealjitScenario, arch: str, cpu: str) -> tuple[set[str], str]:
-    """The rules of the sanitizer's known open false positives on ``scenario`` at ``arch``/``cpu``
-    and their reasons ("; "-joined); (empty, "") where none is known."""
-    rules: set[str] = set()
-    reasons = []
-    for entry in scenario.false_positives:
-        found = entry.cells.get(arch, {}).get(cpu)
-        if found:
-            rules |= set(found)
-            reasons.append(entry.why)
-    return rules, "; ".join(reasons)
 
 
 def expected_rules(
