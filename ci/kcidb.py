@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .report import Report
+from .report.model import Report
 from .signature import signature_of
 
 __all__ = ["ORIGIN", "STATUS", "kcidb_json"]

@@ -31,7 +31,7 @@ from harness.stress.runner import reproducer, run_jobs
 from harness.stress.scenarios import MIN_ITERATIONS, IcacheScenario, min_threads, threaded
 
 from .matrix import MatrixJob, Runner
-from .report import load_cells
+from .report.model import load_cells
 from .signature import Signature, signature_of
 
 __all__ = [

@@ -18,8 +18,10 @@ BACKPORTS_FILE=/etc/apt/sources.list.d/jitprobe-bookworm-backports.sources
 BACKPORTS_PKGS="$(profile_field debian_package) qemu-system-data qemu-utils qemu-user"
 # Host tools: gcc + GLib headers build the sanitizer plugin; kmod's depmod indexes guest modules;
 # cross binutils and gcc are independent oracles for encoder and sanitizer tests; chromium opens the
-# HTML report headless in tests/test_report_browser.py.
-HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv chromium $(profile_field cross_packages)"
+# HTML report headless in tests/test_report_browser.py, and DejaVu is the font the report's pictures
+# were laid out with (matplotlib's own; their text stays text in the SVG).
+HOST_PKGS="gcc make pkg-config libglib2.0-dev kmod xz-utils python3-venv chromium fonts-dejavu-core \
+$(profile_field cross_packages)"
 
 missing() {
   local out=()

@@ -48,6 +48,7 @@ __all__ = [
     "CommandResult",
     "Guest",
     "check_smp",
+    "done_pattern",
     "install_signal_handlers",
     "kill_all",
     "stop_all",
@@ -121,6 +122,15 @@ def _die_with_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:
         os._exit(1)
 
+
+def done_pattern(marker: str) -> re.Pattern[bytes]:
+    """The end of a command on the console: ``marker``, a dash and the exit status.
+
+    The status ends at the first non-digit, not at a line end: a status split across two reads
+    must not match half, and the kernel prints on the same console (dmesg -n 7) whenever it
+    likes, between the status and its line end too (seen on a loaded host: "JP-DONE-...-0[
+    8.563889] hrtimer: interrupt took 44686752 ns")."""
+    return re.compile(rf"{re.escape(marker)}-(\d+)(?=\D)".encode())
 
 class Guest:
     """A QEMU guest of one profile. Use as a context manager, or call start() and stop().
@@ -385,8 +395,7 @@ class Guest:
         marker = f"JP-DONE-{secrets.token_hex(12)}"
         start = len(self._buffer)
         self._child.send((line.replace("{done}", marker) + "\n").encode())
-        # The line end is part of the marker: a status split across two reads must not match half.
-        return self._wait_for(re.compile(rf"{marker}-(\d+)\r*\n".encode()), start, deadline)
+        return self._wait_for(done_pattern(marker), start, deadline)
 
     # -- files and commands ----------------------------------------------------------------
 

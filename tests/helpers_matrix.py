@@ -3,6 +3,7 @@ runner that stands in for guests."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from base.contract import StressResult, Violation
 from ci.history import History
 from ci.matrix import load_matrix, run_matrix
+from ci.report import Report, build_report, write_report
+from harness.runs import append_result
 from harness.stress.programs import installed_code
 from harness.stress.runner import Job, Selection, reproducer
 from harness.stress.scenarios import IcacheScenario, expected_rules, load_suite, mutations_for
@@ -195,3 +198,52 @@ def matrix_results(tmp_path: Path, night: str, failing: bool, history: History |
         on_finished=(lambda e, c: history.record_job(e, c)) if history else lambda e, c: None,
     )
     return results
+
+
+def litmus_cell(arch: str = "arm64", cpu: str = "cortex-a57", forbidden_seen: bool = True) -> dict[str, Any]:
+    """A litmus cell as harness.stress.runner records it: message passing run natively, with the
+    outcome the BPF model forbids (r0=1 r1=0) seen 3 times when ``forbidden_seen``."""
+    histogram = {"r0=0 r1=0": 97, "r0=0 r1=1": 140, "r0=1 r1=1": 760}
+    forbidden = ["r0=1 r1=0"] if forbidden_seen else []
+    if forbidden_seen:
+        histogram["r0=1 r1=0"] = 3
+    return {
+        "arch": arch, "cpu": cpu, "smp": 2, "suite": "litmus", "scenario": "MP+fences", "mutation": "none",
+        "expected": "clean", "observed": "caught" if forbidden_seen else "clean",
+        "caught_by": ["run"] if forbidden_seen else [], "verdict": "fail" if forbidden_seen else "pass",
+        "violations": [], "histogram": histogram, "forbidden": forbidden, "expected_rules": [],
+        "observed_rules": [], "exit_code": 0, "run_dir": "",
+        "detail": "run: 1000 iterations" + (", forbidden seen: r0=1 r1=0" if forbidden_seen else ""),
+        "reproducer": f"jitprobe litmus run tests/stress/litmus/MP+fences.litmus --arch {arch}",
+    }  # fmt: skip
+
+
+def sample_report(tmp: Path) -> tuple[Report, Path]:
+    """A report with something of everything, written to ``tmp/report``: two nights of the matrix
+    in a history (the second with the same wrong-rule failure in two jobs, with violations,
+    disassembly and a console log), `jitprobe run` cells that missed and crashed, and litmus
+    cells, one of which saw a forbidden outcome. Returns the report and its index.html."""
+    history = History(tmp / "history.sqlite")
+    night1 = matrix_results(tmp, "2026-01-01", failing=False, history=history)
+    night2 = matrix_results(tmp, "2026-01-02", failing=True)
+    runs = tmp / "runs"
+    missed = cell("arm64", "neoverse-v1", "rewrite_in_place", "no_dsb", "fail", observed_rules=[], smp=3)
+    crash = dict(cell("arm64", "neoverse-v1", "cross_modify", "no_isb", "crash"), detail="Oops after 3.2 s")
+    for c in (missed, crash, cell("arm64", "neoverse-v1", "rewrite_in_place", "none")):
+        append_result(runs, {"job": "run", **c})
+    for c in (litmus_cell(), litmus_cell("riscv64", "rv64", forbidden_seen=False)):
+        append_result(runs, {"job": "run", **c})
+    report = build_report([night1, night2, runs], history)
+    write_report(report, tmp / "report")
+    return report, tmp / "report" / "index.html"
+
+
+def grid_squares(page: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """The detection grid of a report page (its HTML, or a browser's DOM of it): (test, place) ->
+    (fill colour, verdicts seen), read from each square's SVG tooltip and path."""
+    found = re.findall(
+        r"<g id=\"grid-cell-\d+-\d+\">\s*<title>(.*?) on (.*?): (.*?)</title>\s*"
+        r"<path [^>]*style=\"fill: (#[0-9a-f]{6})",
+        page,
+    )
+    return {(test, place): (colour, verdicts) for test, place, verdicts, colour in found}

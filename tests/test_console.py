@@ -15,6 +15,7 @@ from harness.console import (
     tail,
     tail_with_crash,
 )
+from harness.guest import done_pattern
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "console"
 ARCHES = ("x86_64", "arm64", "riscv64")
@@ -126,3 +127,18 @@ def test_a_crash_that_scrolled_out_of_the_tail_is_put_back_in_front() -> None:
     assert combined.startswith(crash.excerpt) and combined.endswith(short)
     assert tail_with_crash(text, crash) == text
     assert tail_with_crash(short, None) == short
+
+
+def test_a_done_marker_interrupted_by_the_kernel_still_ends_its_command() -> None:
+    """A real console: the kernel printed between the status and its line end, and the command's
+    end was missed until its time limit (the run then hung for minutes)."""
+    text = _fixture("arm64-done-marker-interrupted.log").encode()
+    match = done_pattern("JP-DONE-3424840f1dee87d96e863c2f").search(text)
+    assert match is not None and match.group(1) == b"0"
+
+
+def test_a_status_split_across_reads_is_not_matched_half() -> None:
+    pattern = done_pattern("JP-DONE-ab")
+    assert pattern.search(b"~ # JP-DONE-ab-1") is None
+    match = pattern.search(b"~ # JP-DONE-ab-127\r\n")
+    assert match is not None and match.group(1) == b"127"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,15 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_matrix import RULE, cell, failing_cell, matrix_results
+from helpers_matrix import RULE, cell, failing_cell, grid_squares, litmus_cell, matrix_results, sample_report
 
 from ci.history import History
 from ci.kcidb import kcidb_json
 from ci.report import build_report, write_report
+from ci.report.pictures import VERDICT_COLOURS, histograms, outcome_histogram
 from ci.signature import cell_verdict, normalize_symbol, signature_of
 from harness.runs import append_result
 
 PY = sys.executable
+REPORT = [PY, "-m", "ci.cli", "report"]
+SVG_NS, XLINK_NS = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
 # -- signatures --------------------------------------------------------------------------------
 
 
@@ -107,10 +111,15 @@ def test_report_files_are_written_and_well_formed(tmp_path: Path) -> None:
 
     page = (out / "index.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert not re.search(r"https?://", page)  # nothing to fetch
-    assert not re.search(r"<script|<link|<img|@import|url\(", page, re.I)
+    # nothing to fetch: the only URLs are the SVG namespaces' names, the only url() the pictures' own
+    assert set(re.findall(r"https?://[^\s\"'<>]*", page)) <= {SVG_NS, XLINK_NS}
+    assert not re.search(r"<script|<link|<img|@import|url\((?!#)", page, re.I)
     assert f"id='sig-{failure['signature']['id']}'" in page
-    assert "class=grid" in page and "<svg" in page or "No history" in page
+    squares = grid_squares(page)
+    assert {colour for colour, _ in squares.values()} == {VERDICT_COLOURS["pass"], VERDICT_COLOURS["fail"]}
+    assert squares[("icache/flush_mistakes/sync_before_last_write", "arm64 cortex-a57 smp3")][1] == "fail"
+    assert len(squares) == len({(c["scenario"], c["mutation"], c["smp"]) for c in report.cells}) == 10
+    assert "No history (give --history DB)." in page
     assert re.search(
         r"<span class=mark>=&gt; 0x[0-9a-f]+: [0-9a-f]+ +\S", page
     )  # the stale instruction, marked
@@ -139,7 +148,9 @@ def test_history_gives_first_seen_last_passed_rate_and_new(tmp_path: Path) -> No
     write_report(later, out)
     page = (out / "index.html").read_text()
     assert "First seen <b>2026-01-02</b>" in page and "last passed <b>2026-01-01</b>" in page
-    assert page.count("<rect") >= 3  # the trend, one bar a night
+    assert re.findall(r"<title>(2026-01-0\d: \d+ of \d+ cells failing)</title>", page) == [
+        "2026-01-01: 0 of 10 cells failing", "2026-01-02: 2 of 10 cells failing",
+        "2026-01-03: 2 of 10 cells failing"]  # fmt: skip
 
 
 def test_report_cli_fails_on_new_failures_only_when_asked(tmp_path: Path) -> None:
@@ -283,3 +294,56 @@ def test_reproducer_names_the_one_cell(seed: int | None) -> None:
     words = c["reproducer"].split()
     assert set(words) == set(expected.split() + ([] if seed is None else ["--seed", "11"]))
     assert words[words.index("--smp") + 1] == "3"
+
+
+def test_two_builds_of_the_same_results_are_the_same_bytes(tmp_path: Path) -> None:
+    """Two processes (different hash seeds, clocks and matplotlib id salts, were they not fixed)
+    write the report of the same results and history: every file is identical."""
+    _, index = sample_report(tmp_path)
+    inputs = [str(tmp_path / name) for name in ("results-2026-01-01", "results-2026-01-02", "runs")]
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for seed, out in zip(("1", "2"), outs, strict=True):
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1767225600", PYTHONHASHSEED=seed)
+        argv = [*REPORT, *inputs, "--out", str(out), "--history", str(tmp_path / "history.sqlite")]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+    files = {p.name: p.read_bytes() for p in outs[0].iterdir()}
+    assert set(files) == {"index.html", "summary.md", "junit.xml", "results.json"}
+    assert files == {p.name: p.read_bytes() for p in outs[1].iterdir()}
+    page = files["index.html"].decode()
+    assert "generated 2026-01-01T00:00:00Z" in page and page.count("<svg ") == 5
+    # the same pictures as the in-process build (whose page differs only in its build time)
+    assert re.findall(r"<svg .*?</svg>", page, re.S) == re.findall(r"<svg .*?</svg>", index.read_text(), re.S)
+
+    env = dict(os.environ, SOURCE_DATE_EPOCH="yesterday")
+    argv = [*REPORT, inputs[0], "--out", str(tmp_path / "c")]
+    bad = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "SOURCE_DATE_EPOCH: 'yesterday'" in bad.stderr, bad.stderr
+    assert "whole number" in bad.stderr
+
+
+def test_litmus_histograms_sum_runs_and_mark_forbidden_outcomes_in_red() -> None:
+    cells = [litmus_cell(), litmus_cell(), litmus_cell("riscv64", "rv64", forbidden_seen=False)]
+    arm64, riscv64 = histograms(cells)
+    assert (arm64.place, arm64.runs, arm64.forbidden) == ("arm64 cortex-a57 smp2", 2, {"r0=1 r1=0"})
+    assert arm64.counts == {"r0=0 r1=0": 194, "r0=0 r1=1": 280, "r0=1 r1=1": 1520, "r0=1 r1=0": 6}
+    assert (riscv64.runs, riscv64.forbidden) == (1, frozenset())
+    picture = outcome_histogram(arm64, "h")
+    bar = r"<g id=\"h-state-\d+\">\s*<title>(.*?)</title>\s*<path [^>]*fill: (#\w{6})"
+    bars = re.findall(bar, picture.svg)
+    assert bars == [
+        ("r0=0 r1=0: 194 of 2000", "#4a78c0"), ("r0=0 r1=1: 280 of 2000", "#4a78c0"),
+        ("r0=1 r1=0: 6 of 2000 (forbidden by the BPF model)", VERDICT_COLOURS["fail"]),
+        ("r0=1 r1=1: 1520 of 2000", "#4a78c0"),
+    ]  # fmt: skip
+    assert picture.title == "outcomes of litmus/MP+fences/none on arm64 cortex-a57 smp2, 1 forbidden seen"
+    assert "summed over 2 runs" in picture.svg
+    ids = re.findall(r"\sid=\"([^\"]+)\"", picture.svg)
+    assert ids and all(i.startswith("h-") for i in ids) and len(ids) == len(set(ids))
+
+
+def test_only_drawing_a_picture_imports_matplotlib() -> None:
+    """Every jitprobe command imports ci.cli; matplotlib's import (a quarter to most of a second)
+    is left to the report."""
+    code = "import sys, ci.cli; print('matplotlib' in sys.modules)"
+    assert subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

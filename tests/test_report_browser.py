@@ -1,175 +1,60 @@
-"""The HTML report in a real browser: Debian's headless Chromium opens index.html from a file with no
-network, and the rendered DOM, a screenshot and the layout are checked.
+"""The HTML report in a real browser: Debian's headless Chromium (ci.report.browser) opens
+index.html from a file with no network, and the rendered DOM, its pictures, the console, a
+screenshot and the layout are checked.
 
-One launch renders the page as a reader sees it (DOM dump, screenshot and the browser's network log
-in the same run); a second opens a copy with a measuring script added, every <details> open, to
-find anything wider than its box. Each browser runs in its own process group, with a fresh profile
-and HOME under tmp_path, and the group is killed when it ends or times out.
+One launch renders the page as a reader sees it (DOM dump, console, screenshot and the browser's
+network log in the same run); its screenshot and the page are kept in a run folder (runs/, or
+$JITPROBE_RUNS). A second opens a copy with a measuring script added, every <details> open, to find
+anything wider than its box and the size each picture is drawn at. The checker of console and
+network is itself tested on pages broken on purpose.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import os
 import re
 import shutil
-import signal
 import struct
-import subprocess
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers_matrix import cell, matrix_results
+from helpers_matrix import grid_squares, sample_report
 
-from ci.history import History
-from ci.report import Report, build_report, write_report
-from harness.runs import append_result
+from ci.report import Report
+from ci.report.browser import CHROMIUM, Launch, open_page, problems
+from ci.report.pictures import VERDICT_COLOURS
+from harness.runs import new_run_dir
 
-CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no `chromium` on PATH (ci/setup.sh installs Debian's package)"
 )
 
-TIMEOUT_S = 180.0  # one launch takes ~1.5 s idle; generous for a loaded 2-core host
 WIDTH, HEIGHT = 1280, 2000
-# No network: names resolve to nothing and everything else (IP literals too) goes to a proxy on a
-# closed port. No background services, extensions, crash reporter or GPU; root needs --no-sandbox,
-# which is acceptable for a page this test wrote itself and opens from a file.
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--disable-breakpad",
-    "--disable-crash-reporter",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--proxy-server=http://127.0.0.1:9",
-    "--proxy-bypass-list=<-loopback>",
-    "--hide-scrollbars",
-    f"--window-size={WIDTH},{HEIGHT}",
-)
 CONTROL_URL = "http://192.0.2.1/control.png"  # TEST-NET-1: must not load
-PASS, FAIL, CRASH = "#3a9d4a", "#d0403b", "#8e3ba8"  # ci.report's grid colours
-
-
-@dataclass
-class Launch:
-    dom: str
-    netlog: Path
-    seconds: float
-
-
-def _chromium(tmp: Path, name: str, page: Path, *extra: str) -> Launch:
-    """Run headless Chromium once on ``page`` with ``--dump-dom``; its profile, HOME and net log
-    live in ``tmp/name``."""
-    assert CHROMIUM is not None
-    home = tmp / name
-    home.mkdir()
-    netlog = home / "netlog.json"
-    argv = [
-        CHROMIUM,
-        *FLAGS,
-        f"--user-data-dir={home / 'profile'}",
-        f"--log-net-log={netlog}",
-        *extra,
-        "--dump-dom",
-        page.resolve().as_uri(),
-    ]
-    env = dict(
-        os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache")
-    )
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,  # its own process group, so every helper process can be killed
-    )
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"chromium ({name}) did not finish in {TIMEOUT_S:.0f} s: {err.decode()[-2000:]}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers that outlived the browser
-    seconds = time.monotonic() - started
-    assert proc.returncode == 0, f"chromium ({name}) exited {proc.returncode}: {err.decode()[-2000:]}"
-    return Launch(out.decode(), netlog, seconds)
-
-
-def _page_requests(netlog: Path) -> list[tuple[str, Any]]:
-    """(url, net error or None) of every network request the page made: those whose network
-    isolation key is the file:// site (the browser's own background requests have other keys)."""
-    data = json.loads(netlog.read_text())
-    names = {v: k for k, v in data["constants"]["logEventTypes"].items()}
-    starts: dict[int, str] = {}
-    errors: dict[int, Any] = {}
-    for event in data["events"]:
-        params = event.get("params") or {}
-        source = event["source"]["id"]
-        if names.get(event["type"]) != "URL_REQUEST_START_JOB":
-            continue
-        if "url" in params and str(params.get("network_isolation_key", "")).startswith("file://"):
-            starts[source] = params["url"]
-        elif "net_error" in params:
-            errors[source] = params["net_error"]
-    return [(url, errors.get(source)) for source, url in starts.items()]
-
-
-# -- the report under test ---------------------------------------------------------------------
+PASS, FAIL, CRASH = (VERDICT_COLOURS[v] for v in ("pass", "fail", "crash"))
 
 
 @dataclass
 class Rendered:
     report: Report
     index: Path
-    dom: str
+    launch: Launch
     png: bytes
-    netlog: Path
-    seconds: float
-
-
-def _report(tmp: Path) -> tuple[Report, Path]:
-    """Two nights of the matrix (the second with the same wrong-rule failure in two jobs, with
-    violations, disassembly and a console log) plus `jitprobe run` cells that missed and crashed."""
-    history = History(tmp / "history.sqlite")
-    night1 = matrix_results(tmp, "2026-01-01", failing=False, history=history)
-    night2 = matrix_results(tmp, "2026-01-02", failing=True)
-    runs = tmp / "runs"
-    missed = cell("arm64", "neoverse-v1", "rewrite_in_place", "no_dsb", "fail", observed_rules=[], smp=3)
-    crash = dict(cell("arm64", "neoverse-v1", "cross_modify", "no_isb", "crash"), detail="Oops after 3.2 s")
-    for c in (missed, crash, cell("arm64", "neoverse-v1", "rewrite_in_place", "none")):
-        append_result(runs, {"job": "run", **c})
-    report = build_report([night1, night2, runs], history)
-    out = tmp / "report"
-    write_report(report, out)
-    return report, out / "index.html"
+    run_dir: Path
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     tmp = tmp_path_factory.mktemp("browser")
-    report, index = _report(tmp)
-    shot = tmp / "screenshot.png"
-    launch = _chromium(tmp, "render", index, f"--screenshot={shot}")
-    return Rendered(report, index, launch.dom, shot.read_bytes(), launch.netlog, launch.seconds)
+    report, index = sample_report(tmp)
+    run_dir = new_run_dir("report-browser", "all")
+    shutil.copy(index, run_dir / "index.html")
+    shot = run_dir / "screenshot.png"
+    launch = open_page(index, tmp / "render", f"--screenshot={shot}", window=(WIDTH, HEIGHT))
+    return Rendered(report, index, launch, shot.read_bytes(), run_dir)
 
 
 def _text(fragment: str) -> str:
@@ -180,25 +65,30 @@ def _text(fragment: str) -> str:
     return text
 
 
-def test_the_page_renders_every_section_without_network(rendered: Rendered) -> None:
-    dom, report = rendered.dom, rendered.report
-    assert len(report.failures) == 3
+def test_the_page_renders_every_section_and_picture_with_no_console_message_or_request(
+    rendered: Rendered,
+) -> None:
+    dom, report = rendered.launch.dom, rendered.report
+    assert len(report.failures) == 4
     title = re.search(r"<title>(.*?)</title>", dom)
     assert title is not None and _text(title.group(1)) == "jitprobe report 2026-01-02"
     assert "<h1>jitprobe report — night 2026-01-02</h1>" in dom
 
-    # the detection grid: a row per test, a coloured cell per place it ran, pass and fail colours
-    grid = re.search(r"<table class=\"grid\">(.*?)</table>", dom, re.S)
-    assert grid is not None
-    rows = {
-        name: re.findall(r"<td style=\"background:(#[0-9a-f]{6})\"", tds)
-        for name, tds in re.findall(r"<tr><th>([^<]+)</th>(.*?)</tr>", grid.group(1))
-    }
-    assert rows["icache/flush_mistakes/sync_before_last_write"] == [FAIL, FAIL, "#fafafa"]
-    assert rows["icache/flush_mistakes/none"] == [PASS, PASS, "#fafafa"]
-    assert rows["icache/cross_modify/no_isb"] == ["#fafafa", "#fafafa", CRASH]
-    assert rows["icache/rewrite_in_place/no_dsb"][2] == FAIL
-    assert "<svg" in dom and dom.count("<rect") >= 2  # the trend, a bar a night
+    # the pictures, parsed by the browser as SVG: the grid's squares are those the page was written
+    # with (a coloured square per test and place it ran, none elsewhere), a bar a night, a litmus
+    # histogram per test and place, and one more in the litmus failure's own section
+    figures = re.findall(r"<figure class=\"picture\" id=\"([\w-]+)\"><svg ", dom)
+    (litmus,) = [f for f in report.failures if f.signature.scenario.startswith("litmus/")]
+    assert figures == ["grid", "trend", "hist-0", "hist-1", f"sig-{litmus.signature.id}-hist-0"]
+    squares = grid_squares(dom)
+    assert squares == grid_squares(rendered.index.read_text()) and len(squares) == 15
+    assert squares[("icache/flush_mistakes/sync_before_last_write", "arm64 cortex-a57 smp2")][0] == FAIL
+    assert squares[("icache/flush_mistakes/none", "arm64 cortex-a57 smp3")][0] == PASS
+    assert squares[("icache/cross_modify/no_isb", "arm64 neoverse-v1")] == (CRASH, "crash")
+    assert squares[("litmus/MP+fences/none", "riscv64 rv64 smp2")] == (PASS, "pass")
+    assert not any(test == "icache/cross_modify/no_isb" for test, place in squares if "cortex" in place)
+    assert re.findall(r"<title>(2026-01-0\d: \d+ of \d+ cells failing)</title>", dom) == [
+        "2026-01-01: 0 of 10 cells failing", "2026-01-02: 2 of 10 cells failing"]  # fmt: skip
 
     sections = dict(re.findall(r"<section class=\"failure\" id=\"sig-(\w+)\">(.*?)</section>", dom, re.S))
     assert set(sections) == {f.signature.id for f in report.failures}
@@ -206,8 +96,11 @@ def test_the_page_renders_every_section_without_network(rendered: Rendered) -> N
         section = sections[failure.signature.id]
         assert f"Signature: {failure.signature.text}" in _text(section)
         reproducer = failure.first["reproducer"]
-        assert reproducer.startswith("jitprobe run --suite icache --arch arm64")
+        assert reproducer.startswith(("jitprobe run --suite icache --arch arm64", "jitprobe litmus run"))
         assert f"<pre>{reproducer}</pre>" in section  # nothing in it to escape
+    bar = r"<title>(r0=1 r1=0: 3 of 1000 \(forbidden by the BPF model\))</title>\s*<path [^>]*fill: (#\w{6})"
+    forbidden = re.findall(bar, sections[litmus.signature.id])
+    assert forbidden == [("r0=1 r1=0: 3 of 1000 (forbidden by the BPF model)", FAIL)]
 
     # the wrong-rule failure: its disassembly with the stale instruction marked, events, console
     (wrong,) = [f for f in report.failures if f.signature.kind == "wrong-rule"]
@@ -219,8 +112,28 @@ def test_the_page_renders_every_section_without_network(rendered: Rendered) -> N
     assert "store: vCPU 0 at PC 0x401000" in section and "JP-DONE" in section
     assert f"{len(wrong.cells)} hit(s)" in section
 
-    # nothing was fetched: the page made no network request at all
-    assert _page_requests(rendered.netlog) == []
+    # nothing on the console, nothing fetched
+    assert problems(rendered.launch) == []
+
+
+# Each is a page that problems() must catch, and what it must say.
+BROKEN_PAGES = {
+    "script error": ("<script>nothing_here()</script>", "console: Uncaught ReferenceError: nothing_here"),
+    "broken image": ("<img src='missing.png' alt=''>", "outside the page: img src=missing.png"),
+    "bad svg": ("<svg width='10' height='ten'></svg>", "console: Error: <svg> attribute height"),
+}
+
+
+@pytest.mark.parametrize("case", [*BROKEN_PAGES, "clean"])
+def test_the_checker_catches_a_script_error_a_broken_image_and_bad_svg(tmp_path: Path, case: str) -> None:
+    body, expected = BROKEN_PAGES.get(case, ("<svg width='10' height='10'></svg>", ""))
+    page = tmp_path / "page.html"
+    page.write_text(f"<!DOCTYPE html><html lang=en><head><title>t</title></head><body>{body}</body></html>")
+    found = problems(open_page(page, tmp_path / "home", window=(400, 300)))
+    if case == "clean":
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(expected), found
 
 
 def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -266,7 +179,9 @@ def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, rows
 
 
-def test_the_screenshot_shows_the_page(rendered: Rendered) -> None:
+def test_the_screenshot_shows_the_page_and_is_kept_in_the_run_folder(rendered: Rendered) -> None:
+    assert (rendered.run_dir / "screenshot.png").read_bytes() == rendered.png
+    assert (rendered.run_dir / "index.html").read_bytes() == rendered.index.read_bytes()
     png = rendered.png
     assert len(png) > 20_000, f"{len(png)} bytes"  # a blank 1280x2000 page compresses to ~10 KB
     width, height, rows = _png_pixels(png)
@@ -279,7 +194,8 @@ def test_the_screenshot_shows_the_page(rendered: Rendered) -> None:
 # -- layout ------------------------------------------------------------------------------------
 
 # Added to a copy of the page: opens every <details>, then records in the DOM what is wider than its
-# box (the page itself, or any element that clips or overflows without a scroll bar of its own).
+# box (the page itself, or any element that clips or overflows without a scroll bar of its own) and
+# the size each picture is drawn at.
 PROBE = """<script>
 for (const d of document.querySelectorAll('details')) d.open = true;
 window.addEventListener('load', () => {
@@ -288,13 +204,15 @@ window.addEventListener('load', () => {
   if (root.scrollWidth > window.innerWidth) out.push('page ' + root.scrollWidth + '>' + window.innerWidth);
   for (const el of document.body.querySelectorAll('*')) {
     const style = getComputedStyle(el);
-    if (style.display === 'inline' || /auto|scroll/.test(style.overflowX)) continue;
+    if (el.ownerSVGElement || style.display === 'inline' || /auto|scroll/.test(style.overflowX)) continue;
     if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
       out.push(el.tagName.toLowerCase() + (el.className ? '.' + el.className : '') + ' ' +
                el.scrollWidth + '>' + el.clientWidth + ' ' + el.textContent.slice(0, 60));
   }
   const img = document.getElementById('control');
   document.body.dataset.overflow = JSON.stringify(out);
+  document.body.dataset.pictures = JSON.stringify([...document.querySelectorAll('figure svg')].map(
+    svg => [svg.parentElement.id, svg.getBoundingClientRect().width, svg.getBoundingClientRect().height]));
   document.body.dataset.control = img.complete && img.naturalWidth === 0 ? 'blocked' : 'loaded';
 });
 </script>"""
@@ -306,11 +224,15 @@ def test_nothing_overflows_its_box_with_every_section_open(rendered: Rendered, w
     page = rendered.index.read_text()
     control = f"<img id=control alt='' src='{CONTROL_URL}'>"  # proves the network is really off
     probe.write_text(page.replace("</body>", f"{control}{PROBE}</body>"))
-    launch = _chromium(rendered.index.parent.parent, f"probe-{width}", probe, f"--window-size={width},1200")
+    launch = open_page(probe, rendered.index.parent.parent / f"probe-{width}", window=(width, 1200))
     found = re.search(r'data-overflow="([^"]*)"', launch.dom)
     assert found is not None, "the probe did not run"
     overflow = json.loads(html.unescape(found.group(1)))
     assert overflow == [], overflow
+    pictures = re.search(r'data-pictures="([^"]*)"', launch.dom)
+    assert pictures is not None
+    sizes = {name: (w, h) for name, w, h in json.loads(html.unescape(pictures.group(1)))}
+    assert len(sizes) == 5 and all(40 < w <= width and h > 40 for w, h in sizes.values()), sizes
     assert 'data-control="blocked"' in launch.dom
-    requests = _page_requests(launch.netlog)
+    requests = launch.requests()
     assert [url for url, _ in requests] == [CONTROL_URL] and requests[0][1] is not None

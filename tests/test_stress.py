@@ -57,7 +57,8 @@ def test_every_bug_class_of_the_suite_has_a_scenario() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"generator": "jump"}, "field 'generator': expected one of install, publish, patch, got 'jump'"),
+        ({"generator": "jump"},
+         "field 'generator': expected one of install, publish, patch, reuse, got 'jump'"),
         ({"name": "other"}, "field 'name': expected 'flush_mistakes' (the file's name)"),
         ({"mutations": ["no_such"]}, "unknown mutation 'no_such'; expected some of no_dc_clean"),
         ({"params": {"threads": 0}}, "missing field 'params.iterations'"),
@@ -194,6 +195,12 @@ def test_without_the_sanitizer_a_bug_it_alone_sees_is_not_exercised_never_passed
     assert (cell["observed"], cell["verdict"]) == ("not exercised", None)
 
 
+def test_without_the_sanitizer_a_bug_the_result_shows_is_caught() -> None:
+    cell = _cell({"arm64.no_isb"})
+    _judge(cell, EXIT_WRONG_RESULT, [], sanitize=False)
+    assert (cell["observed"], cell["verdict"], cell["caught_by"]) == ("caught", "pass", ["result"])
+
+
 @pytest.mark.parametrize("arch", ARCHES)
 def test_every_program_returns_each_generation_on_this_host(arch: str) -> None:
     """Every scenario and mutation, run where the code stays coherent (qemu-user or natively):
@@ -204,9 +211,15 @@ def test_every_program_returns_each_generation_on_this_host(arch: str) -> None:
              if arch == "x86_64" or s.params["mapping"] != "dual"]  # fmt: skip
     executables = [build_program(s, arch, m, i) for i, (s, m) in enumerate(cells)]
     outcomes = run_batch(arch, executables)
-    # A torn patch runs a half-written instruction whether or not caches are coherent: it crashes.
+    # Two bugs show whether or not caches are coherent: a torn patch runs a half-written
+    # instruction (it crashes), a reused buffer returns the next function's value.
+    def as_it_must(mutation: str, rc: int) -> bool:
+        if mutation == "torn_patch":
+            return rc > 128
+        return rc == (EXIT_WRONG_RESULT if mutation == "reuse_while_running" else 0)
+
     failed = [(s.name, m, rc) for (s, m), (_, rc) in zip(cells, outcomes, strict=True)
-              if ((rc <= 128) if m == "torn_patch" else rc != 0)]  # fmt: skip
+              if not as_it_must(m, rc)]  # fmt: skip
     assert not failed
 
 

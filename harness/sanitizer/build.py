@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 from base.errors import InfraError
-from base.files import cache_root
+from base.files import cache_root, file_lock
 from base.proc import run
 from base.profiles import Profile, available_arches, load_profile
 
@@ -167,8 +167,11 @@ def ensure_plugin() -> Path:
     check_header_matches(header)
     if shutil.which("make") is None or shutil.which("gcc") is None:
         raise InfraError("make and gcc are needed to build the sanitizer plugin; run `make setup`")
-    run(["make", "-s", "-C", str(SOURCE_DIR), f"QEMU_PLUGIN_INCLUDE={header.parent}"],
-        what="building the sanitizer plugin", tail=4000)
+    # Test workers and parallel guests all call this: one make at a time, or two would write
+    # the same object files and rename the same temporary library.
+    with file_lock(SOURCE_DIR / "build" / ".lock"):
+        run(["make", "-s", "-C", str(SOURCE_DIR), f"QEMU_PLUGIN_INCLUDE={header.parent}"],
+            what="building the sanitizer plugin", tail=4000)
     path = plugin_path()
     if not path.is_file():
         raise InfraError(f"make succeeded but {path} is missing")

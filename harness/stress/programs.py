@@ -60,6 +60,7 @@ __all__ = [
     "installed_code",
     "patch_generator",
     "publish_generator",
+    "reuse_generator",
 ]
 
 EXIT_WRONG_RESULT, EXIT_SETUP = 1, 2
@@ -208,6 +209,41 @@ def _pin(p: _Program, cpu: int, status: str = "") -> str:
     return "\n".join([*call, check])
 
 
+_STACK_MMAP = struct.pack("<QQQQqQ", 0, _STACK, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
+_STACK_FIELD = ("map_stack", _STACK_MMAP)
+
+
+def _start_thread(p: _Program, function: str, tid: str) -> str:
+    """A new thread on its own stack calling ``function`` with mem (r6) as argument, its tid
+    word at mem field ``tid``; a failure exits EXIT_SETUP. Needs the mem field ``map_stack``
+    (_STACK_FIELD)."""
+    return "\n".join([
+        f"mov %r1, {p.sys('mmap')}", "mov %r2, %r6", f"add %r2, {p.at['map_stack']}", "call syscall6",
+        "jslt %r0, 0, setup_failed", "mov %r2, %r0", f"add %r2, {_STACK}", f"lddw %r1, func {function}",
+        "mov %r3, %r6", "mov %r4, %r6", f"add %r4, {p.at[tid]}", "call clone_thread",
+        "jsle %r0, 0, setup_failed",
+    ])  # fmt: skip
+
+
+def _join(p: _Program, tid: str, pinned: str) -> str:
+    """Wait for the thread whose tid word is mem field ``tid`` to exit (the kernel clears the
+    word and wakes its futex), then exit EXIT_SETUP if its pinning, stored at ``pinned``, failed."""
+    label = f"join_{tid}"
+    return "\n".join([
+        f"{label}:", f"ldxw %r3, [%r6+{p.at[tid]}]", f"jeq %r3, 0, {label}_done", "mov %r4, %r3",
+        "mov %r2, %r6", f"add %r2, {p.at[tid]}", f"mov %r1, {p.sys('futex')}", f"mov %r3, {_FUTEX_WAIT}",
+        "mov %r5, 0", "call syscall", f"ja {label}", f"{label}_done:",
+        f"ldxdw %r0, [%r6+{p.at[pinned]}]", "jne %r0, 0, setup_failed",
+    ])  # fmt: skip
+
+
+def _wait_until(label: str, field: int, value: str | int, equal: bool = True) -> str:
+    """Spin until the u64 at mem offset ``field`` (load-acquire) equals ``value`` (a register or
+    immediate), or, without ``equal``, is at least it."""
+    return "\n".join([f"{label}:", "call spin_hint", f"load_acquire64 %r0, [%r6+{field}]",
+                      f"{'jne' if equal else 'jlt'} %r0, {value}, {label}"])  # fmt: skip
+
+
 def _sync(p: _Program, gen: int, length: int) -> str:
     """icache_sync as the mutation has it, over ``length`` bytes of generation ``gen``."""
     if p.mutation == StressMutation.SKIP_SYNC:
@@ -221,26 +257,26 @@ def _sync(p: _Program, gen: int, length: int) -> str:
     return f"{start}\nmov %r2, {length}\ncall icache_sync"
 
 
+def _copy(p: _Program, gen: int, lo: int, hi: int) -> list[str]:
+    """Bytes lo to hi of generation ``gen`` written through the writable view (r7), a u64 at a time."""
+    source = p.at[f"code{gen}"]
+    return [f"ldxdw %r3, [%r6+{source + off}]\nstxdw [%r7+{off}], %r3" for off in range(lo, hi, 8)]
+
+
 def _install(p: _Program, gen: int) -> str:
     """Write generation ``gen`` through the writable view and synchronize it; under
     sync_before_last_write its last u64 is written after icache_sync."""
     code = p.codes[gen]
     late = 8 if p.mutation == StressMutation.SYNC_BEFORE_LAST_WRITE else 0
-
-    def copy(lo: int, hi: int) -> list[str]:
-        return [
-            f"ldxdw %r3, [%r6+{p.at[f'code{gen}'] + off}]\nstxdw [%r7+{off}], %r3" for off in range(lo, hi, 8)
-        ]
-
     mprotect = p.params["mapping"] == "mprotect"
     protect = [_syscall(p.sys("mprotect"), p.slot, REGION, prot) for prot in (_PROT_RW, _PROT_RX)]
     return "\n".join(
         [
             *([protect[0]] if mprotect else []),
-            *copy(0, len(code) - late),
+            *_copy(p, gen, 0, len(code) - late),
             *([protect[1]] if mprotect else []),
             _sync(p, gen, len(code)),
-            *copy(len(code) - late, len(code)),
+            *_copy(p, gen, len(code) - late, len(code)),
         ]
     )
 
@@ -323,9 +359,9 @@ def publish_generator(
         for k in range(threads)
         for field, init in (("done", 0), ("pinned", 0), ("tid", -1))
     ]
-    stack = ("map_stack", struct.pack("<QQQQqQ", 0, _STACK, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0))
     p, mem = _build(
-        arch, params, mutation, index, seed, [("published", u64(0)), ("bad", u64(0)), stack, *per_thread]
+        arch, params, mutation, index, seed,
+        [("published", u64(0)), ("bad", u64(0)), _STACK_FIELD, *per_thread],
     )
     publish = params.get("publish", "context_sync")
     register, command = _MEMBARRIER["plain" if mutation == StressMutation.MEMBARRIER_PLAIN else "sync_core"]
@@ -341,22 +377,7 @@ def publish_generator(
         _set_up(p),
         f"mov %r7, {p.write_at}",
     ]
-    for k in range(threads):
-        writer += [
-            f"mov %r1, {p.sys('mmap')}",
-            "mov %r2, %r6",
-            f"add %r2, {p.at['map_stack']}",
-            "call syscall6",
-            "jslt %r0, 0, setup_failed",
-            "mov %r2, %r0",
-            f"add %r2, {_STACK}",
-            f"lddw %r1, func executor{k}",
-            "mov %r3, %r6",
-            "mov %r4, %r6",
-            f"add %r4, {p.at[f'tid{k}']}",
-            "call clone_thread",
-            "jsle %r0, 0, setup_failed",
-        ]
+    writer += [_start_thread(p, f"executor{k}", f"tid{k}") for k in range(threads)]
     writer += [
         "mov %r8, 1",
         "round:",
@@ -364,32 +385,9 @@ def publish_generator(
         _syscall(membarrier, command, 0, 0) if publish == "membarrier" else "",
         f"store_release64 [%r6+{p.at['published']}], %r8",
     ]
-    for k in range(threads):
-        writer += [
-            f"wait_done{k}:",
-            "call spin_hint",
-            f"load_acquire64 %r0, [%r6+{p.at[f'done{k}']}]",
-            f"jne %r0, %r8, wait_done{k}",
-        ]
+    writer += [_wait_until(f"wait_done{k}", p.at[f"done{k}"], "%r8") for k in range(threads)]
     writer += ["add %r8, 1", f"jle %r8, {iterations}, round"]
-    for k in range(threads):
-        tid = p.at[f"tid{k}"]
-        writer += [
-            f"join{k}:",
-            f"ldxw %r3, [%r6+{tid}]",
-            f"jeq %r3, 0, joined{k}",
-            "mov %r4, %r3",
-            "mov %r2, %r6",
-            f"add %r2, {tid}",
-            f"mov %r1, {p.sys('futex')}",
-            f"mov %r3, {_FUTEX_WAIT}",
-            "mov %r5, 0",
-            "call syscall",
-            f"ja join{k}",
-            f"joined{k}:",
-            f"ldxdw %r0, [%r6+{p.at[f'pinned{k}']}]",
-            "jne %r0, 0, setup_failed",
-        ]
+    writer += [_join(p, f"tid{k}", f"pinned{k}") for k in range(threads)]
     writer += [f"ldxdw %r0, [%r6+{p.at['bad']}]", "jne %r0, 0, wrong", _EPILOGUE]
     executors = []
     for k in range(threads):
@@ -399,10 +397,7 @@ def publish_generator(
             _pin(p, 1, status=f"pinned{k}"),
             f"mov %r9, {p.code_at + p.entry}",
             "mov %r7, 1",
-            f"wait_published{k}:",
-            "call spin_hint",
-            f"load_acquire64 %r0, [%r6+{p.at['published']}]",
-            f"jne %r0, %r7, wait_published{k}",
+            _wait_until(f"wait_published{k}", p.at["published"], "%r7"),
             "call context_sync" if executor_sync else "",
             "call %r9",
             _check(p, "%r7", f"check{k}", f"stdw [%r6+{p.at['bad']}], 1"),
@@ -450,7 +445,6 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
                     seed: int | None = None) -> bytes:
     """A writer patches one instruction of a function an executor keeps calling (module docstring)."""
     u64 = struct.Struct("<q").pack
-    stack = ("map_stack", struct.pack("<QQQQqQ", 0, _STACK, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0))
     flags = [("started", u64(0)), ("calls", u64(0)), ("stop", u64(0)), ("bad", u64(0)), ("pinned", u64(0)),
              ("tid", u64(-1))]  # fmt: skip
     word = 0
@@ -460,13 +454,12 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         before, after, word = _patched_functions(arch, mutation, values, int(params["filler"]))
         return before, after, 0
 
-    p, mem = _build(arch, params, mutation, index, seed, [stack, *flags], functions)
+    p, mem = _build(arch, params, mutation, index, seed, [_STACK_FIELD, *flags], functions)
     at, before = p.at, p.codes[0]
     def wait_calls(label: str) -> str:
         """Until the executor has made two more calls (so it ran what is there now)."""
-        calls = f"[%r6+{at['calls']}]"
-        return "\n".join([f"load_acquire64 %r9, {calls}", "add %r9, 2", f"{label}:", "call spin_hint",
-                          f"load_acquire64 %r0, {calls}", f"jlt %r0, %r9, {label}"])
+        return "\n".join([f"load_acquire64 %r9, [%r6+{at['calls']}]", "add %r9, 2",
+                          _wait_until(label, at["calls"], "%r9", equal=False)])
 
     def patch(gen: int) -> str:
         if mutation != StressMutation.TORN_PATCH:
@@ -480,12 +473,8 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         "\n".join(f"ldxdw %r3, [%r6+{at['code0'] + off}]\nstxdw [%r7+{off}], %r3"
                   for off in range(0, len(before), 8)),
         f"mov %r1, {p.code_at}", f"mov %r2, {len(before)}", "call icache_sync",
-        f"mov %r1, {p.sys('mmap')}", "mov %r2, %r6", f"add %r2, {at['map_stack']}", "call syscall6",
-        "jslt %r0, 0, setup_failed", "mov %r2, %r0", f"add %r2, {_STACK}", "lddw %r1, func executor",
-        "mov %r3, %r6", "mov %r4, %r6", f"add %r4, {at['tid']}", "call clone_thread",
-        "jsle %r0, 0, setup_failed",
-        "wait_started:", "call spin_hint", f"load_acquire64 %r0, [%r6+{at['started']}]",
-        "jeq %r0, 0, wait_started",
+        _start_thread(p, "executor", "tid"),
+        _wait_until("wait_started", at["started"], 1),
         "mov %r8, 1",
         "round:",
         _by_generation(p, "%r8", "patch", patch),
@@ -493,10 +482,7 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         wait_calls("wait_calls"),
         "add %r8, 1", f"jle %r8, {params['iterations']}, round",
         "mov %r3, 1", f"store_release64 [%r6+{at['stop']}], %r3",
-        "join:", f"ldxw %r3, [%r6+{at['tid']}]", "jeq %r3, 0, joined", "mov %r4, %r3", "mov %r2, %r6",
-        f"add %r2, {at['tid']}", f"mov %r1, {p.sys('futex')}", f"mov %r3, {_FUTEX_WAIT}", "mov %r5, 0",
-        "call syscall", "ja join", "joined:",
-        f"ldxdw %r0, [%r6+{at['pinned']}]", "jne %r0, 0, setup_failed",
+        _join(p, "tid", "pinned"),
         f"ldxdw %r0, [%r6+{at['bad']}]", "jne %r0, 0, wrong",
         _EPILOGUE,
         "executor:",
@@ -513,9 +499,105 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
     return build_executable(arch, assemble(text), mem, mutation=_jit_mutation(mutation))
 
 
+# How many turns, in all rounds together, the writer of a reused buffer waits for the executor to
+# run the new bytes before it synchronizes: under TCG they run at once (a few turns a round), but
+# where stale code runs until the maintenance (qemu-user, and hardware may) the wait would never
+# end; there the first round spends it all, in about a second.
+_REUSE_SPINS = 1 << 24
+
+
+def _spinning_function(arch: str, value: int, filler: int) -> tuple[bytes, int]:
+    """(code padded to u64s, entry offset) of the reuse generator's function: called with r1 = its
+    flags (u64 "spinning", then u64 "release") and r2 = the round, it stores ``value`` to spinning
+    on every turn of a loop that waits for release == round, then returns ``value``. A thread in
+    the loop keeps running its bytes and shows which generation of them it runs."""
+    text = (f"spin:\nmov %r3, {value}\nstore_release64 [%r1+0], %r3\nload_acquire64 %r0, [%r1+8]\n"
+            f"jne %r0, %r2, spin\nmov %r0, {value - filler}\n"
+            + "add %r0, 1\n" * filler + "exit\n")  # fmt: skip
+    compiled = compile_program(arch, assemble(text))
+    return compiled.code + bytes(-len(compiled.code) % 8), compiled.functions.get(0, 0)
+
+
+def reuse_generator(arch: str, params: Mapping[str, Any], mutation: str, index: int,
+                    seed: int | None = None) -> bytes:
+    """A code buffer reused for the next function: the writer publishes round k, waits until the
+    executor runs generation k (it spins inside the function until released), releases it, waits
+    until it has returned, and only then writes the next generation into the same buffer (a
+    grace period, as RCU gives a JIT). Under ``reuse_while_running`` the writer rewrites the
+    buffer while the executor is still inside the old function, waits until the executor runs
+    the new bytes (so every run shows the bug, however the host schedules the vCPUs), then
+    synchronizes and releases it: the executor returns the new generation's value (where stale
+    code keeps running until the maintenance, the writer gives up waiting: _REUSE_SPINS)."""
+    u64 = struct.Struct("<q").pack
+    flags = [("spinning", u64(0)), ("release", u64(0)), ("published", u64(0)), ("done", u64(0)),
+             ("bad", u64(0)), ("pinned", u64(0)), ("tid", u64(-1)),
+             ("patience", u64(_REUSE_SPINS))]  # fmt: skip
+    filler = int(params["filler"])
+
+    def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
+        (code0, entry), (code1, _) = (_spinning_function(arch, v, filler) for v in values)
+        return code0, code1, entry
+
+    p, mem = _build(arch, params, mutation, index, seed, [_STACK_FIELD, *flags], functions)
+    at, iterations = p.at, params["iterations"]
+    reuse_early = mutation == StressMutation.REUSE_WHILE_RUNNING
+    executor_sync = load_profile(arch).code_modification.executor_sync
+
+    def running(label: str, counter: str, bounded: bool = False) -> str:
+        """Until the executor's loop stores the value of ``counter``'s generation; ``bounded``: or
+        until the program's patience (mem field, counted down in r9) has run out."""
+        def wait(gen: int) -> str:
+            if not bounded:
+                return _wait_until(f"{label}{gen}", at["spinning"], p.values[gen])
+            return "\n".join([f"ldxdw %r9, [%r6+{at['patience']}]", f"{label}{gen}:",
+                              f"jeq %r9, 0, {label}{gen}_end", "call spin_hint",
+                              f"load_acquire64 %r0, [%r6+{at['spinning']}]",
+                              f"jeq %r0, {p.values[gen]}, {label}{gen}_end", "sub %r9, 1", f"ja {label}{gen}",
+                              f"{label}{gen}_end:", f"stxdw [%r6+{at['patience']}], %r9"])  # fmt: skip
+        return _by_generation(p, counter, label, wait)
+
+    def next_generation(label: str, write: Callable[[int], str]) -> str:
+        """``write`` of round r8 + 1's generation, unless r8 is the last round."""
+        return "\n".join([f"jge %r8, {iterations}, {label}_none", "mov %r9, %r8", "add %r9, 1",
+                          _by_generation(p, "%r9", label, write), f"{label}_none:"])  # fmt: skip
+
+    def write_while_running(gen: int) -> str:
+        return "\n".join([*_copy(p, gen, 0, len(p.codes[gen])), running(f"new{gen}_", "%r9", bounded=True),
+                          _sync(p, gen, len(p.codes[gen]))])  # fmt: skip
+
+    text = "\n".join([
+        "mov %r6, %r1", _pin(p, 0), _set_up(p), f"mov %r7, {p.write_at}",
+        _start_thread(p, "executor", "tid"),
+        "mov %r8, 1", _by_generation(p, "%r8", "first", lambda gen: _install(p, gen)),
+        "round:",
+        f"stdw [%r6+{at['spinning']}], 0", f"store_release64 [%r6+{at['published']}], %r8",
+        running("inside", "%r8"),
+        next_generation("early", write_while_running) if reuse_early else "",
+        f"store_release64 [%r6+{at['release']}], %r8",
+        _wait_until("wait_done", at["done"], "%r8"),
+        "" if reuse_early else next_generation("later", lambda gen: _install(p, gen)),
+        "add %r8, 1", f"jle %r8, {iterations}, round",
+        _join(p, "tid", "pinned"),
+        f"ldxdw %r0, [%r6+{at['bad']}]", "jne %r0, 0, wrong",
+        _EPILOGUE,
+        "executor:",
+        "mov %r6, %r1", _pin(p, 1, status="pinned"), f"mov %r9, {p.code_at + p.entry}", "mov %r7, 1",
+        "call_round:",
+        _wait_until("wait_published", at["published"], "%r7"),
+        "call context_sync" if executor_sync else "",
+        "mov %r1, %r6", f"add %r1, {at['spinning']}", "mov %r2, %r7", "call %r9",
+        _check(p, "%r7", "check", f"stdw [%r6+{at['bad']}], 1"),
+        f"store_release64 [%r6+{at['done']}], %r7",
+        "add %r7, 1", f"jle %r7, {iterations}, call_round",
+        "exit",
+    ])  # fmt: skip
+    return build_executable(arch, assemble(text), mem, mutation=_jit_mutation(mutation))
+
+
 Generator = Callable[[str, Mapping[str, Any], str, int, "int | None"], bytes]
 GENERATORS: dict[str, Generator] = {
     "install": install_generator, "publish": publish_generator, "patch": patch_generator,
+    "reuse": reuse_generator,
 }
 
 
@@ -536,9 +618,14 @@ def installed_code(
     with ``mutation`` installs and calls, as build_program puts it in the executable (``seed``
     replaces the scenario's). Raises as build_program does."""
     functions: Functions | None = None
+    filler = int(scenario.params["filler"])
     if scenario.generator == "patch":
         def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
-            before, after, _ = _patched_functions(arch, mutation, values, int(scenario.params["filler"]))
+            before, after, _ = _patched_functions(arch, mutation, values, filler)
             return before, after, 0
+    elif scenario.generator == "reuse":
+        def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
+            (code0, entry), (code1, _) = (_spinning_function(arch, v, filler) for v in values)
+            return code0, code1, entry
     p, _ = _build(arch, scenario.params, mutation, index, seed, [], functions)
     return p.code_at, p.codes[0], p.codes[1]

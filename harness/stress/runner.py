@@ -207,11 +207,15 @@ def _judge(cell: StressResult, exit_code: int | None, violations: list[Violation
     if exit_code == EXIT_SETUP:
         cell["verdict"], cell["detail"] = "fail", "a system call the set-up needs failed (exit 2)"
         return
-    if not sanitize and cell["expected"] == "caught" and not caught_by:
-        cell["observed"], cell["verdict"] = "not exercised", None
-        cell["detail"] = (
-            "without the sanitizer only wrong results and crashes are seen (TCG keeps code coherent)"
-        )
+    if not sanitize and cell["expected"] == "caught":
+        if caught_by:
+            cell["verdict"] = "pass"
+            cell["detail"] = f"caught by {', '.join(caught_by)} (exit {exit_code}) without the sanitizer"
+        else:
+            cell["observed"], cell["verdict"] = "not exercised", None
+            cell["detail"] = (
+                "without the sanitizer only wrong results and crashes are seen (TCG keeps code coherent)"
+            )
         return
     if cell["expected_rules"] == [NOT_DETECTED]:
         # A real bug the sanitizer has no rule for: caught by a wrong result or a crash, or not

@@ -79,7 +79,8 @@ __all__ = [
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
 SUITES = ("icache", "kernel", "litmus", "realjit")
-GENERATOR_NAMES = ("install", "publish", "patch")  # harness.stress.programs.GENERATORS, checked there
+# harness.stress.programs.GENERATORS, checked there
+GENERATOR_NAMES = ("install", "publish", "patch", "reuse")
 Expected = Literal["clean", "caught"]
 
 
@@ -95,6 +96,7 @@ class StressMutation(StrEnum):
     MEMBARRIER_PLAIN = "membarrier_plain"  # PRIVATE_EXPEDITED: orders memory, syncs no core
     PATCH_IMMEDIATE = "patch_immediate"  # a running MOV's immediate patched, not a branch
     TORN_PATCH = "torn_patch"  # one instruction written with two 16-bit stores
+    REUSE_WHILE_RUNNING = "reuse_while_running"  # a code buffer reused while a thread runs the old code
 
 
 STRESS_MUTATIONS: dict[StressMutation, str] = {
@@ -106,6 +108,8 @@ STRESS_MUTATIONS: dict[StressMutation, str] = {
     StressMutation.MEMBARRIER_PLAIN: "membarrier PRIVATE_EXPEDITED, which serializes no core",
     StressMutation.PATCH_IMMEDIATE: "live patch of a MOV immediate in running code instead of a branch",
     StressMutation.TORN_PATCH: "live patch of a branch written with two 16-bit stores",
+    StressMutation.REUSE_WHILE_RUNNING: "the code buffer rewritten for the next function while an executor "
+    "is still inside the old one",
 }
 
 _PARAMS_SCHEMA: dict[str, Field] = {
