@@ -103,10 +103,9 @@ def test_the_broken_variant_runs_where_it_changes_the_code() -> None:
     assert expected_rules(pcre2, "arm64", "cortex-a57", "none") == set()
 
 
-def _violation(rule: str) -> Any:
+def _violation(rule: str, symbol: str | None = "sljit_malloc_exec+0x10") -> Any:
     return {"rule": rule, "pc": 0x40_0000, "vcpu": 1, "paddr": 0, "insn": "", "disasm": "ret",
-            "symbol": "sljit_malloc_exec+0x10", "writer_pc": 0, "writer_vcpu": 0, "count": 1,
-            "space": "user"}  # fmt: skip
+            "symbol": symbol, "writer_pc": 0, "writer_vcpu": 0, "count": 1, "space": "user"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -130,6 +129,14 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
     assert (cell["observed"], cell["verdict"]) == (observed, verdict)
     if verdict is None:
         assert cell["detail"].startswith("known open false positive (a recycled page): ")
+
+
+def test_the_known_false_positive_is_in_the_programs_text_never_in_jit_code() -> None:
+    job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
+    cell: StressResult = _cell(job, "pcre2_jit", "none", set(), Selection())
+    _judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
+    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    assert (cell["observed"], cell["verdict"]) == ("caught", "fail")
 
 
 @pytest.mark.parametrize(
