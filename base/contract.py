@@ -89,10 +89,10 @@ class StressResult(TypedDict):
     mutation: str
     expected: Literal["clean", "caught"]
     observed: Literal["clean", "caught", "not exercised", "not detected", "known false positive"]
-    caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash
+    caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash; litmus: model, run
     verdict: Verdict | None
     violations: list[Violation]
-    histogram: dict[str, int] | None  # litmus entries only: final state -> runs that ended in it
+    histogram: dict[str, int] | None  # litmus entries of the correct code: final state -> runs ending in it
     reproducer: str
     # beyond the contract's fields
     expected_rules: list[str]

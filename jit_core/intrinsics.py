@@ -67,6 +67,7 @@ class Mutation(StrEnum):
     RELEASE_AS_PLAIN = "release_as_plain"
     SELF_SUB_AS_ZERO = "self_sub_as_zero"
     DROP_BRANCH_TO_NEXT = "drop_branch_to_next"
+    BRANCH_AS_SELECT = "branch_as_select"
     FETCH_ATOMIC_RELAXED = "fetch_atomic_relaxed"
 
 
@@ -99,6 +100,9 @@ ORDERING_MUTATIONS: dict[Mutation, str] = {
     "idiom carries",
     Mutation.DROP_BRANCH_TO_NEXT: "a conditional jump to the next instruction removed, dropping the control "
     "dependency it carries",
+    Mutation.BRANCH_AS_SELECT: "a conditional jump over one register move lowered as a conditional select "
+    "(if-conversion), which keeps the moved register's dependency and drops the control dependency of "
+    "every later instruction",
     Mutation.FETCH_ATOMIC_RELAXED: "atomics that return a value without their ordering (no release, no "
     "trailing barrier, no .aq/.rl)",
 }

@@ -57,6 +57,10 @@ row(e.cmp_reg(1, 2, False), "cmp w1, w2")
 row(e.cmp_imm(1, 4095), "cmp x1, #4095")
 row(e.cmn_imm(1, 1), "cmn x1, #1")
 row(e.tst_reg(1, 2), "tst x1, x2")
+row(e.csel(0, 1, 2, e.EQ), "csel x0, x1, x2, eq")
+row(e.csel(30, 31, 28, e.LE, False), "csel w30, wzr, w28, le")
+for cond, name in enumerate(e.COND_NAMES):
+    row(e.csel(7, 7, 8, cond), f"csel x7, x7, x8, {name}")
 row(e.mov_reg(7, 0), "mov x7, x0")
 row(e.mov_reg(7, 0, False), "mov w7, w0")
 # Logical immediates: element sizes 2..64, rotations, both widths.
@@ -266,6 +270,11 @@ BAD: list[tuple[Callable[[], object], str]] = [
     (lambda: e.b_cond(e.EQ, 1 << 20), "B.cond above max"),
     (lambda: e.b_cond(e.EQ, -(1 << 20) - 4), "B.cond below min"),
     (lambda: e.b_cond(14, 0), "condition AL is not a B.cond here"),
+    (lambda: e.csel(32, 1, 2, e.EQ), "CSEL rd 32"),
+    (lambda: e.csel(0, -1, 2, e.EQ), "CSEL rn -1"),
+    (lambda: e.csel(0, 1, 32, e.EQ), "CSEL rm 32"),
+    (lambda: e.csel(0, 1, 2, 14), "condition AL is not a CSEL here"),
+    (lambda: e.csel(0, 1, 2, -1), "CSEL condition -1"),
     (lambda: e.cbz(0, 1 << 20), "CBZ above max"),
     (lambda: e.cbnz(0, -(1 << 20) - 4), "CBNZ below min"),
     (lambda: e.tbz(0, 64, 0), "bit 64"),
@@ -286,6 +295,16 @@ BAD: list[tuple[Callable[[], object], str]] = [
 @pytest.mark.parametrize("build", [b for b, _ in BAD], ids=[why for _, why in BAD])
 def test_out_of_range_operand_raises(build: Callable[[], object]) -> None:
     with pytest.raises(JitError):
+        build()
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: e.csel(0, 1, 32, e.EQ), "rm 32 out of range 0..31"),
+    (lambda: e.csel(0, -1, 2, e.EQ), "rn -1 out of range 0..31"),
+    (lambda: e.csel(0, 1, 2, 14), r"condition 14 invalid; valid: 0..13 \(eq, ne,"),
+])
+def test_csel_error_names_the_operand(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(JitError, match=message):
         build()
 
 

@@ -124,13 +124,53 @@ def _jump_program(cond: str, lhs_values: list[int], rhs_values: list[int], by_re
     return "\n".join([*lines, "exit"])
 
 
+JUMPS = ["jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle", "jset"]
+JUMP_LHS = [0, 1, 4095, 4096, (1 << 64) - 1, (1 << 64) - 4096, 0x80000000, 0xFFFFFFFF, 0x1_0000_0FFF,
+            0xFFFFFFFF_FFFFF001, 0x7FFFFFFF]
+JUMP_IMMS = [0, 4095, 4096, -1, -4095, -4096, 0x7FFFFFFF, -0x80000000, 0xFF0, 0x5555]
+
+
 def test_every_jump_condition_at_immediate_edges() -> None:
-    conds = ["jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle", "jset"]
-    lhs_values = [0, 1, 4095, 4096, (1 << 64) - 1, (1 << 64) - 4096, 0x80000000, 0xFFFFFFFF, 0x1_0000_0FFF,
-                  0xFFFFFFFF_FFFFF001, 0x7FFFFFFF]
-    imms = [0, 4095, 4096, -1, -4095, -4096, 0x7FFFFFFF, -0x80000000, 0xFF0, 0x5555]
-    check_against_interp([_jump_program(cond + width, lhs_values, imms, by_register)
-                          for cond in conds for width in ("", "32") for by_register in (False, True)])
+    check_against_interp([_jump_program(cond + width, JUMP_LHS, JUMP_IMMS, by_register)
+                          for cond in JUMPS for width in ("", "32") for by_register in (False, True)])
+
+
+def _select_program(cond: str, moved: str) -> str:
+    """r0 accumulates r4 after each ``if r3 cond imm goto +1; r4 = moved`` over every lhs/imm pair,
+    r4 being 7 before: the branch_as_select shape."""
+    lines = ["mov %r0, 0", "lddw %r5, 0xFFFFFFFF00000009"]
+    for lhs in JUMP_LHS:
+        for imm in JUMP_IMMS:
+            lines += [f"lddw %r3, {lhs:#x}", "mov %r4, 7", f"{cond} %r3, {imm}, +1", f"mov %r4, {moved}",
+                      "mul %r0, 3", "add %r0, %r4"]
+    return "\n".join([*lines, "exit"])
+
+
+def test_branch_as_select_computes_what_the_branch_did() -> None:
+    """If-conversion is right for one thread: every condition, both widths, an immediate (0 is
+    XZR, a wide one needs a scratch register after the compare) or a register moved."""
+    sources = [_select_program(cond + width, moved) for cond in JUMPS for width in ("", "32")
+               for moved in ("0", "11", "0x12345678", "-4097", "%r5")]
+    progs = [assemble(source) for source in sources]
+    for prog in progs:
+        names = _mnemonics(BACKEND.compile(prog, mutation="branch_as_select").code)
+        assert names.count("csel") == len(JUMP_LHS) * len(JUMP_IMMS)
+        assert not [n for n in names if n.startswith("b.")]
+    got = run_native(progs, mutation="branch_as_select")
+    for source, prog, have in zip(sources, progs, got, strict=True):
+        assert have == interp.run(prog, MEM).r0, source
+
+
+@pytest.mark.parametrize("source", [
+    "mov %r4, 7\njeq %r1, 1, +1\nmov32 %r4, 3\nmov %r0, %r4\nexit",  # 32-bit: zero-extends
+    "mov %r4, 7\njeq %r1, 1, +1\nmovsx832 %r4, %r1\nmov %r0, %r4\nexit",  # not a plain move
+    "mov %r4, 7\njeq %r1, 1, +2\nmov %r4, 3\nmov %r4, 5\nmov %r0, %r4\nexit",  # over two
+    "mov %r4, 7\njeq %r1, 1, +1\nadd %r4, 3\nmov %r0, %r4\nexit",  # not a move
+    "mov %r4, 7\njeq %r1, 1, +1\nmov %r4, 3\njne %r1, 2, -2\nmov %r0, %r4\nexit",  # the move is a target
+])
+def test_branch_as_select_leaves_other_branches_alone(source: str) -> None:
+    prog = assemble(source)
+    assert BACKEND.compile(prog, mutation="branch_as_select").code == BACKEND.compile(prog).code
 
 
 def test_atomics_acquire_release_calls_and_callx() -> None:

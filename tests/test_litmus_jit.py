@@ -46,6 +46,9 @@ CAUGHT: dict[str, dict[str, str]] = {
     # cmpxchg loop keeps a control dependency of its own
     "drop_branch_to_next": {"arm64": "LB+ctrlcvg+data", "riscv64": "LB+ctrlcvg+data"},
     "fetch_atomic_relaxed": {"arm64": "SB+fencembonceonces", "riscv64": "SB+fencembonceonces"},
+    # only arm64 has a conditional select to turn the branch into (RV64GC has none, x86's CMOV
+    # would keep TSO's load-to-store order)
+    "branch_as_select": {"arm64": "LB+ctrlsel+fencemb"},
 }
 
 
@@ -104,6 +107,17 @@ def test_a_witness_shows_events_relations_and_disassembly() -> None:
         "witness",
         "verdict",
     }
+
+
+def test_branch_as_select_witness_shows_the_csel_and_no_branch() -> None:
+    path = OWN / "LB+ctrlsel+fencemb.litmus"
+    correct = check_jit(path, "arm64", "none", SOURCE)
+    assert correct.verdict is JitVerdict.PASS and "b.eq" in " ".join(correct.disassembly["P0"])
+    result = check_jit(path, "arm64", "branch_as_select", SOURCE)
+    assert result.verdict is JitVerdict.FAIL and result.extra_states == ["0:r0=1; 1:r0=1;"]
+    p0 = " ".join(result.disassembly["P0"])
+    assert "csel" in p0 and "b.eq" not in p0
+    assert result.witness is not None and not result.witness["ctrl"]
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:

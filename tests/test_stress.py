@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from base.errors import InputError
 from base.profiles import available_arches, load_profile
 from harness.stress import programs
 from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
-from harness.stress.runner import Selection, _judge, plan, reproducer
+from harness.stress.runner import Job, Selection, _judge, plan, reproducer, run_jobs
 from harness.stress.scenarios import (
     STRESS_DIR,
     IcacheScenario,
@@ -32,6 +33,8 @@ from harness.stress.scenarios import (
     parse_kernel,
     parse_litmus,
 )
+from jit_core.backend import get_backend
+from jit_core.intrinsics import ORDERING_MUTATIONS
 
 ICACHE = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
 ARCHES = available_arches()
@@ -297,4 +300,75 @@ def test_the_litmus_suite_boots_one_plain_guest_per_architecture_and_lists_each_
     out = _jitprobe("--list", "--suite", "litmus", "--arch", "arm64", "--json")
     listed = json.loads(out.stdout)["matrix"]
     assert {row["scenario"] for row in listed} == {t.stem for t in classics.tests}
-    assert {row["expected"] for row in listed} == {"clean"}
+    assert {row["expected"] for row in listed if row["mutation"] == "none"} == {"clean"}
+    caught = {(row["scenario"], row["mutation"]) for row in listed if row["expected"] == "caught: model"}
+    assert ("LB+ctrlsel+fencemb", "branch_as_select") in caught
+    assert {m for _, m in caught} == set(ORDERING_MUTATIONS), "each is a bug on arm64 some test shows"
+    for arch in ("riscv64", "x86_64"):  # no conditional select there: nothing to list
+        out = _jitprobe("--list", "--suite", "litmus", "--arch", arch, "--mutation", "branch_as_select",
+                        "--json")
+        assert json.loads(out.stdout)["matrix"] == []
+
+
+LITMUS_BASE: dict[str, Any] = {"name": "l", "description": "d", "tests": ["*.litmus"], "iterations": 10,
+                               "mutations": ["branch_as_select"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mutations": ["no_isb"]}, "field 'mutations': unknown mutation 'no_isb'; expected some of "
+         "fence_full_as_store_store"),
+        ({"expect": {"self_sub_as_zero": {"why": "w"}}},
+         r"field 'expect.self_sub_as_zero': not one of the scenario's mutations \(branch_as_select\)"),
+        ({"expect": {"branch_as_select": {"why": "w", "riscv64": ["MP"]}}},
+         "field 'expect.branch_as_select.riscv64': branch_as_select does not change riscv64's code"),
+        ({"expect": {"branch_as_select": {"why": "w", "arm64": ["SB"]}}},
+         "field 'expect.branch_as_select.arm64': 'SB' is not a test of the scenario; expected some of MP"),
+        ({"expect": {"branch_as_select": {"arm64": ["MP"]}}}, "why"),
+    ],
+)
+def test_a_litmus_scenario_refuses_bad_mutations_and_expectations(
+    change: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "MP.litmus").write_text("BPF MP\n")
+    with pytest.raises(ScenarioError, match=message):
+        parse_litmus({**LITMUS_BASE, **change}, tmp_path / "l.yaml")
+
+
+@pytest.mark.parametrize("mutation", list(ORDERING_MUTATIONS))
+def test_each_ordering_mutation_is_caught_exactly_on_the_tests_the_suite_expects(
+    mutation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model-only cells (no guest boots for a mutation): each passes, and the caught ones are the
+    scenario's expectation, on the architectures whose code the mutation changes."""
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    (classics,) = load_suite("litmus")
+    assert isinstance(classics, LitmusScenario)
+    jobs = plan({"litmus": [classics]}, ARCHES, None)
+    cells = run_jobs(jobs, Selection(mutation=mutation), None, workers=1)
+    assert {c["arch"] for c in cells} == {a for a in ARCHES if mutation in get_backend(a).mutations}
+    assert [c for c in cells if c["verdict"] != "pass"] == []
+    caught = {(c["arch"], c["scenario"]) for c in cells if c["observed"] == "caught"}
+    assert caught == {(arch, test) for arch, tests in classics.caught[mutation].items() for test in tests}
+    assert caught and all(c["histogram"] is None and c["caught_by"] in ([], ["model"]) for c in cells)
+
+
+def test_branch_as_select_cell_names_the_forbidden_state_and_a_wrong_expectation_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    (classics,) = load_suite("litmus")
+    assert isinstance(classics, LitmusScenario)
+    job = Job("arm64", "cortex-a57", "litmus", (classics,))
+    (cell,) = [c for c in run_jobs([job], Selection(mutation="branch_as_select"), None, workers=1)
+               if c["scenario"] == "LB+ctrlsel+fencemb"]
+    assert cell["verdict"] == "pass" and cell["expected"] == cell["observed"] == "caught"
+    assert "1 the BPF model forbids: 0:r0=1; 1:r0=1;" in cell["detail"]
+    assert "litmus jit" in cell["reproducer"] and "--mutation branch_as_select" in cell["reproducer"]
+    unexpected = replace(classics, caught={})
+    cells = run_jobs([replace(job, scenarios=(unexpected,))], Selection(mutation="branch_as_select"), None,
+                     workers=1)
+    assert [(c["scenario"], c["verdict"]) for c in cells if c["verdict"] != "pass"] == [
+        ("LB+ctrlsel+fencemb", "fail")
+    ]

@@ -106,12 +106,13 @@ def test_a_killed_run_keeps_each_finished_scenario_and_leaves_no_qemu(tmp_path: 
 @pytest.mark.parametrize("arch", available_arches())
 def test_the_litmus_suite_holds(arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """jit_core's code allows no outcome the BPF model forbids, and no run produced one; each
-    cell carries its histogram."""
+    cell of the correct code carries its histogram; each mutation is caught where it is expected."""
     monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
     jobs = plan({"litmus": load_suite("litmus")}, [arch], None)
     results = run_jobs(jobs, Selection(), tmp_path / "results", workers=1)
     assert results and all(r["verdict"] == "pass" for r in results), [r["detail"] for r in results]
-    assert all(r["histogram"] and sum(r["histogram"].values()) > 0 and r["forbidden"] == [] for r in results)
+    correct = [r for r in results if r["mutation"] == "none"]
+    assert all(r["histogram"] and sum(r["histogram"].values()) > 0 and r["forbidden"] == [] for r in correct)
 
 
 QUICK_KERNEL = [s for s in load_suite("kernel") if isinstance(s, KernelScenario) and not s.slow]

@@ -19,7 +19,7 @@ from base.profiles import available_arches, expand_arch
 from harness.guest import MAX_SMP, install_signal_handlers
 from harness.realjit import BUILD_MUTATIONS
 from harness.runs import runs_root
-from jit_core.intrinsics import ICACHE_MUTATIONS
+from jit_core.intrinsics import MUTATIONS
 
 from .runner import Job, Selection, applied, plan, run_jobs
 from .scenarios import (
@@ -63,8 +63,8 @@ def _scenarios(args: argparse.Namespace) -> dict[str, list[Scenario]]:
         known = sorted(
             {
                 m
-                for s in [*chosen.get("icache", []), *chosen.get("realjit", [])]
-                if isinstance(s, IcacheScenario | RealjitScenario)
+                for s in [*chosen.get("icache", []), *chosen.get("litmus", []), *chosen.get("realjit", [])]
+                if isinstance(s, IcacheScenario | LitmusScenario | RealjitScenario)
                 for arch in available_arches()
                 for m in mutations_for(s, arch)
             }
@@ -115,7 +115,12 @@ def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[
                 rows.append((job.arch, job.cpu, scenario.name, "none", "clean"))
                 continue
             if isinstance(scenario, LitmusScenario):
-                rows += [(job.arch, job.cpu, test.stem, "none", "clean") for test in scenario.tests]
+                rows += [
+                    (job.arch, job.cpu, test.stem, m, "caught: model" if scenario.expected(test, job.arch, m)
+                     == "caught" else "clean")
+                    for m in mutations_for(scenario, job.arch) if mutation in (None, m)
+                    for test in scenario.tests
+                ]  # fmt: skip
                 continue
             for m in mutations_for(scenario, job.arch):
                 if mutation in (None, m):
@@ -237,8 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console = Console(width=None if progress.enabled() else 240)
             console.print(matrix_table(jobs, args.mutation))
-            described = [*ICACHE_MUTATIONS.items(), *STRESS_MUTATIONS.items(), *BUILD_MUTATIONS.items()]
-            for name, what in described:
+            for name, what in [*MUTATIONS.items(), *STRESS_MUTATIONS.items(), *BUILD_MUTATIONS.items()]:
                 console.print(f"  {name}: {what}", markup=False, highlight=False)
         return EXIT_PASS
     if not jobs:

@@ -429,9 +429,11 @@ def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) 
 
 
 def _run_litmus(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
-    """Each test of the scenario: jit_core's code checked against the architecture's memory model
-    (the verdict) and run natively in one guest (what this host can show; the outcomes it never
-    produced are listed as not exercised)."""
+    """Each test of the scenario, under none and each of its ordering mutations that changes this
+    architecture's code: jit_core's code checked against the architecture's memory model (the
+    verdict). The correct code is also run natively in one guest (what this host can show; the
+    outcomes it never produced are listed as not exercised); mutated code is not, since this
+    host's TCG cannot show what the mutations break."""
     # litmus sits above harness (its guest runs use Guest): imported here, where it is needed.
     from litmus.errors import LitmusError
     from litmus.guest_runs import run_in_guest
@@ -441,15 +443,25 @@ def _run_litmus(job: Job, selection: Selection, run_dir: Path, record: Record) -
     (scenario,) = job.scenarios
     assert isinstance(scenario, LitmusScenario)
     cache = SourceCache()
+    mutations = [m for m in mutations_for(scenario, job.arch) if selection.mutation in (None, m)]
     cells = {}
-    for test in scenario.tests:
-        cell = _cell(job, test.stem, "none", set(), selection)
-        cell["reproducer"] = shlex.join(["jitprobe", "litmus", "run", str(test), "--arch", job.arch])
-        cell["run_dir"] = str(run_dir)
-        cells[test] = cell
+    for mutation in mutations:
+        for test in scenario.tests:
+            cell = _cell(job, test.stem, mutation, set(), selection)
+            cell["expected"] = scenario.expected(test, job.arch, mutation)
+            cell["reproducer"] = shlex.join(
+                ["jitprobe", "litmus", "run", str(test), "--arch", job.arch] if mutation == "none"
+                else ["jitprobe", "litmus", "jit", str(test), "--arch", job.arch, "--mutation", mutation]
+            )
+            cell["run_dir"] = str(run_dir)
+            cells[test, mutation] = cell
     try:
-        models = {test: check_jit(test, job.arch, "none", cache) for test in scenario.tests}
-        natives = run_in_guest(list(scenario.tests), job.arch, scenario.iterations, cache, run_dir)
+        models = {key: check_jit(key[0], job.arch, key[1], cache) for key in cells}
+        natives = (
+            dict(zip(scenario.tests, run_in_guest(list(scenario.tests), job.arch, scenario.iterations, cache,
+                                                  run_dir), strict=True))
+            if "none" in mutations else {}
+        )  # fmt: skip
     except (LitmusError, JitError) as exc:
         raise InfraError(f"{scenario.path}: a test cannot be checked: {exc}") from exc
     except JitprobeError as exc:
@@ -458,22 +470,26 @@ def _run_litmus(job: Job, selection: Selection, run_dir: Path, record: Record) -
             cell["detail"] = str(exc)
             record(cell)
         return
-    for (test, cell), native in zip(cells.items(), natives, strict=True):
-        model = models[test]
+    for (test, mutation), cell in cells.items():
+        model, native = models[test, mutation], natives.get(test) if mutation == "none" else None
         caught_by = (["model"] if model.verdict is JitVerdict.FAIL else []) + (
-            ["run"] if native.verdict is RunVerdict.FAIL else [])
+            ["run"] if native is not None and native.verdict is RunVerdict.FAIL else [])
         cell["caught_by"], cell["observed"] = caught_by, "caught" if caught_by else "clean"
-        cell["exit_code"], cell["verdict"] = 0, "fail" if caught_by else "pass"
-        cell["histogram"], cell["forbidden"] = native.histogram, list(native.forbidden_observed)
-        seen, unseen = native.forbidden_observed, native.not_exercised
+        cell["exit_code"] = 0
+        cell["verdict"] = "pass" if cell["observed"] == cell["expected"] else "fail"
         cell["detail"] = (
             f"model: jit_core's code allows {len(model.compiled.states)} final states"
             + (f", {len(model.extra_states)} the BPF model forbids: {', '.join(model.extra_states)}"
                if model.extra_states else ", none the BPF model forbids")
-            + f"; run: {native.iterations} iterations, {len(native.histogram)} states seen"
-            + (f", forbidden seen: {', '.join(seen)}" if seen else "")
-            + (f"; not exercised on this host: {', '.join(unseen)}" if unseen else "")
         )  # fmt: skip
+        if native is not None:
+            cell["histogram"], cell["forbidden"] = native.histogram, list(native.forbidden_observed)
+            seen, unseen = native.forbidden_observed, native.not_exercised
+            cell["detail"] += (
+                f"; run: {native.iterations} iterations, {len(native.histogram)} states seen"
+                + (f", forbidden seen: {', '.join(seen)}" if seen else "")
+                + (f"; not exercised on this host: {', '.join(unseen)}" if unseen else "")
+            )  # fmt: skip
         record(cell)
 
 

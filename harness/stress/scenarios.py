@@ -5,7 +5,9 @@ An icache scenario names its program generator (harness.stress.programs.GENERATO
 generator's parameters, the mutations it runs besides the correct protocol, and where the rules
 of the architectures make a mutation's verdict differ from what the profile's
 ``code_modification`` gives, the rules it must be reported with instead (``expect``), each with
-the reason. A kernel scenario is a guest shell script with the regexes its output must match. A
+the reason. A kernel scenario is a guest shell script with the regexes its output must match.
+A litmus scenario names BPF litmus tests and the ordering mutations checked on them, with the
+tests whose compiled code the architecture's model must report under each (``expect``). A
 realjit scenario names a program of harness.realjit (a real JIT library driven by a C program),
 the mutations it is also built with, the rules each must be reported with where it changes the
 program, and the sanitizer's known open false positives on it, each with its reason.
@@ -25,7 +27,7 @@ from base.errors import InputError
 from base.profiles import Field, MapOf, available_arches, first_rule, load_profile
 from harness.icache import expected_cross_mutation_rules, expected_mutation_rules
 from jit_core.backend import get_backend
-from jit_core.intrinsics import ICACHE_MUTATIONS, Mutation
+from jit_core.intrinsics import ICACHE_MUTATIONS, ORDERING_MUTATIONS, Mutation
 
 from .realjit_scenarios import (
     KNOWN_FALSE_POSITIVE,
@@ -154,6 +156,22 @@ LITMUS_SCHEMA: dict[str, Field] = {
     "description": Field(str, "what the scenario does, one line"),
     "tests": Field(list, "BPF litmus tests: file patterns relative to this file's folder"),
     "iterations": Field(int, "native runs of each test in a guest", minimum=1),
+    "mutations": Field(list, "ordering mutations checked besides none (by the model only: a guest on "
+                       "this host cannot show what they break)", required=False),
+    "expect": Field(
+        MapOf(
+            {
+                "why": Field(str, "what the tests rely on that the mutation drops"),
+                **{
+                    arch: Field(list, f"tests (file stems) whose code the model must report on {arch}",
+                                required=False)
+                    for arch in available_arches()
+                },
+            }
+        ),
+        "per mutation: the tests it must be caught on, per architecture (unlisted: clean)",
+        required=False,
+    ),
 }
 
 KERNEL_SCHEMA: dict[str, Field] = {
@@ -217,7 +235,13 @@ class LitmusScenario:
     description: str
     tests: tuple[Path, ...]
     iterations: int
+    mutations: tuple[str, ...] = ()
+    caught: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)  # mutation, arch
     suite: str = "litmus"
+
+    def expected(self, test: Path, arch: str, mutation: str) -> Expected:
+        """Whether the model must report ``test``'s code on ``arch`` under ``mutation``."""
+        return "caught" if test.stem in self.caught.get(mutation, {}).get(arch, ()) else "clean"
 
 
 Scenario = IcacheScenario | KernelScenario | LitmusScenario | RealjitScenario
@@ -316,8 +340,31 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
         if not found:
             raise ScenarioError(f"{source}: field 'tests': {pattern!r} matches no file under {path.parent}")
         tests += found
+    mutations = data.get("mutations") or []
+    for name in mutations:
+        if name not in ORDERING_MUTATIONS:
+            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
+                                f"expected some of {', '.join(ORDERING_MUTATIONS)}")  # fmt: skip
+    stems = {p.stem for p in tests}
+    caught: dict[str, dict[str, frozenset[str]]] = {}
+    for name, entry in (data.get("expect") or {}).items():
+        where = f"{source}: field 'expect.{name}'"
+        if name not in mutations:
+            raise ScenarioError(f"{where}: not one of the scenario's mutations ({', '.join(mutations)})")
+        for arch, names in entry.items():
+            if arch == "why":
+                continue
+            at = f"{source}: field 'expect.{name}.{arch}'"
+            if name not in get_backend(arch).mutations:
+                raise ScenarioError(f"{at}: {name} does not change {arch}'s code: nothing to catch there")
+            unknown = sorted(set(names) - stems)
+            if unknown:
+                raise ScenarioError(f"{at}: {unknown[0]!r} is not a test of the scenario; "
+                                    f"expected some of {', '.join(sorted(stems))}")  # fmt: skip
+        caught[name] = {arch: frozenset(names) for arch, names in entry.items() if arch != "why"}
     return LitmusScenario(name=data["name"], path=path, description=data["description"],
-                          tests=tuple(p.resolve() for p in tests), iterations=data["iterations"])  # fmt: skip
+                          tests=tuple(p.resolve() for p in tests), iterations=data["iterations"],
+                          mutations=tuple(mutations), caught=caught)  # fmt: skip
 
 
 _PARSERS: dict[str, Any] = {
@@ -372,7 +419,7 @@ def override_params(
     return scenario if params == scenario.params else replace(scenario, params=params)
 
 
-def mutations_for(scenario: IcacheScenario | RealjitScenario, arch: str) -> list[str]:
+def mutations_for(scenario: IcacheScenario | LitmusScenario | RealjitScenario, arch: str) -> list[str]:
     """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
     the backend does not implement would run the correct protocol again; a realjit mutation runs
     where its ``expect`` names the architecture)."""

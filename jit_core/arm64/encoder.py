@@ -80,6 +80,7 @@ __all__ = [
     "cmn_imm",
     "cmp_imm",
     "cmp_reg",
+    "csel",
     "dc_cvau",
     "dmb",
     "dsb",
@@ -186,6 +187,13 @@ def _scaled(offset: int, scale: int, bits: int, name: str, signed: bool) -> int:
     if not lo <= offset <= hi:
         raise JitError(f"{name} {offset} out of range {lo}..{hi} (multiple of {scale})")
     return (offset // scale) & ((1 << bits) - 1)
+
+
+def _cond(cond: int) -> int:
+    # AL and NV (14, 15) are left out: an unconditional form is never what a caller means.
+    if type(cond) is not int or cond not in range(14):
+        raise JitError(f"condition {cond!r} invalid; valid: 0..13 ({', '.join(COND_NAMES)})")
+    return cond
 
 
 def _sf(is64: bool) -> int:
@@ -399,6 +407,13 @@ def mov_reg(rd: int, rm: int, is64: bool = True) -> int:
 def tst_reg(rn: int, rm: int, is64: bool = True) -> int:
     """TST rn, rm. Raises JitError."""
     return ands_reg(XZR, rn, rm, is64=is64)
+
+
+def csel(rd: int, rn: int, rm: int, cond: int, is64: bool = True) -> int:
+    """CSEL rd, rn, rm, cond (rd = cond ? rn : rm; register 31 is XZR). Raises JitError on a bad
+    register or condition."""
+    return (0x1A800000 | _sf(is64) | _reg(rm, "rm") << 16 | _cond(cond) << 12 | _reg(rn, "rn") << 5
+            | _reg(rd, "rd"))
 
 
 @lru_cache(maxsize=4096)
@@ -656,9 +671,7 @@ def bl(offset: int) -> int:
 
 def b_cond(cond: int, offset: int) -> int:
     """B.cond to pc + offset (+-1 MiB). Raises JitError on a bad condition or offset."""
-    if cond not in range(14):
-        raise JitError(f"condition {cond!r} invalid; valid: 0..13 ({', '.join(COND_NAMES)})")
-    return 0x54000000 | _scaled(offset, 4, 19, "branch offset", signed=True) << 5 | cond
+    return 0x54000000 | _scaled(offset, 4, 19, "branch offset", signed=True) << 5 | _cond(cond)
 
 
 def cbz(rt: int, offset: int, is64: bool = True) -> int:

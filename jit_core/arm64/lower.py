@@ -30,7 +30,10 @@ r2 before the loops. fence_i_writer_only and no_serialize change nothing on arm6
 Ordering mutations: acquire_as_plain / release_as_plain lower load-acquire / store-release as
 LDR / STR; fetch_atomic_relaxed drops the release of STLXR and the trailing DMB ISH of fetching
 atomics; fence_full_as_* put DMB ISHST / ISHLD where DMB ISH was (intrinsics.full_barrier);
-self_sub_as_zero is applied to the IR (compile.lowered_ir).
+self_sub_as_zero and drop_branch_to_next are applied to the IR (compile.lowered_ir);
+branch_as_select if-converts ``if rX op K goto +1; rY = imm-or-reg`` (64-bit move, nothing else
+jumping to it) into CMP + CSEL rY, rY, src, op: rY keeps a dependency on rX through CSEL, but
+the instructions after the join lose the control dependency of the branch.
 """
 
 from __future__ import annotations
@@ -116,10 +119,14 @@ class _Lowering(CodeBuffer):
         super().__init__(len(prog))
         self.prog = prog
         self.mutation = mutation
+        self.selects: frozenset[int] = frozenset()  # jumps lowered as CSEL (branch_as_select)
 
     def run(self) -> Compiled:
         prog = self.prog
-        entries = set(verify(prog).functions)
+        info = verify(prog)
+        entries = set(info.functions)
+        self.selects = _select_sites(prog, info.jump_targets) if self.mutation == "branch_as_select" \
+            else frozenset()
         code, body = self.code, self.body
         n = len(prog)
         i = 0
@@ -140,7 +147,7 @@ class _Lowering(CodeBuffer):
                     raise
                 nxt = prog[i + 1] if i + 1 < n else None
                 raise JitError(str(err), i, format_insn(insn, nxt)) from None
-            if insn.opcode == isa.LDDW_OPCODE:
+            if insn.opcode == isa.LDDW_OPCODE or i in self.selects:
                 i += 1
                 body[i] = body[i - 1]
             i += 1
@@ -332,6 +339,12 @@ class _Lowering(CodeBuffer):
             code.append(e.cmn_imm(dst, -insn.imm, is64))
         else:
             code.append(e.cmp_reg(dst, self.imm_reg(insn.imm, is64), is64))
+        if self.index in self.selects:
+            move = self.prog[self.index + 1]
+            src = REGS[move.src] if move.opcode & isa.SRC_X else self.imm_reg(move.imm, True)
+            moved = REGS[move.dst]
+            code.append(e.csel(moved, moved, src, JUMP_CONDS[op]))
+            return
         self.fixup(FIX_BCOND, self.index + insn.off + 1, arg=JUMP_CONDS[op])
 
     def call(self, insn: Insn) -> None:
@@ -346,6 +359,18 @@ class _Lowering(CodeBuffer):
 
     def exit(self, insn: Insn) -> None:
         self.code.extend(EPILOGUE)
+
+
+def _select_sites(prog: Sequence[Insn], jump_targets: frozenset[int]) -> frozenset[int]:
+    """The conditional jumps that skip exactly one 64-bit register move (``mov``, no sign
+    extension) that nothing else jumps to: what branch_as_select turns into CSEL. A 32-bit move is
+    left alone (CSEL would have to zero-extend the kept register too)."""
+    moves = {isa.ALU64 | isa.MOV | isa.SRC_K, isa.ALU64 | isa.MOV | isa.SRC_X}
+    return frozenset(
+        i for i, insn in enumerate(prog[:-1])
+        if insn.cls in (isa.JMP, isa.JMP32) and insn.opcode & 0xF0 in isa.COND_JUMPS and insn.off == 1
+        and prog[i + 1].opcode in moves and prog[i + 1].off == 0 and i + 1 not in jump_targets
+    )
 
 
 _MOVSX: dict[int, Callable[[int, int, bool], int]] = {

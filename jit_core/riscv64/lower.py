@@ -397,9 +397,10 @@ class RiscV64Backend:
     """The riscv64 backend (``jit_core.backend.Backend``)."""
 
     arch = "riscv64"
+    # branch_as_select needs a conditional select, which RV64GC lacks (Zicond is not in the profile)
     mutations = frozenset({Mutation.HALF_RANGE, Mutation.FENCE_I_WRITER_ONLY}) | frozenset(
         ORDERING_MUTATIONS
-    )
+    ) - {Mutation.BRANCH_AS_SELECT}
     nop = E.addi(Reg.ZERO, Reg.ZERO, 0).to_bytes(4, "little")
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
