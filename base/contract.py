@@ -79,8 +79,8 @@ class ExecResult(TypedDict):
 class StressResult(TypedDict):
     """One entry of ``jitprobe run --json``'s results: a cell of the detection matrix.
 
-    ``verdict`` is None for a cell the run could not exercise or a bug the sanitizer has no rule
-    for (``observed`` then says which)."""
+    ``verdict`` is None for a cell the run could not exercise, a bug the sanitizer has no rule
+    for, or a known open false positive of the sanitizer (``observed`` then says which)."""
 
     arch: str
     cpu: str
@@ -88,7 +88,7 @@ class StressResult(TypedDict):
     scenario: str
     mutation: str
     expected: Literal["clean", "caught"]
-    observed: Literal["clean", "caught", "not exercised", "not detected"]
+    observed: Literal["clean", "caught", "not exercised", "not detected", "known false positive"]
     caught_by: list[str]  # sanitizer, result (a call returned stale code's value), crash; litmus: model, run
     verdict: Verdict | None
     violations: list[Violation]

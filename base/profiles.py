@@ -98,6 +98,7 @@ PROFILE_SCHEMA: dict[str, Field] = {
     "elf_machine": Field(int, "e_machine of the architecture's ELF executables"),
     "elf_flags": Field(int, "e_flags of the architecture's ELF executables"),
     "cross_packages": Field(list, "Debian packages of this guest's binutils and gcc on the host (tests)"),
+    "gnu_triplet": Field(str, "GNU triplet: Debian's multiarch folder, prefix of the host's gcc for it"),
     "capstone": Field(
         {
             "arch": Field(str, "capstone's CS_ARCH_* name without the prefix"),
@@ -237,6 +238,7 @@ class Profile:
     elf_machine: int
     elf_flags: int
     cross_packages: tuple[str, ...]
+    gnu_triplet: str
     capstone_arch: str
     capstone_mode: tuple[str, ...]
     syscalls: Mapping[str, int]
@@ -412,6 +414,7 @@ def parse_profile(data: Any, path: Path) -> Profile:
         elf_machine=data["elf_machine"],
         elf_flags=data["elf_flags"],
         cross_packages=tuple(data["cross_packages"]),
+        gnu_triplet=data["gnu_triplet"],
         capstone_arch=data["capstone"]["arch"],
         capstone_mode=tuple(data["capstone"]["mode"]),
         syscalls=dict(syscalls),

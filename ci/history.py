@@ -22,7 +22,7 @@ from typing import Any
 
 from base.errors import InfraError
 
-from .signature import cell_key, signature_of
+from .signature import cell_key, cell_verdict, signature_of
 
 __all__ = ["HISTORY_FILE", "History", "SignatureStats", "default_history_path"]
 
@@ -140,7 +140,7 @@ class History:
                             night,
                             job_id,
                             cell_key(cell),
-                            str(cell.get("verdict") or "not exercised"),
+                            cell_verdict(cell),
                             sig.id if sig else None,
                             sig.text if sig else None,
                         ),

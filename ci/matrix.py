@@ -41,6 +41,7 @@ from harness.stress.scenarios import (
     SUITES,
     IcacheScenario,
     KernelScenario,
+    RealjitScenario,
     Scenario,
     load_suite,
     mutations_for,
@@ -177,6 +178,8 @@ def _runs_on(scenario: Scenario, arch: str, cpu: str) -> bool:
         return cpu in scenario.cpus.get(arch, (cpu,))
     if isinstance(scenario, KernelScenario):
         return arch in scenario.arches
+    if isinstance(scenario, RealjitScenario):
+        return cpu in scenario.cpus.get(arch, (cpu,))
     return True
 
 
@@ -269,6 +272,7 @@ def load_matrix(path: Path = MATRIX_FILE, scenario_dir: Path = STRESS_DIR) -> Ma
 
 _BOOT_S = 10.0  # a sanitized boot to readiness on this kind of host, before the profile's slowdown
 _CELL_S = 1.0  # one stress program under the sanitizer
+_REALJIT_S = 60.0  # one real JIT's program under the sanitizer (README: --suite realjit)
 
 
 def estimate_s(job: MatrixJob) -> float:
@@ -279,6 +283,8 @@ def estimate_s(job: MatrixJob) -> float:
         work = scenario.timeout_s / 2
     elif isinstance(scenario, IcacheScenario):
         work = _CELL_S * len(mutations_for(scenario, job.arch))
+    elif isinstance(scenario, RealjitScenario):  # a fresh guest per mutation
+        work = (_BOOT_S + _REALJIT_S) * len(mutations_for(scenario, job.arch)) - _BOOT_S
     else:
         work = _CELL_S * len(scenario.tests)
     return (_BOOT_S + work) * load_profile(job.arch).slowdown

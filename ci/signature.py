@@ -16,7 +16,19 @@ from typing import Any
 
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX
 
-__all__ = ["Signature", "cell_key", "normalize_symbol", "signature_of"]
+__all__ = ["NO_VERDICT", "Signature", "cell_key", "cell_verdict", "normalize_symbol", "signature_of"]
+
+# What a cell with a null verdict shows: what it observed when that says why (a bug the sanitizer
+# has no rule for, a known open false positive of the sanitizer), else "not exercised".
+NO_VERDICT = ("not detected", "known false positive", "not exercised")
+
+
+def cell_verdict(cell: Mapping[str, Any]) -> str:
+    """The cell's verdict, or for a null one the NO_VERDICT entry that says why."""
+    if cell.get("verdict"):
+        return str(cell["verdict"])
+    observed = cell.get("observed")
+    return str(observed) if observed in NO_VERDICT else "not exercised"
 
 
 @dataclass(frozen=True)

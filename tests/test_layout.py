@@ -2,7 +2,8 @@
 
 Architecture names may appear in the project's code only where that architecture lives: its
 profile (arch_profiles/), its backend (jit_core/<arch>/) and its sanitizer rule file
-(harness/sanitizer/arch_<arch>.c). Tests, docs and data are not scanned.
+(harness/sanitizer/arch_<arch>.c). Tests, docs, data and the guest programs' C sources of
+harness/realjit/src/ are not scanned.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from base.profiles import available_arches, load_profile
 ROOT = Path(__file__).resolve().parent.parent
 CODE_SUFFIXES = {".py", ".sh", ".c", ".h", ".toml"}
 CODE_NAMES = {"Makefile"}
-NOT_SCANNED = ("tests/", "docs/", "arch_profiles/")
+# harness/realjit/src/ holds the C sources of guest programs (a real JIT's test driver, with
+# per-architecture #if like tests/sanitizer_progs/), which the host's code only compiles.
+NOT_SCANNED = ("tests/", "docs/", "arch_profiles/", "harness/realjit/src/")
 # The sanitizer's C rule files are chosen by one table in plugin.c, which names their symbols
 # (arch_<name>); the C test of the rule engine is a test.
 RULE_FILE_TABLE = "harness/sanitizer/plugin.c"

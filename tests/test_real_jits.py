@@ -1,69 +1,53 @@
 """Real JITs under the coherency sanitizer: Debian's PCRE2 JIT (sljit) and LuaJIT, two threads each.
 
-tests/realjit/ builds small static programs linked with Debian's own libpcre2-8.a and
-libluajit-5.1.a (pinned in tests/realjit/packages.lock.json; which suite for which architecture,
-and why, is in tests/realjit/__init__.py). Each program compiles, runs and throws away JIT code in
-a loop on two threads; both libraries synchronize correctly on every architecture here:
-- sljit flushes with SLJIT_CACHE_FLUSH, GCC's __builtin___clear_cache (sljitConfigInternal.h):
-  arm64 libgcc's __aarch64_sync_cache_range (DC CVAU per line unless CTR_EL0.IDC, DSB ISH, IC IVAU
-  per line unless CTR_EL0.DIC, DSB ISH, ISB), riscv64 glibc's __riscv_flush_icache(start, end, 0)
-  (the riscv_flush_icache system call for all harts), nothing on x86_64 (same thread);
-- LuaJIT's lj_mcode_sync calls __clear_cache the same way (nothing on x86).
-Each thread runs only the code it wrote itself, so no cross-modification rule applies to either
-program: the run, as `jitprobe exec --sanitize --smp 2` gives it to a user, must report zero
-violations on every architecture and CPU model. A report here is a false positive of the sanitizer
-unless it is shown to be a real bug of the JIT; such a proven bug would be listed in
-PROVEN_JIT_BUGS with its evidence (none is known).
-
-``shared_line`` isolates what sljit's executable allocator, shared by all threads, does: two
-threads' code in one cache line, each installed with the full protocol by its own writer, the
-second installed after the first and before the first runs. Correct on every architecture; a
-sanitizer that judges the first thread's ISB against the second thread's later IC and DSB on the
-same line reports it (arm64.no_isb) -- the false positive the PCRE2 run shows on cortex-a57 and
-neoverse-n1.
+harness/realjit/ builds small static programs linked with Debian's own libpcre2-8.a and
+libluajit-5.1.a (pinned in harness/realjit/packages.lock.json; which suite for which architecture,
+and why, is in harness/realjit/programs.yaml). Each program compiles, runs and throws away JIT
+code in a loop on two threads. The realjit stress suite (tests/stress/realjit/, one file per
+program) says what each must give: clean on every architecture and CPU model unless the file
+names a proven bug of the JIT (``expect.none``, with its evidence; none is known), and the
+sanitizer's known open false positives with their reasons (``open_false_positives``). The guest
+tests run the suite's cells through the runner of ``jitprobe run --suite realjit``
+(harness.stress.runner), one fresh sanitized guest with 2 vCPUs per cell; a known open false
+positive, when it shows, is an xfail with its reason, never a pass.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from realjit import PROGRAMS, build, describe, pinned
 
-from base.errors import InfraError
-from base.profiles import load_profile
+from base.contract import StressResult
+from base.profiles import available_arches, load_profile
+from harness.realjit import OK_MARKER, build, describe, load_programs, pinned
+from harness.runs import read_results
 from harness.sanitizer.symbols import Symbolizer
+from harness.stress.runner import Job, Selection, _cell, _judge, _known_false_positive, plan, run_jobs
+from harness.stress.scenarios import (
+    KNOWN_FALSE_POSITIVE,
+    STRESS_DIR,
+    RealjitScenario,
+    ScenarioError,
+    expected_rules,
+    false_positive_rules,
+    load_suite,
+    mutations_for,
+    parse_realjit,
+    tolerated_rules,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = [("arm64", "cortex-a57"), ("arm64", "neoverse-n1"), ("arm64", "neoverse-v1"), ("riscv64", "rv64"),
-          ("x86_64", "max")]  # fmt: skip
-# (program, arch, cpu) -> rules that a proven bug of that JIT makes the sanitizer report (with the
-# evidence in a comment). Empty: every report is a sanitizer false positive.
-PROVEN_JIT_BUGS: dict[tuple[str, str, str], set[str]] = {}
-
-# A sanitizer defect still open (issue 7's note): now and then (1 of about 15 loaded runs) a
-# PCRE2 run on arm64 reports arm64.no_isb in the program's own text (sljit_malloc_exec), "written"
-# by one of its heap stores on the other vCPU: a page the process used for heap, freed, then filled
-# with the binary's text by the 9p device, whose writes the plugin does not see. The test reports it
-# as xfail until that mechanism is handled, and passes when it does not occur.
-OPEN_FALSE_POSITIVES = {("pcre2_jit", "arm64"): {"cortex-a57", "neoverse-n1"}}
-OPEN_FALSE_POSITIVE_REASON = "open sanitizer false positive: a recycled heap page refilled with program text"
-RUN_TIMEOUT_S = 1800  # a sanitized two-thread run takes about a minute on a loaded 2-core host
+SCENARIOS = [s for s in load_suite("realjit") if isinstance(s, RealjitScenario)]
+JOBS = plan({"realjit": SCENARIOS}, available_arches(), None)
+CELLS = [(job, m) for job in JOBS for m in mutations_for(job.scenarios[0], job.arch)]  # type: ignore[arg-type]
 
 
-def _program(name: str, arch: str) -> Path:
-    try:
-        return build(name, arch)
-    except InfraError as exc:
-        pytest.fail(f"cannot build the {name} program for {arch}: {exc}", pytrace=False)
-
-
-def _describe(violations: list[dict[str, Any]], program: Path) -> str:
+def _describe(violations: list[Any], program: Path) -> str:
     """One line per (rule, space, symbol, writer symbol, vCPUs) with instructions and executions."""
     symbols = Symbolizer([program])
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -82,42 +66,134 @@ def _describe(violations: list[dict[str, Any]], program: Path) -> str:
     )
 
 
-def test_every_program_is_pinned_for_every_architecture() -> None:
-    for name, program in PROGRAMS.items():
-        assert set(program.libraries) == {arch for arch, _ in MODELS}, name
+def test_every_program_has_a_scenario_and_is_pinned_for_every_architecture() -> None:
+    programs = load_programs()
+    assert sorted(s.program for s in SCENARIOS) == sorted(programs)
+    for name, program in programs.items():
+        assert set(program.libraries) == set(available_arches()), name
         for arch, library in program.libraries.items():
             assert library is None or pinned(library, arch).version, (name, arch)
+            assert describe(name, arch)
 
 
-def test_the_models_are_the_profiles() -> None:
-    for arch, cpu in MODELS:
-        assert load_profile(arch).cpu_model(cpu) is not None
+def test_every_cpu_model_runs_every_program() -> None:
+    """No scenario leaves a model out: each runs on every stress model of every profile."""
+    for scenario in SCENARIOS:
+        ran = {(j.arch, j.cpu) for j in JOBS if j.scenarios[0] is scenario}
+        assert ran == {(a, c) for a in available_arches() for c in load_profile(a).stress_cpus}
+
+
+def test_the_known_false_positive_is_data_with_its_reason() -> None:
+    (pcre2,) = [s for s in SCENARIOS if s.name == "pcre2_jit"]
+    rules, why = false_positive_rules(pcre2, "arm64", "cortex-a57")
+    assert rules == {"arm64.no_isb"} and "9p" in why
+    assert false_positive_rules(pcre2, "arm64", "neoverse-v1") == (set(), "")
+
+
+def test_the_broken_variant_runs_where_it_changes_the_code() -> None:
+    """no_cache_flush runs on arm64 and riscv64, not x86_64 (nothing calls a flush there); its
+    expected rule follows the CPU's CTR_EL0 bits, and what the kernel may add is may_also."""
+    (pcre2,) = [s for s in SCENARIOS if s.name == "pcre2_jit"]
+    assert mutations_for(pcre2, "x86_64") == ["none"]
+    assert mutations_for(pcre2, "riscv64") == ["none", "no_cache_flush"]
+    assert expected_rules(pcre2, "arm64", "cortex-a57", "no_cache_flush") == {"arm64.no_dc_clean"}
+    assert expected_rules(pcre2, "arm64", "neoverse-n1", "no_cache_flush") == {"arm64.no_ic_invalidate"}
+    assert expected_rules(pcre2, "arm64", "neoverse-v1", "no_cache_flush") == {"arm64.no_dsb"}
+    assert tolerated_rules(pcre2, "arm64", "neoverse-n1", "no_cache_flush") == {"arm64.no_dsb"}
+    assert expected_rules(pcre2, "arm64", "cortex-a57", "none") == set()
+
+
+def _violation(rule: str, symbol: str | None = "sljit_malloc_exec+0x10") -> Any:
+    return {"rule": rule, "pc": 0x40_0000, "vcpu": 1, "paddr": 0, "insn": "", "disasm": "ret",
+            "symbol": symbol, "writer_pc": 0, "writer_vcpu": 0, "count": 1, "space": "user"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expected", "rules", "exit_code", "observed", "verdict"),
+    [
+        (set(), [], 0, "clean", "pass"),
+        (set(), ["arm64.no_isb"], 0, KNOWN_FALSE_POSITIVE, None),  # the known one: never a pass
+        (set(), ["arm64.no_dsb"], 0, "caught", "fail"),  # any other rule: a failure
+        (set(), ["arm64.no_isb", "arm64.no_dsb"], 0, "caught", "fail"),
+        (set(), ["arm64.no_isb"], 1, "caught", "fail"),  # and a wrong result too: a failure
+        ({"arm64.no_dc_clean"}, ["arm64.no_dc_clean", "arm64.no_isb"], 0, KNOWN_FALSE_POSITIVE, None),
+    ],
+)  # fmt: skip
+def test_a_known_false_positive_is_neither_pass_nor_fail(
+    expected: set[str], rules: list[str], exit_code: int, observed: str, verdict: str | None
+) -> None:
+    job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
+    cell: StressResult = _cell(job, "pcre2_jit", "none", expected, Selection())
+    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    assert (cell["observed"], cell["verdict"]) == (observed, verdict)
+    if verdict is None:
+        assert cell["detail"].startswith("known open false positive (a recycled page): ")
+
+
+def test_the_known_false_positive_is_in_the_programs_text_never_in_jit_code() -> None:
+    job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
+    cell: StressResult = _cell(job, "pcre2_jit", "none", set(), Selection())
+    _judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
+    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    assert (cell["observed"], cell["verdict"]) == ("caught", "fail")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"program": "v8"}, "field 'program': expected one of luajit_flush, pcre2_jit, shared_line"),
+        ({"mutations": ["no_isb"]}, "unknown mutation 'no_isb'; expected some of no_cache_flush"),
+        ({"mutations": ["no_cache_flush"]}, "field 'expect.no_cache_flush': missing"),
+        ({"expect": {"none": {"why": "x", "arm64": ["arm64.nope"]}}}, "unknown rule 'arm64.nope' for arm64"),
+        ({"open_false_positives": [{"why": "x", "arm64": {"cpus": ["a72"], "rules": ["arm64.no_isb"]}}]},
+         "field 'open_false_positives[0]'.arm64.cpus: expected some of cortex-a57"),
+        ({"open_false_positives": [{"arm64": {"cpus": [], "rules": []}}]}, "expected a mapping of why"),
+        ({"cpus": {"arm64": ["a72"]}}, "field 'cpus.arm64': expected a list of cortex-a57"),
+        ({"mutations": ["no_cache_flush"],
+          "expect": {"no_cache_flush": {"why": "x", "may_also": {"vax": []}}}},
+         "field 'expect.no_cache_flush.may_also.vax': expected an architecture"),
+    ],
+)  # fmt: skip
+def test_a_bad_realjit_scenario_names_the_file_the_field_and_the_choices(change: dict[str, Any],
+                                                                        message: str) -> None:  # fmt: skip
+    path = STRESS_DIR / "realjit" / "pcre2_jit.yaml"
+    data = {"name": "pcre2_jit", "description": "d", "program": "pcre2_jit", "timeout_s": 60, **change}
+    with pytest.raises(ScenarioError) as caught:
+        parse_realjit(data, path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_run_list_shows_the_realjit_cells_and_the_known_false_positive() -> None:
+    argv = [sys.executable, "-m", "harness.cli", "run", "--list", "--suite", "realjit", "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["matrix"]
+    assert {"arch": "arm64", "cpu": "cortex-a57", "scenario": "pcre2_jit", "mutation": "none",
+            "expected": "clean; open false positive: arm64.no_isb"} in rows  # fmt: skip
+    assert {"arch": "x86_64", "cpu": "max", "scenario": "luajit_flush", "mutation": "none",
+            "expected": "clean"} in rows  # fmt: skip
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("name", sorted(PROGRAMS))
-@pytest.mark.parametrize(("arch", "cpu"), MODELS, ids=[f"{a}-{c}" for a, c in MODELS])
-def test_real_jit_sanitizes_clean(
-    name: str, arch: str, cpu: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if (name, arch) in OPEN_FALSE_POSITIVES and cpu in OPEN_FALSE_POSITIVES[(name, arch)]:
-        request.applymarker(pytest.mark.xfail(reason=OPEN_FALSE_POSITIVE_REASON, strict=False))
-    program = _program(name, arch)
-    argv = [sys.executable, "-m", "harness.cli", "exec", "--arch", arch, "--cpu", cpu, "--sanitize",
-            "--smp", "2", "--timeout", "900", "--json", str(program)]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=RUN_TIMEOUT_S,
-                          env=dict(os.environ, JITPROBE_RUNS=str(tmp_path)))  # fmt: skip
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        message = f"jitprobe exec gave no JSON (exit {proc.returncode}): {proc.stderr[-2000:]}"
-        pytest.fail(message, pytrace=False)
-    what = f"{name} ({describe(name, arch)}) on {arch} {cpu}"
-    ran = result["exit_code"] == 0 and " ok: " in result["stdout"]
-    assert ran, (what, result["stdout"], result["console_tail"])
-    violations = result["violations"]
-    expected = PROVEN_JIT_BUGS.get((name, arch, cpu), set())
-    assert {v["rule"] for v in violations} == expected, f"{what}:\n{_describe(violations, program)}"
-    if not expected:
-        passed = result["verdict"] == "pass" and proc.returncode == 0
-        assert passed, (what, result["verdict"], proc.stderr[-2000:])
+@pytest.mark.parametrize(("job", "mutation"), CELLS,
+                         ids=[f"{j.scenarios[0].name}-{m}-{j.arch}-{j.cpu}" for j, m in CELLS])  # fmt: skip
+def test_real_jit_cell(job: Job, mutation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cell as ``jitprobe run --suite realjit`` gives it: the verdict its scenario file says."""
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    (scenario,) = job.scenarios
+    assert isinstance(scenario, RealjitScenario)
+    (cell,) = run_jobs([job], Selection(mutation=mutation), tmp_path / "results", workers=1)
+    kept, skipped = read_results(tmp_path / "results")
+    assert len(kept) == 1 and not skipped and kept[0]["verdict"] == cell["verdict"]
+    program = build(scenario.program, job.arch, None if mutation == "none" else mutation)
+    what = f"{scenario.name} {mutation} ({describe(scenario.program, job.arch)}) on {job.arch} {job.cpu}"
+    if cell["observed"] == KNOWN_FALSE_POSITIVE:
+        pytest.xfail(f"{what}: {cell['detail']}")
+    found = _describe(cell["violations"], program)
+    assert cell["verdict"] == "pass", f"{what}: {cell['verdict']}: {cell['detail']}\n{found}"
+    observed, expected = set(cell["observed_rules"]), set(cell["expected_rules"])
+    assert expected <= observed <= expected | set(cell["tolerated_rules"]), (observed, expected)
+    assert cell["exit_code"] == 0 or cell["expected"] == "caught"
+    if cell["expected"] == "clean":
+        assert OK_MARKER in cell["detail"]

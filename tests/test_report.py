@@ -19,7 +19,7 @@ from ci.history import History
 from ci.kcidb import kcidb_json
 from ci.report import build_report, write_report
 from ci.report.pictures import VERDICT_COLOURS, histograms, outcome_histogram
-from ci.signature import normalize_symbol, signature_of
+from ci.signature import cell_verdict, normalize_symbol, signature_of
 from harness.runs import append_result
 
 PY = sys.executable
@@ -56,6 +56,16 @@ def test_different_rules_or_tests_are_different_signatures() -> None:
     assert signature_of(cell(verdict="pass")) is None
     crash = dict(cell(verdict="crash"), detail="Oops at ffff800080123456 after 3.2 s")
     assert signature_of(crash).text == "crash | icache/flush_mistakes/sync_before_last_write | - | -"  # type: ignore[union-attr]
+
+
+def test_a_null_verdict_says_why_and_has_no_signature() -> None:
+    """A known open false positive (realjit) or a bug without a rule is shown as such, never as a
+    failure or a pass; any other null verdict is not exercised."""
+    known = dict(cell(verdict=None), observed="known false positive", observed_rules=[RULE])
+    assert cell_verdict(known) == "known false positive" and signature_of(known) is None
+    assert cell_verdict(dict(cell(verdict=None), observed="not detected")) == "not detected"
+    assert cell_verdict(dict(cell(verdict=None), observed="clean")) == "not exercised"
+    assert cell_verdict(cell(verdict="fail")) == "fail"
 
 
 def test_symbols_lose_offsets_and_compiler_suffixes() -> None:

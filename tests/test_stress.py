@@ -270,7 +270,7 @@ def test_run_list_prints_the_matrix_without_booting() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--suite", "speed"], "invalid --suite: 'speed'; valid choices: icache, kernel, litmus, all"),
+        (["--suite", "speed"], "invalid --suite: 'speed'; valid choices: icache, kernel, litmus, realjit,"),
         (["--arch", "mips"], "invalid architecture: 'mips'; valid choices: arm64, riscv64, x86_64"),
         (["--scenario", "nope"], "invalid --scenario: 'nope'; valid choices: "),
         (["--suite", "icache", "--mutation", "nope"], "invalid --mutation: 'nope'; valid choices: "),

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any
 
-from ..signature import signature_of
+from ..signature import NO_VERDICT, signature_of
 from .model import (
     Failure,
     Report,
@@ -116,7 +116,7 @@ def junit_xml(report: Report) -> ET.ElementTree:
         counts[classname]["tests"] += 1
         sig = signature_of(cell)
         if sig is None:
-            if verdict == "not exercised":
+            if verdict in NO_VERDICT:
                 ET.SubElement(case, "skipped", message=str(cell.get("detail", ""))[:500])
                 counts[classname]["skipped"] += 1
             continue

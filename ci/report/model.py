@@ -20,7 +20,7 @@ from harness.runs import RESULTS_FILE, read_results
 
 from ..history import History, SignatureStats
 from ..matrix import jitprobe_commit
-from ..signature import Signature, cell_key, signature_of
+from ..signature import Signature, cell_key, cell_verdict, signature_of
 
 __all__ = [
     "LOCK_FILE",
@@ -319,7 +319,7 @@ def build_report(paths: Sequence[Path], history: History | None = None) -> Repor
 
 
 def verdict_of(cell: Mapping[str, Any]) -> str:
-    return str(cell.get("verdict") or "not exercised")
+    return cell_verdict(cell)
 
 
 def where(cell: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..signature import cell_key
+from ..signature import NO_VERDICT, cell_key
 from .model import verdict_of, where
 
 if TYPE_CHECKING:
@@ -41,8 +41,10 @@ VERDICT_COLOURS = {
     "timeout": "#e08a1e",
     "infra": "#777777",
     "not exercised": "#e6c84a",
+    "not detected": "#c9a227",
+    "known false positive": "#b8b8e0",
 }
-_WORST_FIRST = ("infra", "crash", "timeout", "fail", "not exercised", "pass")
+_WORST_FIRST = ("infra", "crash", "timeout", "fail", *NO_VERDICT, "pass")
 _NOT_RUN = "#f2f2f2"  # a place where the test did not run
 _STATE = "#4a78c0"  # an outcome the model allows
 # None drops the entry; with every default entry dropped the SVG has no <metadata> at all.

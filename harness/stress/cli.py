@@ -17,6 +17,7 @@ from base.contract import StressResult
 from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InputError
 from base.profiles import available_arches, expand_arch
 from harness.guest import MAX_SMP, install_signal_handlers
+from harness.realjit import BUILD_MUTATIONS
 from harness.runs import runs_root
 from jit_core.intrinsics import MUTATIONS
 
@@ -29,8 +30,10 @@ from .scenarios import (
     IcacheScenario,
     KernelScenario,
     LitmusScenario,
+    RealjitScenario,
     Scenario,
     expected_rules,
+    false_positive_rules,
     load_suite,
     mutations_for,
 )
@@ -60,8 +63,8 @@ def _scenarios(args: argparse.Namespace) -> dict[str, list[Scenario]]:
         known = sorted(
             {
                 m
-                for s in [*chosen.get("icache", []), *chosen.get("litmus", [])]
-                if isinstance(s, IcacheScenario | LitmusScenario)
+                for s in [*chosen.get("icache", []), *chosen.get("litmus", []), *chosen.get("realjit", [])]
+                if isinstance(s, IcacheScenario | LitmusScenario | RealjitScenario)
                 for arch in available_arches()
                 for m in mutations_for(s, arch)
             }
@@ -104,7 +107,7 @@ def _row_keys(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[str, str, str, str, str]]:
     """(arch, cpu, scenario, mutation, expected) of every cell ``jobs`` run; expected is ``clean``
     or ``caught: <rules>`` (``caught: no rule, crash or result`` for a bug the sanitizer has no
-    rule for)."""
+    rule for), followed by ``; open false positive: <rules>`` where the scenario lists one."""
     rows = []
     for job in jobs:
         for scenario in job.scenarios:
@@ -125,6 +128,9 @@ def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[
                     text = f"caught: {', '.join(sorted(rules))}" if rules else "clean"
                     if rules == {NOT_DETECTED}:
                         text = "caught: no rule, crash or result"
+                    if isinstance(scenario, RealjitScenario):
+                        known, _ = false_positive_rules(scenario, job.arch, job.cpu)
+                        text += f"; open false positive: {', '.join(sorted(known))}" if known else ""
                     rows.append((job.arch, job.cpu, scenario.name, str(m), text))
     return rows
 
@@ -236,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console = Console(width=None if progress.enabled() else 240)
             console.print(matrix_table(jobs, args.mutation))
-            for name, what in [*MUTATIONS.items(), *STRESS_MUTATIONS.items()]:
+            for name, what in [*MUTATIONS.items(), *STRESS_MUTATIONS.items(), *BUILD_MUTATIONS.items()]:
                 console.print(f"  {name}: {what}", markup=False, highlight=False)
         return EXIT_PASS
     if not jobs:

@@ -7,42 +7,66 @@ of the architectures make a mutation's verdict differ from what the profile's
 ``code_modification`` gives, the rules it must be reported with instead (``expect``), each with
 the reason. A kernel scenario is a guest shell script with the regexes its output must match.
 A litmus scenario names BPF litmus tests and the ordering mutations checked on them, with the
-tests whose compiled code the architecture's model must report under each (``expect``).
+tests whose compiled code the architecture's model must report under each (``expect``). A
+realjit scenario names a program of harness.realjit (a real JIT library driven by a C program),
+the mutations it is also built with, the rules each must be reported with where it changes the
+program, and the sanitizer's known open false positives on it, each with its reason.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from base.errors import InputError
-from base.profiles import Field, MapOf, ProfileError, available_arches, first_rule, load_profile, validate
+from base.profiles import Field, MapOf, available_arches, first_rule, load_profile
 from harness.icache import expected_cross_mutation_rules, expected_mutation_rules
 from jit_core.backend import get_backend
 from jit_core.intrinsics import ICACHE_MUTATIONS, ORDERING_MUTATIONS, Mutation
 
+from .realjit_scenarios import (
+    KNOWN_FALSE_POSITIVE,
+    FalsePositive,
+    RealjitScenario,
+    false_positive_rules,
+    parse_realjit,
+)
+from .scenario_checks import (
+    NOT_DETECTED,
+    ScenarioError,
+    check_arch,
+    check_name,
+    check_rules,
+    parse_cpus,
+    parse_may_also,
+    read_scenario,
+    validate_scenario,
+)
+
 __all__ = [
     "GENERATOR_NAMES",
+    "KNOWN_FALSE_POSITIVE",
     "MIN_ITERATIONS",
     "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
     "SUITES",
     "Expected",
+    "FalsePositive",
     "IcacheScenario",
     "KernelScenario",
     "LitmusScenario",
+    "RealjitScenario",
     "Scenario",
     "ScenarioError",
     "StressMutation",
     "expected_rules",
+    "false_positive_rules",
     "load_suite",
     "min_threads",
     "mutations_for",
@@ -50,22 +74,16 @@ __all__ = [
     "parse_icache",
     "parse_kernel",
     "parse_litmus",
+    "parse_realjit",
     "threaded",
     "tolerated_rules",
 ]
 
 STRESS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "stress"
-SUITES = ("icache", "kernel", "litmus")
+SUITES = ("icache", "kernel", "litmus", "realjit")
 # harness.stress.programs.GENERATORS, checked there
 GENERATOR_NAMES = ("install", "publish", "patch", "reuse")
 Expected = Literal["clean", "caught"]
-# An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
-# "not detected", never as a pass.
-NOT_DETECTED = "not detected"
-
-
-class ScenarioError(ProfileError):
-    """A scenario file is unreadable or does not match its schema."""
 
 
 class StressMutation(StrEnum):
@@ -226,58 +244,14 @@ class LitmusScenario:
         return "caught" if test.stem in self.caught.get(mutation, {}).get(arch, ()) else "clean"
 
 
-Scenario = IcacheScenario | KernelScenario | LitmusScenario
-
-
-def _read(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from exc
-
-
-def _validate(data: Any, schema: Mapping[str, Field], source: str) -> None:
-    try:
-        validate(data, schema, source)
-    except ProfileError as exc:  # the profiles' checker: the same messages, under this file's error
-        raise ScenarioError(str(exc)) from None
-
-
-def _check_arch(arch: str, where: str) -> None:
-    if arch not in available_arches():
-        known = ", ".join(available_arches())
-        raise ScenarioError(f"{where}: unknown architecture {arch!r}; expected one of {known}")
-
-
-def _check_name(data: Mapping[str, Any], path: Path) -> None:
-    if data["name"] != path.stem:
-        raise ScenarioError(
-            f"{path}: field 'name': expected {path.stem!r} (the file's name), got {data['name']!r}"
-        )
-
-
-def _check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...]:
-    known = load_profile(arch).code_modification.rules
-    if NOT_DETECTED in entries and len(entries) > 1:
-        raise ScenarioError(f"{where}: {NOT_DETECTED!r} stands alone (a bug the sanitizer has no rule for)")
-    for entry in entries:
-        if entry == NOT_DETECTED:
-            continue
-        rule, _, flag = entry.partition(" unless ")
-        if rule not in known:
-            raise ScenarioError(
-                f"{where}: unknown rule {rule!r} for {arch}; expected one of {', '.join(known)}"
-            )
-        if flag not in ("", "idc", "dic"):
-            raise ScenarioError(f"{where}: unknown CPU flag {flag!r}; expected idc or dic")
-    return tuple(entries)
+Scenario = IcacheScenario | KernelScenario | LitmusScenario | RealjitScenario
 
 
 def parse_icache(data: Any, path: Path) -> IcacheScenario:
     """Validate a loaded icache scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    _validate(data, ICACHE_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, ICACHE_SCHEMA, source)
+    check_name(data, path)
     valid = [*ICACHE_MUTATIONS, *StressMutation]
     for name in data["mutations"]:
         if name not in valid or name == Mutation.NONE:
@@ -285,15 +259,7 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
                 f"{source}: field 'mutations': unknown mutation {name!r}; "
                 f"expected some of {', '.join(m for m in valid if m != Mutation.NONE)}"
             )
-    cpus: dict[str, tuple[str, ...]] = {}
-    for arch, models in (data.get("cpus") or {}).items():
-        _check_arch(arch, f"{source}: field 'cpus'")
-        stress = load_profile(arch).stress_cpus
-        if not isinstance(models, list) or not set(models) <= set(stress):
-            raise ScenarioError(
-                f"{source}: field 'cpus.{arch}': expected a list of {', '.join(stress)}, got {models!r}"
-            )
-        cpus[arch] = tuple(models)
+    cpus = parse_cpus(data.get("cpus"), source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     for mutation, entry in (data.get("expect") or {}).items():
@@ -303,16 +269,13 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
                 f"({', '.join(data['mutations'])})"
             )
         expect[mutation] = {
-            arch: _check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
+            arch: check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
             for arch, rules in entry.items()
             if arch not in ("why", "may_also")
         }
-        for arch, rules in (entry.get("may_also") or {}).items():
-            where = f"{source}: field 'expect.{mutation}.may_also.{arch}'"
-            if arch not in available_arches() or not isinstance(rules, list):
-                raise ScenarioError(f"{where}: expected an architecture ({', '.join(available_arches())}) "
-                                    "with a list of rules")
-            tolerated.setdefault(mutation, {})[arch] = _check_rules(rules, arch, where)
+        also = parse_may_also(entry, f"{source}: field 'expect.{mutation}.may_also")
+        if also:
+            tolerated[mutation] = also
     for mutation in data["mutations"]:
         if mutation in StressMutation.__members__.values():
             missing = [a for a in available_arches() if a not in expect.get(mutation, {})]
@@ -342,10 +305,10 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
 def parse_kernel(data: Any, path: Path) -> KernelScenario:
     """Validate a loaded kernel scenario file. Raises ScenarioError naming file, field and choices."""
     source = str(path)
-    _validate(data, KERNEL_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, KERNEL_SCHEMA, source)
+    check_name(data, path)
     for arch in data["arches"]:
-        _check_arch(arch, f"{source}: field 'arches'")
+        check_arch(arch, f"{source}: field 'arches'")
     for pattern in data["expect_stdout"]:
         try:
             re.compile(pattern)
@@ -369,8 +332,8 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
     """Validate a loaded litmus scenario file. Raises ScenarioError naming file, field and choices,
     and a pattern that matches no file."""
     source = str(path)
-    _validate(data, LITMUS_SCHEMA, source)
-    _check_name(data, path)
+    validate_scenario(data, LITMUS_SCHEMA, source)
+    check_name(data, path)
     tests: list[Path] = []
     for pattern in data["tests"]:
         found = sorted(path.parent.glob(pattern))
@@ -404,7 +367,9 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
                           mutations=tuple(mutations), caught=caught)  # fmt: skip
 
 
-_PARSERS: dict[str, Any] = {"icache": parse_icache, "kernel": parse_kernel, "litmus": parse_litmus}
+_PARSERS: dict[str, Any] = {
+    "icache": parse_icache, "kernel": parse_kernel, "litmus": parse_litmus, "realjit": parse_realjit,
+}
 
 
 @cache
@@ -414,7 +379,7 @@ def load_suite(suite: str, directory: Path = STRESS_DIR) -> tuple[Scenario, ...]
     if suite not in SUITES:
         raise InputError("suite", suite, SUITES)
     parse = _PARSERS[suite]
-    return tuple(parse(_read(path), path) for path in sorted((directory / suite).glob("*.yaml")))
+    return tuple(parse(read_scenario(path), path) for path in sorted((directory / suite).glob("*.yaml")))
 
 
 MIN_ITERATIONS = 2  # the generations alternate: fewer installs never run a stale one
@@ -454,9 +419,12 @@ def override_params(
     return scenario if params == scenario.params else replace(scenario, params=params)
 
 
-def mutations_for(scenario: IcacheScenario | LitmusScenario, arch: str) -> list[str]:
+def mutations_for(scenario: IcacheScenario | LitmusScenario | RealjitScenario, arch: str) -> list[str]:
     """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
-    the backend does not implement would run the correct protocol again)."""
+    the backend does not implement would run the correct protocol again; a realjit mutation runs
+    where its ``expect`` names the architecture)."""
+    if isinstance(scenario, RealjitScenario):
+        return [Mutation.NONE, *(m for m in scenario.mutations if arch in scenario.expect[m])]
     changed = get_backend(arch).mutations
     return [
         Mutation.NONE,
@@ -464,7 +432,9 @@ def mutations_for(scenario: IcacheScenario | LitmusScenario, arch: str) -> list[
     ]
 
 
-def tolerated_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+def tolerated_rules(
+    scenario: IcacheScenario | RealjitScenario, arch: str, cpu: str, mutation: str
+) -> set[str]:
     """Rules ``mutation`` may be reported with besides its expected ones (``expect.may_also``):
     steps an executor running concurrently with the writer can catch it between. Each entry
     ``rule unless <flag>`` counts on CPUs without the flag. Raises InputError for an unknown
@@ -479,7 +449,9 @@ def tolerated_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str
     return out
 
 
-def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str) -> set[str]:
+def expected_rules(
+    scenario: IcacheScenario | RealjitScenario, arch: str, cpu: str, mutation: str
+) -> set[str]:
     """The rules ``mutation`` of ``scenario`` must be reported with on ``arch``/``cpu`` (empty: clean).
 
     From the scenario's ``expect`` where it names the mutation and architecture, else from the
@@ -490,7 +462,7 @@ def expected_rules(scenario: IcacheScenario, arch: str, cpu: str, mutation: str)
     stated = scenario.expect.get(mutation, {}).get(arch)
     if stated is not None:
         return first_rule(stated, flags) if stated else set()
-    if mutation == Mutation.NONE:
+    if mutation == Mutation.NONE or isinstance(scenario, RealjitScenario):
         return set()
     by_profile = (
         expected_cross_mutation_rules if scenario.install == "cross-thread" else expected_mutation_rules

@@ -1,5 +1,0 @@
-import sys
-
-from realjit import main
-
-sys.exit(main(sys.argv))
