@@ -17,7 +17,7 @@ from user_mode import require_runner, run_batch
 
 from base.errors import InputError
 from base.profiles import available_arches, load_profile
-from harness.stress import programs
+from harness.stress import program_asm
 from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
 from harness.stress.runner import Job, Selection, _judge, plan, reproducer, run_jobs
 from harness.stress.scenarios import (
@@ -233,8 +233,8 @@ def test_a_stale_generation_is_caught_by_the_result_oracle(scenario: str,
     program with EXIT_WRONG_RESULT."""
     require_runner("x86_64")
     first = generation_values(_scenario(scenario).params["seed"])[0]
-    real = programs._function
-    monkeypatch.setattr(programs, "_function", lambda arch, value, filler: real(arch, first, filler))
+    real = program_asm.function
+    monkeypatch.setattr(program_asm, "function", lambda arch, value, filler: real(arch, first, filler))
     ((_, status),) = run_batch("x86_64", [build_program(_scenario(scenario), "x86_64", "none", 0)])
     assert status == EXIT_WRONG_RESULT
 
