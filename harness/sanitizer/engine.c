@@ -25,8 +25,13 @@ struct task {
     uint64_t key, usync, mm;
     uint64_t dsb[TASK_DSBS], ndsb; /* the program's last DSBs, a ring */
     uint64_t since;                /* the event at which it was last switched in */
+    uint64_t incarnation;          /* how many threads have had this task pointer */
     uint8_t episode, reborn, execing;
 };
+/* A thread's identity in records (a vCPU's current task, a store's or a maintenance's thread):
+   the kernel's task pointer, 64-byte aligned, with its incarnation in the low bits, so that a
+   record made by a thread that is gone is not taken for the next thread at that pointer. */
+#define INCARNATION_MASK 63ULL
 static struct task g_tasks[TASKS];
 /* The indices of g_tasks' claimed slots, in claim order: scans over every thread (once per
    translated block of written code) touch these instead of the whole 3 MB table. */
@@ -412,12 +417,23 @@ static uint64_t ring_after(const uint64_t *ring, unsigned n, const uint64_t *cou
 static struct task *current(unsigned vcpu);
 static struct task *task_lookup(uint64_t key);
 
+/* The record of the thread an identity names, if that thread still runs; NULL if it is unknown,
+   exited, or its task pointer now belongs to a later thread (*gone then says which). */
+static const struct task *live_thread(uint64_t id, bool *gone)
+{
+    const struct task *t = id ? task_lookup(id & ~INCARNATION_MASK) : NULL;
+    *gone = t && (__atomic_load_n(&t->reborn, RELAXED) ||
+                  (load64(&t->incarnation) & INCARNATION_MASK) != (id & INCARNATION_MASK));
+    return t && !*gone ? t : NULL;
+}
+
 bool engine_by_program(const struct line *l, struct writer w, const struct exec_ctx *x)
 {
     if (!x->user || g_arch->is_kernel_pc(w.pc) || engine_kernel_maintained(l, w.seq)) {
         return false;
     }
-    const struct task *t = w.task ? task_lookup(w.task) : NULL;
+    bool gone;
+    const struct task *t = live_thread(w.task, &gone);
     uint64_t writer_mm = t ? load64(&t->mm) : 0;
     return !(writer_mm && x->mm && writer_mm != x->mm);
 }
@@ -440,7 +456,14 @@ uint64_t engine_dsb_after(unsigned v, uint64_t seq, unsigned need)
 
 uint64_t engine_thread_dsb_after(uint64_t task, uint64_t seq, unsigned need)
 {
-    const struct task *t = task ? task_lookup(task) : NULL;
+    bool gone;
+    const struct task *t = live_thread(task, &gone);
+    if (gone) {
+        /* Its steps were complete when it left: Linux's last switch away from a thread runs the
+           DSB ISH of __switch_to (and its exit path more). The next thread at its pointer has
+           its own ring and must not be asked for them. */
+        return seq + 1;
+    }
     return t ? ring_after(t->dsb, TASK_DSBS, &t->ndsb, seq, need) : UINT64_MAX;
 }
 
@@ -503,6 +526,7 @@ static struct task *current(unsigned vcpu)
    it reaches user mode through the kernel's return from fork, which synchronizes. */
 static void task_start(struct task *t, uint64_t at)
 {
+    __atomic_store_n(&t->incarnation, t->incarnation + 1, RELAXED);
     __atomic_store_n(&t->usync, at, RELAXED);
     __atomic_store_n(&t->episode, EPISODE_SYNC, RELAXED);
     __atomic_store_n(&t->mm, 0, RELAXED);
@@ -511,24 +535,30 @@ static void task_start(struct task *t, uint64_t at)
     __atomic_store_n(&t->reborn, 0, RELAXED);
 }
 
+/* The vCPU's current thread identity (see INCARNATION_MASK). */
+static void publish_identity(unsigned vcpu, uint64_t task, const struct task *t)
+{
+    uint64_t id = task | (t ? load64(&t->incarnation) & INCARNATION_MASK : 0);
+    __atomic_store_n(&g_vcpu[vcpu].task, id, RELAXED);
+}
+
 void engine_switch_task(unsigned vcpu, uint64_t task)
 {
     struct vcpu_state *v = &g_vcpu[vcpu];
-    if (load64(&v->task) == task) {
+    if ((load64(&v->task) & ~INCARNATION_MASK) == task) {
         return;
     }
-    __atomic_store_n(&v->task, task, RELAXED);
     __atomic_store_n(&v->switches, v->switches + 1, RELAXED);
     struct task *t = task ? task_find(task) : NULL;
     g_cur[vcpu] = t;
-    if (!t) {
-        return;
+    if (t) {
+        uint64_t now = engine_event();
+        __atomic_store_n(&t->since, now, RELAXED);
+        if (__atomic_load_n(&t->reborn, RELAXED)) {
+            task_start(t, now);
+        }
     }
-    uint64_t now = engine_event();
-    __atomic_store_n(&t->since, now, RELAXED);
-    if (__atomic_load_n(&t->reborn, RELAXED)) {
-        task_start(t, now);
-    }
+    publish_identity(vcpu, task, t);
 }
 
 void engine_thread_sync(unsigned vcpu) { engine_stamp(&current(vcpu)->usync); }
@@ -606,6 +636,7 @@ static void task_in_mm(unsigned vcpu, uint64_t mm)
             __atomic_store_n(&t->execing, 0, RELAXED);
         } else {
             task_start(t, load64(&t->since));
+            publish_identity(vcpu, load64(&g_vcpu[vcpu].task) & ~INCARNATION_MASK, t);
         }
     }
     __atomic_store_n(&t->mm, mm, RELAXED);

@@ -205,6 +205,24 @@ static void arm64_same_process(void)
     }
 }
 
+/* A store by a thread that is gone: its pointer's next thread must not be asked for its DSB. */
+static void test_gone_writer(void)
+{
+    const char *models[][2] = { { V1, "clean" }, { A57, "arm64.no_dc_clean" } };
+    for (unsigned k = 0; k < 2; k++) {
+        arm64_boot(models[k][0]);
+        arm64_same_process();
+        store(0, USER_PC); /* no DSB, no maintenance: then the thread exits */
+        arm64_syscall(0, 93, 0);
+        set_reg(0, "x9", 0xffff000000200000ULL);
+        insn32(0, MSR_SP_EL0_X9, true);
+        set_reg(1, "x9", 0xffff000000100000ULL); /* a new thread at the writer's pointer */
+        insn32(1, MSR_SP_EL0_X9, true);
+        EXPECT(k ? "a gone writer's store, IDC=0: still not cleaned" : "a gone writer's store, IDC=DIC=1",
+               run(1, true), models[k][1]);
+    }
+}
+
 static void test_arm64(void)
 {
     /* Same thread: each step's omission is its own rule (cortex-a57: IDC=0, DIC=0). */
@@ -756,6 +774,7 @@ int main(int argc, char **argv)
         test_arm64();
         test_riscv64();
         test_x86_64();
+        test_gone_writer();
         test_page_crossing_store();
         test_event_numbers();
         test_threads();
