@@ -3,7 +3,9 @@
  * Design in engine.h; QEMU glue in plugin.c.
  */
 #define _GNU_SOURCE
+#include <inttypes.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -705,6 +707,63 @@ const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu,
         x.thread_sync = engine_user_sync(vcpu, x.mm);
     }
     return g_arch->check(l, m, vcpu, flags, &x);
+}
+
+/* Appends to buf at *at (bounded by n) as snprintf does; *at stops at n. */
+static void append(char *buf, size_t n, size_t *at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t n, size_t *at, const char *fmt, ...)
+{
+    if (*at >= n) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *at, n - *at, fmt, ap);
+    va_end(ap);
+    *at = k < 0 ? n : (*at + (size_t)k < n ? *at + (size_t)k : n);
+}
+
+static void explain_maint(char *buf, size_t n, size_t *at, const char *name, const uint64_t *ring,
+                          const uint64_t *tasks)
+{
+    append(buf, n, at, ", \"%s\": [", name);
+    const char *sep = "";
+    for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+        uint64_t w = load64(&ring[i]);
+        if (w) {
+            append(buf, n, at, "%s{\"event\": %" PRIu64 ", \"vcpu\": %u, \"kernel\": %s, \"thread\": \"0x%" PRIx64 "\"}",
+                   sep, maint_seq(w), maint_vcpu(w), maint_kernel(w) ? "true" : "false", load64(&tasks[i]));
+            sep = ", ";
+        }
+    }
+    append(buf, n, at, "]");
+}
+
+void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, bool user, char *buf, size_t n)
+{
+    struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
+    if (user) {
+        x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
+        x.thread_sync = task_sync(current(vcpu), x.mm);
+    }
+    struct writer w = engine_writer(l, m);
+    bool gone;
+    const struct task *t = live_thread(w.task, &gone);
+    size_t at = 0;
+    append(buf, n, &at,
+           "{\"now\": %" PRIu64 ", \"store\": {\"event\": %" PRIu64 ", \"vcpu\": %u, \"thread\": \"0x%" PRIx64
+           "\", \"thread_state\": \"%s\", \"mm\": \"0x%" PRIx64 "\"}",
+           engine_events(), w.seq, w.vcpu, w.task, t ? "live" : gone ? "gone" : "unknown", t ? load64(&t->mm) : 0);
+    explain_maint(buf, n, &at, "cleans", l->dc, l->dc_task);
+    explain_maint(buf, n, &at, "invalidates", l->ic, l->ic_task);
+    uint64_t cpu_dsb = w.vcpu < g_vcpus ? engine_dsb_after(w.vcpu, w.seq, DSB_STORES | DSB_SHARED) : 0;
+    uint64_t thread_dsb = engine_thread_dsb_after(w.task, w.seq, DSB_STORES | DSB_SHARED);
+    append(buf, n, &at,
+           ", \"writer_cpu_dsb\": %" PRIu64 ", \"writer_thread_dsb\": %" PRId64 ", \"settled\": %" PRIu64
+           ", \"judged_by\": \"%s\", \"executor\": {\"thread\": \"0x%" PRIx64 "\", \"mm\": \"0x%" PRIx64
+           "\", \"thread_sync\": %" PRIu64 ", \"cpu_sync\": %" PRIu64 "}}",
+           cpu_dsb, thread_dsb == UINT64_MAX ? (int64_t)-1 : (int64_t)thread_dsb, settled_seq(load64(&l->settled[w.chunk % CHUNKS])),
+           engine_by_program(l, w, &x) ? "program" : "kernel", x.task, x.mm, x.thread_sync, load64(&g_vcpu[vcpu].csync));
 }
 
 uint64_t engine_min_thread_sync(void)

@@ -282,6 +282,12 @@ uint64_t engine_min_thread_sync(void);
 bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least);
 /* The rule broken when vcpu executes the bytes m of l now (user: at a user PC), or NULL. */
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user);
+/* What the judgement of vcpu executing the bytes m of l (user: at a user PC) rests on, as one JSON
+   object in buf (truncated to n bytes): the newest store, the line's recorded cleans and
+   invalidates, the first DSBs after the store by its writer's CPU and thread, whose protocol
+   judges it and the executor's latest synchronization. For reports: a maintainer reads the
+   sequence seen and the step missing without re-running. */
+void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, bool user, char *buf, size_t n);
 /* Whether the bytes (newest store w) of line l are judged by the executing program's own protocol
    (see engine.h's top): user code executing bytes a thread of its own process wrote in user mode,
    which the kernel has not cleaned or invalidated since. Otherwise they are the kernel's: kernel

@@ -372,6 +372,19 @@ static void test_arm64(void)
     insn32(0, DSB_ISH, true);
     insn32(0, ERET, true); /* ...and returns */
     EXPECT("text refilled in a page another process wrote", run(0, true), "clean");
+    /* The program's other thread, on the other CPU, runs that text next without having taken any
+       exception since: it fetches through the entry the kernel wrote after its maintenance. */
+    EXPECT("text a thread on another CPU faulted in", run(1, true), "clean");
+    /* Kernel code that another CPU patched still needs that CPU's synchronization (an IPI). */
+    EXPECT("the same bytes as kernel code on the other CPU", run(1, false), "arm64.no_isb");
+    /* An incomplete kernel maintenance is still reported to user code. */
+    arm64_boot(A57);
+    store(0, USER_PC);
+    set_reg(0, "x9", CODE);
+    insn32(0, DC_CVAU_X9, true);
+    insn32(0, DSB_ISH, true);
+    insn32(0, IC_IVAU_X9, true);
+    EXPECT("kernel maintenance without its last DSB", run(1, true), "arm64.no_dsb");
 
     /* Cross-modification: the executor's own ISB is needed; an interrupt must not hide its absence. */
     arm64_boot(A57);

@@ -265,7 +265,7 @@ static void on_tb_exec(unsigned vcpu, void *udata)
         const struct rule *rule = engine_check(l, e->bytes, vcpu, e->flags, !g_arch->is_kernel_pc(e->vaddr));
         if (rule) {
             ok = false;
-            report_violation(&tc->seen[i], rule, e, engine_writer(l, e->bytes), vcpu);
+            report_violation(&tc->seen[i], rule, e, l, vcpu);
         }
     }
     if (ok) {

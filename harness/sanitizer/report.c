@@ -2,7 +2,8 @@
  * The sanitizer's report: one JSON object per line.
  *
  *   {"kind": "violation", "rule", "pc", "vcpu", "paddr", "insn", "writer_pc", "writer_vcpu",
- *    "count", "space"}   pc/paddr/writer_pc as "0x..." strings, insn as hex bytes
+ *    "count", "space", "events"}   pc/paddr/writer_pc as "0x..." strings, insn as hex bytes,
+ *   events what the first occurrence's judgement rested on (engine_explain)
  *   {"kind": "summary", ...}  written at exit (coherency.c, on_plugin_exit)
  *
  * Violations are deduplicated by (rule, pc, paddr). The first occurrence is appended at once (so
@@ -25,6 +26,7 @@ struct violation {
     unsigned vcpu, writer_vcpu, size;
     uint8_t insn[MAX_INSN_BYTES];
     uint64_t count;
+    char events[1024];
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,13 +55,13 @@ static void write_violation(FILE *f, const struct violation *v)
     fprintf(f,
             "{\"kind\": \"violation\", \"rule\": \"%s\", \"pc\": \"0x%" PRIx64 "\", \"vcpu\": %u, "
             "\"paddr\": \"0x%" PRIx64 "\", \"insn\": \"%s\", \"writer_pc\": \"0x%" PRIx64 "\", "
-            "\"writer_vcpu\": %u, \"count\": %" PRIu64 ", \"space\": \"%s\"}\n",
+            "\"writer_vcpu\": %u, \"count\": %" PRIu64 ", \"space\": \"%s\", \"events\": %s}\n",
             v->rule->name, v->pc, v->vcpu, v->paddr, hex, v->writer_pc, v->writer_vcpu,
-            __atomic_load_n(&v->count, RELAXED), g_arch->is_kernel_pc(v->pc) ? "kernel" : "user");
+            __atomic_load_n(&v->count, RELAXED), g_arch->is_kernel_pc(v->pc) ? "kernel" : "user", v->events);
 }
 
 void report_violation(struct violation_cache *cache, const struct rule *rule, const struct check_entry *e,
-                      struct writer w, unsigned vcpu)
+                      const struct line *l, unsigned vcpu)
 {
     struct violation *last = __atomic_load_n(&cache->last, __ATOMIC_ACQUIRE);
     if (last && last->rule == rule) {
@@ -73,10 +75,12 @@ void report_violation(struct violation_cache *cache, const struct rule *rule, co
     if (v) {
         __atomic_add_fetch(&v->count, 1, RELAXED);
     } else {
+        struct writer w = engine_writer(l, e->bytes);
         v = g_new0(struct violation, 1);
         *v = (struct violation){ .rule = rule, .pc = e->vaddr, .paddr = e->pa, .vcpu = vcpu,
                                  .writer_pc = w.pc, .writer_vcpu = w.vcpu, .size = e->size, .count = 1 };
         memcpy(v->insn, e->insn, sizeof(v->insn));
+        engine_explain(l, e->bytes, vcpu, !g_arch->is_kernel_pc(e->vaddr), v->events, sizeof(v->events));
         g_hash_table_insert(g_violations, g_strdup(key), v);
         if (g_out) {
             write_violation(g_out, v);

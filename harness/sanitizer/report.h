@@ -15,7 +15,7 @@ struct violation_cache {
 
 bool report_open(const char *path);
 void report_violation(struct violation_cache *cache, const struct rule *rule, const struct check_entry *e,
-                      struct writer w, unsigned vcpu);
+                      const struct line *l, unsigned vcpu);
 void report_close(const char *status_json);
 
 #endif
