@@ -27,7 +27,8 @@ from base.profiles import available_arches, load_profile
 from harness.realjit import OK_MARKER, build, describe, load_programs, pinned
 from harness.runs import read_results
 from harness.sanitizer.symbols import Symbolizer
-from harness.stress.runner import Job, Selection, _cell, _judge, _known_false_positive, plan, run_jobs
+from harness.stress.judging import judge, mark_known_false_positive
+from harness.stress.runner import Job, Selection, _cell, plan, run_jobs
 from harness.stress.scenarios import (
     KNOWN_FALSE_POSITIVE,
     STRESS_DIR,
@@ -124,8 +125,8 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
 ) -> None:
     job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
     cell: StressResult = _cell(job, "pcre2_jit", "none", expected, Selection())
-    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
-    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    mark_known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
     assert (cell["observed"], cell["verdict"]) == (observed, verdict)
     if verdict is None:
         assert cell["detail"].startswith("known open false positive (a recycled page): ")
@@ -134,8 +135,8 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
 def test_the_known_false_positive_is_in_the_programs_text_never_in_jit_code() -> None:
     job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
     cell: StressResult = _cell(job, "pcre2_jit", "none", set(), Selection())
-    _judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
-    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
+    mark_known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
     assert (cell["observed"], cell["verdict"]) == ("caught", "fail")
 
 

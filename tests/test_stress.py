@@ -18,8 +18,9 @@ from user_mode import require_runner, run_batch
 from base.errors import InputError
 from base.profiles import available_arches, load_profile
 from harness.stress import program_asm
+from harness.stress.judging import judge
 from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
-from harness.stress.runner import Job, Selection, _judge, plan, reproducer, run_jobs
+from harness.stress.runner import Job, Selection, plan, reproducer, run_jobs
 from harness.stress.scenarios import (
     STRESS_DIR,
     IcacheScenario,
@@ -188,19 +189,19 @@ def _violation(rule: str) -> Any:
 def test_judge(expected: set[str], exit_code: int | None, rules: list[str], verdict: str,
                caught_by: list[str]) -> None:  # fmt: skip
     cell = _cell(expected)
-    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
     assert (cell["verdict"], cell["caught_by"]) == (verdict, caught_by)
 
 
 def test_without_the_sanitizer_a_bug_it_alone_sees_is_not_exercised_never_passed() -> None:
     cell = _cell({"arm64.no_isb"})
-    _judge(cell, 0, [], sanitize=False)
+    judge(cell, 0, [], sanitize=False)
     assert (cell["observed"], cell["verdict"]) == ("not exercised", None)
 
 
 def test_without_the_sanitizer_a_bug_the_result_shows_is_caught() -> None:
     cell = _cell({"arm64.no_isb"})
-    _judge(cell, EXIT_WRONG_RESULT, [], sanitize=False)
+    judge(cell, EXIT_WRONG_RESULT, [], sanitize=False)
     assert (cell["observed"], cell["verdict"], cell["caught_by"]) == ("caught", "pass", ["result"])
 
 
