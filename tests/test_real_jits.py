@@ -14,16 +14,20 @@ positive, when it shows, is an xfail with its reason, never a pass.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from base.contract import StressResult
+from base.errors import InfraError
 from base.profiles import available_arches, load_profile
+from harness import realjit
 from harness.realjit import OK_MARKER, build, describe, load_programs, pinned
 from harness.runs import read_results
 from harness.sanitizer.symbols import Symbolizer
@@ -102,6 +106,32 @@ def test_the_broken_variant_runs_where_it_changes_the_code() -> None:
     assert expected_rules(pcre2, "arm64", "neoverse-v1", "no_cache_flush") == {"arm64.no_dsb"}
     assert tolerated_rules(pcre2, "arm64", "neoverse-n1", "no_cache_flush") == {"arm64.no_dsb"}
     assert expected_rules(pcre2, "arm64", "cortex-a57", "none") == set()
+
+
+def test_a_pinned_deb_is_fetched_once_and_a_mismatch_names_the_suite_and_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    served = [b"what the mirror serves"]
+
+    def download(package: str, arch: str, version: str) -> Path:
+        (path := tmp_path / f"{package}_{arch}.deb").write_bytes(served[0])
+        return path
+
+    apt = SimpleNamespace(download=download, update=lambda: None)
+    monkeypatch.setattr(realjit, "apt_root", lambda suite: apt)
+    entry = realjit.PinnedDeb("trixie", "arm64", "libpcre2-dev", "10.46-1", "libpcre2-dev_arm64.deb",
+                              len(b"pinned"), hashlib.sha256(b"pinned").hexdigest())  # fmt: skip
+    with pytest.raises(InfraError) as info:
+        realjit.fetch(entry)
+    message = str(info.value)
+    assert all(word in message for word in ("libpcre2-dev", "trixie", str(realjit.LOCK_PATH), entry.sha256))
+    assert not list(tmp_path.glob("*.deb"))
+    served[0] = b"pinned"
+    fetched = realjit.fetch(entry)
+    assert fetched.read_bytes() == b"pinned" and fetched.name == entry.filename
+    served[0] = b"never fetched again"
+    assert realjit.fetch(entry) == fetched and fetched.read_bytes() == b"pinned"
 
 
 def _violation(rule: str, symbol: str | None = "sljit_malloc_exec+0x10") -> Any:

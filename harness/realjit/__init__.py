@@ -39,6 +39,7 @@ from base.files import cache_root, file_lock
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
 from images.apt_root import AptRoot, AptSource, host_mirror
 from images.cache import sha256_file, write_json
+from images.lock import fetch_verified
 
 __all__ = [
     "BUILD_MUTATIONS",
@@ -253,31 +254,13 @@ def fetch(entry: PinnedDeb) -> Path:
     Raises InfraError (naming the package, version and suite) when apt cannot get it, for example
     when the mirror no longer serves that version, or when its sha256 differs from the lock.
     """
-    path = _root() / "debs" / entry.filename
-    if path.is_file() and path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
-        return path
-    apt = apt_root(entry.suite)
     try:
-        try:
-            got = apt.download(entry.package, entry.arch, entry.version)
-        except InfraError:
-            apt.update()  # the lists may be missing or older than the lock
-            got = apt.download(entry.package, entry.arch, entry.version)
+        return fetch_verified(entry, _root() / "debs" / entry.filename, lambda: apt_root(entry.suite))
     except InfraError as exc:
         raise InfraError(
             f"cannot download {entry.package} {entry.version} ({entry.arch}) from Debian {entry.suite}, "
             f"pinned in {LOCK_PATH}: {exc}"
         ) from exc
-    actual = sha256_file(got)
-    if actual != entry.sha256:
-        got.unlink()
-        raise InfraError(
-            f"{entry.package} {entry.version} ({entry.arch}, {entry.suite}): downloaded sha256 {actual} "
-            f"differs from the lock's {entry.sha256}"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(got, path)
-    return path
 
 
 def unpack(entry: PinnedDeb) -> Path:
