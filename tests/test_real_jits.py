@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,23 @@ def test_a_pinned_deb_is_fetched_once_and_a_mismatch_names_the_suite_and_the_loc
     assert fetched.read_bytes() == b"pinned" and fetched.name == entry.filename
     served[0] = b"never fetched again"
     assert realjit.fetch(entry) == fetched and fetched.read_bytes() == b"pinned"
+
+
+def test_a_header_of_src_is_in_every_programs_cache_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources include src/'s headers by name ("workers.h"): a header change builds them anew."""
+    if shutil.which(realjit.compiler("x86_64")) is None:
+        pytest.skip(f"{realjit.compiler('x86_64')} is not installed (make setup)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    shutil.copytree(realjit.SOURCE_DIR, src)
+    monkeypatch.setattr(realjit, "SOURCE_DIR", src)
+    before = build("shared_line", "x86_64")
+    with (src / "workers.h").open("a") as header:
+        header.write("/* changed */\n")
+    after = build("shared_line", "x86_64")
+    assert before != after and before.is_file() and after.is_file()
 
 
 def _violation(rule: str, symbol: str | None = "sljit_malloc_exec+0x10") -> Any:

@@ -11,7 +11,8 @@ pinned by version and sha256 in ``packages.lock.json`` next to this file, as the
 are in images/packages.lock.json. A download whose sha256 differs from the lock is an error.
 
 Built programs are cached in ``$XDG_CACHE_HOME/jitprobe/realjit/programs/`` under a name that
-includes a digest of the sources, the pinned packages, the compiler's version and the flags.
+includes a digest of the sources and src/'s headers, the pinned packages, the compiler's version
+and the flags.
 
 ``python -m harness.realjit update`` re-resolves each pinned package's newest version in its suite
 and rewrites the lock; ``python -m harness.realjit build`` builds every program and prints the paths.
@@ -320,7 +321,8 @@ def build(name: str, arch: str, mutation: str | None = None) -> Path:
         sources.append(SOURCE_DIR / _NO_FLUSH_SOURCE)
         wrap = [f"-Wl,--wrap={symbol}" for symbol in FLUSH_SYMBOLS]
     digest = hashlib.sha256()
-    for source in sources:
+    # Which headers a source includes is not parsed: every header in src/ is in every program's key.
+    for source in [*sources, *sorted(SOURCE_DIR.glob("*.h"))]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     pins = asdict(entry) if entry else None
     digest.update(json.dumps([pins, CFLAGS, program.link, wrap, _compiler_version(cc)]).encode())
