@@ -84,6 +84,23 @@ class Line:
     lineno: int
 
 
+_LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")
+
+
+def split_labels(lines: list[Line], width: int) -> tuple[dict[str, int], list[Line]]:
+    """A thread's labels (lower case) at the address of the instruction each precedes, with
+    instructions ``width`` bytes apart from 0, and its instruction lines."""
+    labels: dict[str, int] = {}
+    body: list[Line] = []
+    for line in lines:
+        m = _LABEL.match(line.text.strip().lower())
+        if m:
+            labels[m.group(1)] = width * len(body)
+        else:
+            body.append(line)
+    return labels, body
+
+
 @dataclass
 class LitmusTest:
     """A parsed test. ``init`` maps variables to their initial values; ``types`` holds the C type

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 
-from litmus.check import Program, allocate
+from litmus.check import Program, allocate, initial_registers
 from litmus.errors import LitmusSyntaxError
 from litmus.machine import Code, Instr, Operand, OperandKind
-from litmus.syntax import Line, LitmusTest, Symbol
+from litmus.syntax import Line, LitmusTest
 
 from .memory_model import machine_semantics
 from .semantics import ALU, JCC, NAMES64, NOPS, canon
@@ -141,10 +141,6 @@ def litmus_program(test: LitmusTest) -> Program:
     results = {name: name for name in NAMES64}
     threads = []
     for k, lines in enumerate(test.threads):
-        registers = {
-            canon(var.name)[0]: addresses[value.name] if isinstance(value, Symbol) else value & M64
-            for var, value in test.init.items()
-            if var.thread == k
-        }
+        registers = initial_registers(test, k, addresses, lambda name: canon(name)[0], "an x86 register")
         threads.append(machine_semantics(parser.thread(lines), registers, results))
     return Program(test, addresses, memory, threads, register=lambda name: canon(name)[0])
