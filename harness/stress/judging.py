@@ -18,8 +18,8 @@ __all__ = [
     "PROGRAM_TIMEOUT_S",
     "TIMEOUT_STATUS",
     "error_verdict",
-    "guest_verdict",
     "judge",
+    "judge_command",
     "mark_known_false_positive",
 ]
 
@@ -94,11 +94,16 @@ def judge(cell: StressResult, exit_code: int | None, violations: list[Violation]
         )
 
 
-def guest_verdict(cell: StressResult, result: CommandResult) -> None:
-    """A crash or timeout of the guest command is the cell's verdict, with its console line."""
+def judge_command(
+    cell: StressResult, result: CommandResult, violations: list[Violation], sanitize: bool
+) -> str:
+    """Judge the cell by its guest command (``judge``), where a crash or timeout of the guest is the
+    verdict, with its console line; the command's stdout."""
+    judge(cell, result.exit_code, violations, sanitize)
     if result.verdict in ("crash", "timeout"):
         cell["verdict"] = result.verdict
         cell["detail"] = result.crash.line if result.crash else result.console_tail[-300:]
+    return result.stdout.decode(errors="replace")
 
 
 def error_verdict(cell: StressResult, exc: JitprobeError) -> None:

@@ -30,7 +30,7 @@ from harness.runs import append_result, new_run_dir
 from harness.sanitizer import kernel_violations_seen, plugin_spec, read_violations, save_kernel_symbols
 from jit_core.errors import JitError
 
-from .judging import PROGRAM_TIMEOUT_S, error_verdict, guest_verdict, judge, mark_known_false_positive
+from .judging import PROGRAM_TIMEOUT_S, error_verdict, judge, judge_command, mark_known_false_positive
 from .programs import REGION, build_program
 from .scenarios import (
     STRESS_DIR,
@@ -285,10 +285,8 @@ def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -
         error_verdict(cell, exc)
         record(cell)
         return
-    judge(cell, result.exit_code, violations, selection.sanitize)
-    stdout = result.stdout.decode(errors="replace")
+    stdout = judge_command(cell, result, violations, selection.sanitize)
     missing = [p for p in scenario.expect_stdout if not re.search(p, stdout, re.MULTILINE)]
-    guest_verdict(cell, result)
     if missing and cell["verdict"] == "pass":
         cell["verdict"] = "fail"
         cell["detail"] = f"stdout does not match {missing[0]!r}: {stdout[-300:]!r}"
@@ -321,9 +319,7 @@ def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) 
             error_verdict(cell, exc)
             record(cell)
             continue
-        judge(cell, result.exit_code, violations, selection.sanitize)
-        stdout = result.stdout.decode(errors="replace")
-        guest_verdict(cell, result)
+        stdout = judge_command(cell, result, violations, selection.sanitize)
         if result.exit_code == 0 and OK_MARKER not in stdout and cell["verdict"] == "pass":
             cell["verdict"] = "fail"
             cell["detail"] = f"exit 0 without the program's {OK_MARKER.strip()!r} line: {stdout[-300:]!r}"
