@@ -84,6 +84,21 @@ class Line:
     lineno: int
 
 
+
+def split_operands(text: str, brackets: str = "[]") -> list[str]:
+    """Comma-separated operands, each kept whole inside the pairs of ``brackets`` (opening,
+    closing, opening, closing...)."""
+    depth_change = {**dict.fromkeys(brackets[::2], 1), **dict.fromkeys(brackets[1::2], -1)}
+    out, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+            continue
+        depth += depth_change.get(ch, 0)
+        current += ch
+    return [*out, current.strip()] if current.strip() else out
+
 _LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")
 
 

@@ -10,7 +10,7 @@ from functools import partial
 from litmus.check import Program, allocate, initial_registers
 from litmus.errors import LitmusSyntaxError
 from litmus.machine import Code, Instr, Operand, OperandKind
-from litmus.syntax import Line, LitmusTest, split_labels
+from litmus.syntax import Line, LitmusTest, split_labels, split_operands
 
 from .memory_model import machine_semantics
 from .semantics import canon
@@ -21,21 +21,6 @@ _REG = re.compile(r"(?:[wx](?:[0-9]|[12][0-9]|30)|wzr|xzr|sp)$")
 _IMM = re.compile(r"#\s*(-?(?:0x[0-9a-f]+|\d+))$")
 _BRANCHES = ("b", "cbz", "cbnz")
 M64 = (1 << 64) - 1
-
-
-def _split_operands(text: str) -> list[str]:
-    """Comma-separated operands, keeping ``[...]`` whole."""
-    out, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(current.strip())
-            current = ""
-            continue
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        current += ch
-    if current.strip():
-        out.append(current.strip())
-    return out
 
 
 def _memory(text: str, fail: partial[LitmusSyntaxError]) -> Operand:
@@ -60,7 +45,7 @@ def _instr(line: Line, address: int, labels: dict[str, int], path: str) -> Instr
     fail = partial(LitmusSyntaxError, path, line.lineno)
     text = line.text.strip().lower()
     mnemonic, _, rest = text.partition(" ")
-    raw = _split_operands(rest)
+    raw = split_operands(rest)
     cond = ""
     if mnemonic in ("dmb", "dsb"):
         return Instr(address, 4, mnemonic, (), line.text.strip(), rest.strip())
