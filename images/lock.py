@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from base.errors import InfraError
 from base.files import cache_root
@@ -25,7 +27,9 @@ __all__ = [
     "SUITE",
     "Lock",
     "LockedPackage",
+    "PinnedFile",
     "fetch",
+    "fetch_verified",
     "load_lock",
     "private_apt",
     "resolve_kernel_package",
@@ -109,32 +113,61 @@ def private_apt(suite: str = SUITE) -> AptRoot:
     return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,), architectures=debian_arches)])
 
 
+class PinnedFile(Protocol):
+    """What fetching needs of a pinned .deb: a LockedPackage, or another lock's entry of that shape."""
+
+    @property
+    def package(self) -> str: ...
+    @property
+    def arch(self) -> str: ...  # Debian architecture
+    @property
+    def version(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def fetch_verified(pkg: PinnedFile, path: Path, apt: Callable[[], AptRoot], mismatch_hint: str = "") -> Path:
+    """``path`` when it holds ``pkg``'s pinned bytes; else ``pkg`` downloaded with ``apt()`` (made only
+    then) and moved there.
+
+    Raises InfraError when the download fails, or when its sha256 differs from the lock's (the bad
+    file is removed, so it is never used; ``mismatch_hint`` ends that message).
+    """
+    if path.is_file() and path.stat().st_size == pkg.size and sha256_file(path) == pkg.sha256:
+        return path
+    root = apt()
+    try:
+        got = root.download(pkg.package, pkg.arch, pkg.version)
+    except InfraError:
+        root.update()  # the lists may be missing or older than the lock
+        got = root.download(pkg.package, pkg.arch, pkg.version)
+    actual = sha256_file(got)
+    if actual != pkg.sha256:
+        got.unlink()
+        raise InfraError(
+            f"{pkg.package} {pkg.version} ({pkg.arch}): downloaded sha256 {actual} differs from the lock's "
+            f"{pkg.sha256}{mismatch_hint}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(got, path)
+    return path
+
+
 def fetch(pkg: LockedPackage, suite: str = SUITE) -> Path:
     """The verified .deb of ``pkg`` in the cache, downloading it from ``suite`` if absent.
 
     Raises InfraError when the download fails or its sha256 differs from the lock (the bad file is
     removed, so it is never used).
     """
-    path = cache_root() / "debs" / pkg.filename
-    if path.is_file() and path.stat().st_size == pkg.size and sha256_file(path) == pkg.sha256:
-        return path
-    apt = private_apt(suite)
-    try:
-        got = apt.download(pkg.package, pkg.arch, pkg.version)
-    except InfraError:
-        apt.update()  # the lists may be missing or older than the lock
-        got = apt.download(pkg.package, pkg.arch, pkg.version)
-    actual = sha256_file(got)
-    if actual != pkg.sha256:
-        got.unlink()
-        raise InfraError(
-            f"{pkg.package} {pkg.version} ({pkg.arch}): downloaded sha256 {actual} differs from the lock's "
-            f"{pkg.sha256}; the mirror serves different bytes for a pinned version. Check the mirror, or run "
-            "`jitprobe images update` to pin what it serves now"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(got, path)
-    return path
+    return fetch_verified(
+        pkg,
+        cache_root() / "debs" / pkg.filename,
+        lambda: private_apt(suite),
+        "; the mirror serves different bytes for a pinned version. Check the mirror, or run "
+        "`jitprobe images update` to pin what it serves now",
+    )
 
 
 def resolve_kernel_package(apt: AptRoot, deb_arch: str) -> str:

@@ -18,10 +18,10 @@ from jit_core import isa
 from jit_core.interp import alu, condition
 from jit_core.isa import Insn
 
-from .check import Program, allocate
+from .check import Program, allocate, initial_registers
 from .errors import LitmusError, LitmusSyntaxError
 from .events import NO_TAINT, LoopBound, Tag, Taint, ThreadBuilder
-from .syntax import Line, LitmusTest, Symbol
+from .syntax import Line, LitmusTest
 
 MAX_STEPS = 1000
 M64 = (1 << 64) - 1
@@ -346,19 +346,12 @@ def thread_registers(test: LitmusTest, thread: int, addresses: dict[str, int]) -
     """Initial registers of ``thread`` (r0..r10 by number) from the test's initial state.
 
     Raises LitmusSyntaxError for a register name that is not r0..r10."""
-    regs: dict[int, int] = {}
-    for var, value in test.init.items():
-        if var.thread != thread:
-            continue
-        m = re.fullmatch(R, var.name)
-        if not m or int(m.group(1)) > 10:
-            raise LitmusSyntaxError(
-                test.path,
-                test.init_line,
-                f"expected a BPF register r0..r10 in the initial state, found {var}",
-            )
-        regs[int(m.group(1))] = addresses[value.name] if isinstance(value, Symbol) else value & M64
-    return regs
+
+    def number(name: str) -> int | None:
+        m = re.fullmatch(R, name)
+        return int(m.group(1)) if m and int(m.group(1)) <= 10 else None
+
+    return initial_registers(test, thread, addresses, number, "a BPF register r0..r10 in the initial state")
 
 
 def bpf_program(test: LitmusTest) -> tuple[Program, list[BpfThread]]:

@@ -11,15 +11,18 @@ from and are pruned by the enumeration.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from typing import TypeVar
 
+from .errors import LitmusSyntaxError
 from .events import Kind, ThreadRun, ThreadSemantics, thread_runs
 from .execution import Execution, Model, executions
 from .syntax import Atom, LitmusTest, Symbol, Value, Var, evaluate
 
 M64 = (1 << 64) - 1
+K = TypeVar("K")
 LOCATION_BASE = 0x1000_0000
 LOCATION_STRIDE = 0x1000
 
@@ -122,6 +125,27 @@ def allocate(test: LitmusTest, extra: Sequence[str] = ()) -> tuple[dict[str, int
             memory[addresses[var.name]] = addresses[value.name] if isinstance(value, Symbol) else value & M64
     return addresses, memory
 
+
+
+def initial_registers(
+    test: LitmusTest,
+    thread: int,
+    addresses: Mapping[str, int],
+    register: Callable[[str], K | None],
+    expected: str,
+) -> dict[K, int]:
+    """Thread ``thread``'s initial registers from the test's initial state, each named by
+    ``register`` (a location's name stands for its address). Raises LitmusSyntaxError
+    ("expected <expected>, found <variable>") for a name ``register`` gives None."""
+    registers: dict[K, int] = {}
+    for var, value in test.init.items():
+        if var.thread != thread:
+            continue
+        name = register(var.name)
+        if name is None:
+            raise LitmusSyntaxError(test.path, test.init_line, f"expected {expected}, found {var}")
+        registers[name] = addresses[value.name] if isinstance(value, Symbol) else value & M64
+    return registers
 
 @dataclass
 class CheckResult:

@@ -84,6 +84,38 @@ class Line:
     lineno: int
 
 
+
+def split_operands(text: str, brackets: str = "[]") -> list[str]:
+    """Comma-separated operands, each kept whole inside the pairs of ``brackets`` (opening,
+    closing, opening, closing...)."""
+    depth_change = {**dict.fromkeys(brackets[::2], 1), **dict.fromkeys(brackets[1::2], -1)}
+    out, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+            continue
+        depth += depth_change.get(ch, 0)
+        current += ch
+    return [*out, current.strip()] if current.strip() else out
+
+_LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")
+
+
+def split_labels(lines: list[Line], width: int) -> tuple[dict[str, int], list[Line]]:
+    """A thread's labels (lower case) at the address of the instruction each precedes, with
+    instructions ``width`` bytes apart from 0, and its instruction lines."""
+    labels: dict[str, int] = {}
+    body: list[Line] = []
+    for line in lines:
+        m = _LABEL.match(line.text.strip().lower())
+        if m:
+            labels[m.group(1)] = width * len(body)
+        else:
+            body.append(line)
+    return labels, body
+
+
 @dataclass
 class LitmusTest:
     """A parsed test. ``init`` maps variables to their initial values; ``types`` holds the C type

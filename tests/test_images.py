@@ -233,12 +233,18 @@ class _FakeApt:
         self.updates += 1
 
 
+def _fake_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes) -> _FakeApt:
+    """A cache under ``tmp_path`` and a private apt root that serves ``data``."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = _FakeApt(tmp_path, data)
+    monkeypatch.setattr(lock, "private_apt", lambda suite: fake)
+    return fake
+
+
 def test_fetch_mismatch_is_an_error_and_keeps_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    fake = _FakeApt(tmp_path, b"what the mirror serves")
-    monkeypatch.setattr(lock, "private_apt", lambda suite: fake)
+    _fake_apt(tmp_path, monkeypatch, b"what the mirror serves")
     pkg = _pkg(b"what was pinned")
     with pytest.raises(InfraError) as info:
         lock.fetch(pkg)
@@ -251,9 +257,7 @@ def test_fetch_mismatch_is_an_error_and_keeps_nothing(
 def test_fetch_uses_verified_cache_and_replaces_corrupt_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    fake = _FakeApt(tmp_path, b"pinned bytes")
-    monkeypatch.setattr(lock, "private_apt", lambda suite: fake)
+    fake = _fake_apt(tmp_path, monkeypatch, b"pinned bytes")
     pkg = _pkg(b"pinned bytes")
     cached = tmp_path / "cache" / "jitprobe" / "debs" / pkg.filename
     cached.parent.mkdir(parents=True)

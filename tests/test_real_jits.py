@@ -14,20 +14,26 @@ positive, when it shows, is an xfail with its reason, never a pass.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from base.contract import StressResult
+from base.errors import InfraError
 from base.profiles import available_arches, load_profile
+from harness import realjit
 from harness.realjit import OK_MARKER, build, describe, load_programs, pinned
 from harness.runs import read_results
 from harness.sanitizer.symbols import Symbolizer
-from harness.stress.runner import Job, Selection, _cell, _judge, _known_false_positive, plan, run_jobs
+from harness.stress.judging import judge, mark_known_false_positive
+from harness.stress.runner import Job, Selection, _cell, plan, run_jobs
 from harness.stress.scenarios import (
     KNOWN_FALSE_POSITIVE,
     STRESS_DIR,
@@ -103,6 +109,49 @@ def test_the_broken_variant_runs_where_it_changes_the_code() -> None:
     assert expected_rules(pcre2, "arm64", "cortex-a57", "none") == set()
 
 
+def test_a_pinned_deb_is_fetched_once_and_a_mismatch_names_the_suite_and_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    served = [b"what the mirror serves"]
+
+    def download(package: str, arch: str, version: str) -> Path:
+        (path := tmp_path / f"{package}_{arch}.deb").write_bytes(served[0])
+        return path
+
+    apt = SimpleNamespace(download=download, update=lambda: None)
+    monkeypatch.setattr(realjit, "apt_root", lambda suite: apt)
+    entry = realjit.PinnedDeb("trixie", "arm64", "libpcre2-dev", "10.46-1", "libpcre2-dev_arm64.deb",
+                              len(b"pinned"), hashlib.sha256(b"pinned").hexdigest())  # fmt: skip
+    with pytest.raises(InfraError) as info:
+        realjit.fetch(entry)
+    message = str(info.value)
+    assert all(word in message for word in ("libpcre2-dev", "trixie", str(realjit.LOCK_PATH), entry.sha256))
+    assert not list(tmp_path.glob("*.deb"))
+    served[0] = b"pinned"
+    fetched = realjit.fetch(entry)
+    assert fetched.read_bytes() == b"pinned" and fetched.name == entry.filename
+    served[0] = b"never fetched again"
+    assert realjit.fetch(entry) == fetched and fetched.read_bytes() == b"pinned"
+
+
+def test_a_header_of_src_is_in_every_programs_cache_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources include src/'s headers by name ("workers.h"): a header change builds them anew."""
+    if shutil.which(realjit.compiler("x86_64")) is None:
+        pytest.skip(f"{realjit.compiler('x86_64')} is not installed (make setup)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    shutil.copytree(realjit.SOURCE_DIR, src)
+    monkeypatch.setattr(realjit, "SOURCE_DIR", src)
+    before = build("shared_line", "x86_64")
+    with (src / "workers.h").open("a") as header:
+        header.write("/* changed */\n")
+    after = build("shared_line", "x86_64")
+    assert before != after and before.is_file() and after.is_file()
+
+
 def _violation(rule: str, symbol: str | None = "sljit_malloc_exec+0x10") -> Any:
     return {"rule": rule, "pc": 0x40_0000, "vcpu": 1, "paddr": 0, "insn": "", "disasm": "ret",
             "symbol": symbol, "writer_pc": 0, "writer_vcpu": 0, "count": 1, "space": "user"}  # fmt: skip
@@ -124,8 +173,8 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
 ) -> None:
     job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
     cell: StressResult = _cell(job, "pcre2_jit", "none", expected, Selection())
-    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
-    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    mark_known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
     assert (cell["observed"], cell["verdict"]) == (observed, verdict)
     if verdict is None:
         assert cell["detail"].startswith("known open false positive (a recycled page): ")
@@ -134,8 +183,8 @@ def test_a_known_false_positive_is_neither_pass_nor_fail(
 def test_the_known_false_positive_is_in_the_programs_text_never_in_jit_code() -> None:
     job = Job("arm64", "cortex-a57", "realjit", tuple(SCENARIOS))
     cell: StressResult = _cell(job, "pcre2_jit", "none", set(), Selection())
-    _judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
-    _known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
+    judge(cell, 0, [_violation("arm64.no_isb", symbol=None)], sanitize=True)  # JIT code: no symbol
+    mark_known_false_positive(cell, {"arm64.no_isb"}, "a recycled page")
     assert (cell["observed"], cell["verdict"]) == ("caught", "fail")
 
 

@@ -15,11 +15,15 @@ import pytest
 import yaml
 from user_mode import require_runner, run_batch
 
+from base.contract import Verdict
 from base.errors import InputError
 from base.profiles import available_arches, load_profile
+from harness.console import CrashReport
+from harness.guest import CommandResult
 from harness.stress import program_asm
+from harness.stress.judging import judge, judge_command
 from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
-from harness.stress.runner import Job, Selection, _judge, plan, reproducer, run_jobs
+from harness.stress.runner import Job, Selection, plan, reproducer, run_jobs
 from harness.stress.scenarios import (
     STRESS_DIR,
     IcacheScenario,
@@ -188,19 +192,36 @@ def _violation(rule: str) -> Any:
 def test_judge(expected: set[str], exit_code: int | None, rules: list[str], verdict: str,
                caught_by: list[str]) -> None:  # fmt: skip
     cell = _cell(expected)
-    _judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
+    judge(cell, exit_code, [_violation(r) for r in rules], sanitize=True)
     assert (cell["verdict"], cell["caught_by"]) == (verdict, caught_by)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "exit_code", "crash", "expected"),
+    [
+        ("pass", 0, None, ("pass", "clean as expected")),
+        ("crash", None, CrashReport("oops", "Internal error: Oops", ""), ("crash", "Internal error: Oops")),
+        ("timeout", None, None, ("timeout", "console end")),
+    ],
+)  # fmt: skip
+def test_a_guest_command_is_judged_and_a_guest_crash_or_timeout_is_the_verdict(
+    verdict: Verdict, exit_code: int | None, crash: CrashReport | None, expected: tuple[str, str]
+) -> None:
+    cell = _cell(set())
+    result = CommandResult("prog", verdict, exit_code, b"out\n", b"", "", "", "console end", 1.0, crash)
+    assert judge_command(cell, result, [], sanitize=True) == "out\n"
+    assert (cell["verdict"], cell["detail"]) == expected
 
 
 def test_without_the_sanitizer_a_bug_it_alone_sees_is_not_exercised_never_passed() -> None:
     cell = _cell({"arm64.no_isb"})
-    _judge(cell, 0, [], sanitize=False)
+    judge(cell, 0, [], sanitize=False)
     assert (cell["observed"], cell["verdict"]) == ("not exercised", None)
 
 
 def test_without_the_sanitizer_a_bug_the_result_shows_is_caught() -> None:
     cell = _cell({"arm64.no_isb"})
-    _judge(cell, EXIT_WRONG_RESULT, [], sanitize=False)
+    judge(cell, EXIT_WRONG_RESULT, [], sanitize=False)
     assert (cell["observed"], cell["verdict"], cell["caught_by"]) == ("caught", "pass", ["result"])
 
 

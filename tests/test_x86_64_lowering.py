@@ -137,19 +137,22 @@ EDGE_VALUES = [0, 1, 2, 3, 7, 31, 32, 33, 63, 64, 0x7FFF_FFFF, 0x8000_0000, 0xFF
 PAIRS = [(a, b) for a in EDGE_VALUES for b in EDGE_VALUES[::3]] + [(a, a) for a in EDGE_VALUES]
 
 
+def _alu_ops() -> list[tuple[int, int]]:
+    """(class, operation) of every ALU operation with a source operand (neg and end have none)."""
+    return [(cls, code) for cls in (isa.ALU, isa.ALU64) for code in isa.ALU_OPS
+            if code not in (isa.NEG, isa.END)]  # fmt: skip
+
+
 def _register_ops() -> list[tuple[int, int]]:
-    """(opcode, off) of every register-source ALU operation (neg/end excluded: no source)."""
+    """(opcode, off) of every register-source ALU operation."""
     ops = []
-    for cls in (isa.ALU, isa.ALU64):
-        for code in isa.ALU_OPS:
-            if code in (isa.NEG, isa.END):
-                continue
-            offs = [0]
-            if code in (isa.DIV, isa.MOD):
-                offs = [0, 1]
-            elif code == isa.MOV:
-                offs = [0, 8, 16] + ([32] if cls == isa.ALU64 else [])
-            ops += [(cls | code | isa.SRC_X, off) for off in offs]
+    for cls, code in _alu_ops():
+        offs = [0]
+        if code in (isa.DIV, isa.MOD):
+            offs = [0, 1]
+        elif code == isa.MOV:
+            offs = [0, 8, 16] + ([32] if cls == isa.ALU64 else [])
+        ops += [(cls | code | isa.SRC_X, off) for off in offs]
     return ops
 
 
@@ -178,13 +181,8 @@ IMMEDIATES = [0, 1, -1, 2, 7, 31, 32, 63, 64, 0x7F, 0x80, -0x80, -0x81, 0x7FFF_F
 
 
 def _immediate_ops() -> list[tuple[int, int]]:
-    ops = []
-    for cls in (isa.ALU, isa.ALU64):
-        for code in isa.ALU_OPS:
-            if code in (isa.NEG, isa.END):
-                continue
-            ops += [(cls | code, off) for off in ((0, 1) if code in (isa.DIV, isa.MOD) else (0,))]
-    return ops
+    return [(cls | code, off) for cls, code in _alu_ops()
+            for off in ((0, 1) if code in (isa.DIV, isa.MOD) else (0,))]  # fmt: skip
 
 
 @pytest.mark.parametrize("opcode,off", _immediate_ops(), ids=lambda v: hex(v) if v > 32 else str(v))

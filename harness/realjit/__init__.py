@@ -11,7 +11,8 @@ pinned by version and sha256 in ``packages.lock.json`` next to this file, as the
 are in images/packages.lock.json. A download whose sha256 differs from the lock is an error.
 
 Built programs are cached in ``$XDG_CACHE_HOME/jitprobe/realjit/programs/`` under a name that
-includes a digest of the sources, the pinned packages, the compiler's version and the flags.
+includes a digest of the sources and src/'s headers, the pinned packages, the compiler's version
+and the flags.
 
 ``python -m harness.realjit update`` re-resolves each pinned package's newest version in its suite
 and rewrites the lock; ``python -m harness.realjit build`` builds every program and prints the paths.
@@ -39,6 +40,7 @@ from base.files import cache_root, file_lock
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
 from images.apt_root import AptRoot, AptSource, host_mirror
 from images.cache import sha256_file, write_json
+from images.lock import fetch_verified
 
 __all__ = [
     "BUILD_MUTATIONS",
@@ -253,31 +255,13 @@ def fetch(entry: PinnedDeb) -> Path:
     Raises InfraError (naming the package, version and suite) when apt cannot get it, for example
     when the mirror no longer serves that version, or when its sha256 differs from the lock.
     """
-    path = _root() / "debs" / entry.filename
-    if path.is_file() and path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
-        return path
-    apt = apt_root(entry.suite)
     try:
-        try:
-            got = apt.download(entry.package, entry.arch, entry.version)
-        except InfraError:
-            apt.update()  # the lists may be missing or older than the lock
-            got = apt.download(entry.package, entry.arch, entry.version)
+        return fetch_verified(entry, _root() / "debs" / entry.filename, lambda: apt_root(entry.suite))
     except InfraError as exc:
         raise InfraError(
             f"cannot download {entry.package} {entry.version} ({entry.arch}) from Debian {entry.suite}, "
             f"pinned in {LOCK_PATH}: {exc}"
         ) from exc
-    actual = sha256_file(got)
-    if actual != entry.sha256:
-        got.unlink()
-        raise InfraError(
-            f"{entry.package} {entry.version} ({entry.arch}, {entry.suite}): downloaded sha256 {actual} "
-            f"differs from the lock's {entry.sha256}"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(got, path)
-    return path
 
 
 def unpack(entry: PinnedDeb) -> Path:
@@ -337,7 +321,8 @@ def build(name: str, arch: str, mutation: str | None = None) -> Path:
         sources.append(SOURCE_DIR / _NO_FLUSH_SOURCE)
         wrap = [f"-Wl,--wrap={symbol}" for symbol in FLUSH_SYMBOLS]
     digest = hashlib.sha256()
-    for source in sources:
+    # Which headers a source includes is not parsed: every header in src/ is in every program's key.
+    for source in [*sources, *sorted(SOURCE_DIR.glob("*.h"))]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     pins = asdict(entry) if entry else None
     digest.update(json.dumps([pins, CFLAGS, program.link, wrap, _compiler_version(cc)]).encode())

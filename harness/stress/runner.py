@@ -5,7 +5,8 @@ scenario's programs (each mutation's code in its own slot, so that violations ar
 PC); a kernel job is one sanitized guest per architecture and kernel scenario (the workloads
 change kernel state, so they do not share a boot); a realjit job runs one real JIT's program in a
 fresh sanitized guest per mutation (a cell each). Each scenario's results are appended to the
-results folder as soon as that scenario finishes.
+results folder as soon as that scenario finishes. What a cell's run means, its verdict, is
+harness.stress.judging's to say.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from base.contract import StressResult, Verdict, Violation
-from base.errors import GuestError, InfraError, JitprobeError
+from base.contract import StressResult, Violation
+from base.errors import InfraError, JitprobeError
 from base.profiles import load_profile
 from harness.batch import run_batch
 from harness.guest import CommandResult, Guest, kill_all
@@ -29,10 +30,9 @@ from harness.runs import append_result, new_run_dir
 from harness.sanitizer import kernel_violations_seen, plugin_spec, read_violations, save_kernel_symbols
 from jit_core.errors import JitError
 
-from .programs import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, build_program
+from .judging import PROGRAM_TIMEOUT_S, error_verdict, judge, judge_command, mark_known_false_positive
+from .programs import REGION, build_program
 from .scenarios import (
-    KNOWN_FALSE_POSITIVE,
-    NOT_DETECTED,
     STRESS_DIR,
     IcacheScenario,
     KernelScenario,
@@ -54,9 +54,6 @@ __all__ = [
     "reproducer",
     "run_jobs",
 ]
-
-_PROGRAM_TIMEOUT_S = 60.0
-_TIMEOUT_STATUS = 143  # busybox timeout's SIGTERM (harness.batch)
 
 
 @dataclass(frozen=True)
@@ -186,73 +183,6 @@ def _cell(job: Job, scenario: str, mutation: str, expected_set: set[str], select
     }  # fmt: skip
 
 
-def _judge(cell: StressResult, exit_code: int | None, violations: list[Violation], sanitize: bool) -> None:
-    """Fill in what was observed and the cell's verdict (pass: exactly what was expected)."""
-    cell["exit_code"] = exit_code
-    cell["violations"] = violations
-    cell["observed_rules"] = sorted({v["rule"] for v in violations})
-    caught_by = ["sanitizer"] if violations else []
-    if exit_code == EXIT_WRONG_RESULT:
-        caught_by.append("result")
-    elif exit_code is not None and exit_code > 128 and exit_code != _TIMEOUT_STATUS:
-        caught_by.append("crash")
-    cell["caught_by"] = caught_by
-    cell["observed"] = "caught" if caught_by else "clean"
-    if exit_code is None:
-        cell["verdict"], cell["detail"] = "crash", "no result: the guest stopped before the program ended"
-        return
-    if exit_code == _TIMEOUT_STATUS:
-        cell["verdict"], cell["detail"] = "timeout", f"did not end within {_PROGRAM_TIMEOUT_S:g} s"
-        return
-    if exit_code == EXIT_SETUP:
-        cell["verdict"], cell["detail"] = "fail", "a system call the set-up needs failed (exit 2)"
-        return
-    if not sanitize and cell["expected"] == "caught":
-        if caught_by:
-            cell["verdict"] = "pass"
-            cell["detail"] = f"caught by {', '.join(caught_by)} (exit {exit_code}) without the sanitizer"
-        else:
-            cell["observed"], cell["verdict"] = "not exercised", None
-            cell["detail"] = (
-                "without the sanitizer only wrong results and crashes are seen (TCG keeps code coherent)"
-            )
-        return
-    if cell["expected_rules"] == [NOT_DETECTED]:
-        # A real bug the sanitizer has no rule for: caught by a wrong result or a crash, or not
-        # detected; rules it may hit on the way are listed (may_also), any other is a false report.
-        extra = set(cell["observed_rules"]) - set(cell["tolerated_rules"])
-        if extra:
-            cell["verdict"] = "fail"
-            cell["detail"] = f"reported {', '.join(sorted(extra))}, which the scenario does not expect"
-        elif set(caught_by) - {"sanitizer"}:
-            cell["verdict"] = "pass"
-            cell["detail"] = (f"caught by {', '.join(caught_by)} (exit {exit_code}); "
-                              "the sanitizer has no rule for it")
-        else:
-            cell["observed"], cell["verdict"] = "not detected", None
-            cell["detail"] = "a real bug the sanitizer has no rule for (the scenario file says which)"
-        return
-    expected_rules_ = set(cell["expected_rules"]) if sanitize else set()
-    observed = set(cell["observed_rules"])
-    allowed = expected_rules_ | set(cell["tolerated_rules"])
-    if not expected_rules_ <= observed <= allowed or ("crash" in caught_by and not expected_rules_):
-        cell["verdict"] = "fail"
-        want = ", ".join(sorted(expected_rules_)) or "nothing"
-        cell["detail"] = f"expected {want}; reported {', '.join(cell['observed_rules']) or 'nothing'}" + (
-            f", exit {exit_code}" if exit_code else ""
-        )
-    elif exit_code != 0 and not expected_rules_:
-        cell["verdict"], cell["detail"] = (
-            "fail",
-            f"exit {exit_code} (wrong result or signal) in a correct program",
-        )
-    else:
-        cell["verdict"] = "pass"
-        cell["detail"] = f"{cell['observed']} as expected" + (
-            f" ({', '.join(caught_by)}: {describe_violations(violations, limit=1)})" if violations else ""
-        )
-
-
 def _guest(job: Job, run_dir: Path, sanitize: bool) -> Guest:
     profile = load_profile(job.arch)
     smp = job.smp or profile.smp
@@ -293,12 +223,12 @@ def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -
         with _guest(job, run_dir, selection.sanitize) as guest:
             for scenario in job.scenarios:
                 mine = {n: programs[n] for n, (s, _) in zip(names, slots, strict=True) if s is scenario}
-                runs = run_batch(guest, mine, each_timeout_s=_PROGRAM_TIMEOUT_S)
+                runs = run_batch(guest, mine, each_timeout_s=PROGRAM_TIMEOUT_S)
                 # The programs' own code has no symbols: the kernel's are read only for strays.
                 violations = read_violations(run_dir, job.arch) if selection.sanitize else []
                 for name in mine:
                     run = runs.get(name)
-                    _judge(
+                    judge(
                         pending[name],
                         run.exit_code if run else None,
                         [v for v in violations if owner(v) == name],
@@ -313,15 +243,14 @@ def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -
                 stray = [v for v in named if owner(v) is None]
                 cell = _cell(job, "guest", "none", set(), selection)
                 cell["run_dir"] = str(run_dir)
-                _judge(cell, 0, stray, True)
+                judge(cell, 0, stray, True)
                 cell["detail"] = "violations outside every program's code: " + describe_violations(
                     stray, 3, "; "
                 )
                 record(cell)
     except JitprobeError as exc:
-        verdict: Verdict = exc.verdict if isinstance(exc, GuestError) else "infra"
         for cell in pending.values():
-            cell["verdict"], cell["detail"] = verdict, str(exc)
+            error_verdict(cell, exc)
             record(cell)
 
 
@@ -344,13 +273,6 @@ def _sanitized_run(
     return result, violations
 
 
-def _guest_verdict(cell: StressResult, result: CommandResult) -> None:
-    """A crash or timeout of the guest command is the cell's verdict, with its console line."""
-    if result.verdict in ("crash", "timeout"):
-        cell["verdict"] = result.verdict
-        cell["detail"] = result.crash.line if result.crash else result.console_tail[-300:]
-
-
 def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
     (scenario,) = job.scenarios
     assert isinstance(scenario, KernelScenario)
@@ -360,14 +282,11 @@ def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -
         result, violations = _sanitized_run(job, run_dir, selection.sanitize, scenario.timeout_s,
                                             command=scenario.command)  # fmt: skip
     except JitprobeError as exc:
-        cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
-        cell["detail"] = str(exc)
+        error_verdict(cell, exc)
         record(cell)
         return
-    _judge(cell, result.exit_code, violations, selection.sanitize)
-    stdout = result.stdout.decode(errors="replace")
+    stdout = judge_command(cell, result, violations, selection.sanitize)
     missing = [p for p in scenario.expect_stdout if not re.search(p, stdout, re.MULTILINE)]
-    _guest_verdict(cell, result)
     if missing and cell["verdict"] == "pass":
         cell["verdict"] = "fail"
         cell["detail"] = f"stdout does not match {missing[0]!r}: {stdout[-300:]!r}"
@@ -376,20 +295,6 @@ def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -
             f"no violations; stdout matched {len(scenario.expect_stdout)} patterns in {result.wall_s:.0f} s"
         )
     record(cell)
-
-
-def _known_false_positive(cell: StressResult, rules: set[str], why: str) -> None:
-    """A cell that differs from its expectation only by rules its scenario lists as a known open
-    false positive of the sanitizer there, each reported in the program's own text (an ELF symbol
-    of the binary; the open false positives are there, never in JIT code): neither pass nor fail
-    (verdict null, observed ``known false positive``), with the reason and what was reported."""
-    extra = set(cell["observed_rules"]) - set(cell["expected_rules"])
-    shown = [v for v in cell["violations"] if v["rule"] in extra]
-    in_text = all(v["symbol"] and v["space"] == "user" for v in shown)
-    if (cell["verdict"] == "fail" and cell["exit_code"] == 0 and extra and extra <= rules and in_text
-            and set(cell["expected_rules"]) <= set(cell["observed_rules"])):  # fmt: skip
-        cell["observed"], cell["verdict"] = KNOWN_FALSE_POSITIVE, None
-        cell["detail"] = f"known open false positive ({why}): {describe_violations(shown, limit=2, sep='; ')}"
 
 
 def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
@@ -411,17 +316,14 @@ def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) 
             result, violations = _sanitized_run(job, cell_dir, selection.sanitize, scenario.timeout_s,
                                                 program)  # fmt: skip
         except JitprobeError as exc:
-            cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
-            cell["detail"] = str(exc)
+            error_verdict(cell, exc)
             record(cell)
             continue
-        _judge(cell, result.exit_code, violations, selection.sanitize)
-        stdout = result.stdout.decode(errors="replace")
-        _guest_verdict(cell, result)
+        stdout = judge_command(cell, result, violations, selection.sanitize)
         if result.exit_code == 0 and OK_MARKER not in stdout and cell["verdict"] == "pass":
             cell["verdict"] = "fail"
             cell["detail"] = f"exit 0 without the program's {OK_MARKER.strip()!r} line: {stdout[-300:]!r}"
-        _known_false_positive(cell, known, why)
+        mark_known_false_positive(cell, known, why)
         if cell["verdict"] == "pass":
             last = stdout.strip().splitlines()[-1] if stdout.strip() else "no output"
             cell["detail"] += f"; {last} ({result.wall_s:.0f} s)"
@@ -466,8 +368,7 @@ def _run_litmus(job: Job, selection: Selection, run_dir: Path, record: Record) -
         raise InfraError(f"{scenario.path}: a test cannot be checked: {exc}") from exc
     except JitprobeError as exc:
         for cell in cells.values():
-            cell["verdict"] = exc.verdict if isinstance(exc, GuestError) else "infra"
-            cell["detail"] = str(exc)
+            error_verdict(cell, exc)
             record(cell)
         return
     for (test, mutation), cell in cells.items():

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from litmus.check import Program, allocate
+from litmus.check import Program, allocate, initial_registers
 from litmus.errors import LitmusSyntaxError
 from litmus.machine import Code, Instr, Operand, OperandKind
-from litmus.syntax import Line, LitmusTest, Symbol
+from litmus.syntax import Line, LitmusTest, split_labels, split_operands
 
 from .memory_model import machine_semantics
 from .semantics import canon
@@ -19,24 +19,8 @@ __all__ = ["M64", "litmus_program", "parse_thread"]
 
 _REG = re.compile(r"(?:[wx](?:[0-9]|[12][0-9]|30)|wzr|xzr|sp)$")
 _IMM = re.compile(r"#\s*(-?(?:0x[0-9a-f]+|\d+))$")
-_LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")
 _BRANCHES = ("b", "cbz", "cbnz")
 M64 = (1 << 64) - 1
-
-
-def _split_operands(text: str) -> list[str]:
-    """Comma-separated operands, keeping ``[...]`` whole."""
-    out, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(current.strip())
-            current = ""
-            continue
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        current += ch
-    if current.strip():
-        out.append(current.strip())
-    return out
 
 
 def _memory(text: str, fail: partial[LitmusSyntaxError]) -> Operand:
@@ -61,7 +45,7 @@ def _instr(line: Line, address: int, labels: dict[str, int], path: str) -> Instr
     fail = partial(LitmusSyntaxError, path, line.lineno)
     text = line.text.strip().lower()
     mnemonic, _, rest = text.partition(" ")
-    raw = _split_operands(rest)
+    raw = split_operands(rest)
     cond = ""
     if mnemonic in ("dmb", "dsb"):
         return Instr(address, 4, mnemonic, (), line.text.strip(), rest.strip())
@@ -88,19 +72,16 @@ def _instr(line: Line, address: int, labels: dict[str, int], path: str) -> Instr
 
 def parse_thread(lines: list[Line], path: str) -> Code:
     """A thread's instructions (4 bytes apart, labels resolved). Raises LitmusSyntaxError."""
-    labels: dict[str, int] = {}
-    body: list[Line] = []
-    for line in lines:
-        m = _LABEL.match(line.text.strip().lower())
-        if m:
-            labels[m.group(1)] = 4 * len(body)
-        else:
-            body.append(line)
+    labels, body = split_labels(lines, 4)
     return Code([_instr(line, 4 * k, labels, path) for k, line in enumerate(body)], 4 * len(body))
 
 
 def _register(name: str) -> str:
     return canon(name)[0]
+
+
+def _init_register(name: str) -> str | None:
+    return _register(name) if _REG.match(name.lower()) else None
 
 
 def litmus_program(test: LitmusTest) -> Program:
@@ -109,15 +90,6 @@ def litmus_program(test: LitmusTest) -> Program:
     results = {f"x{k}": f"x{k}" for k in range(31)}
     threads = []
     for k, lines in enumerate(test.threads):
-        registers = {}
-        for var, value in test.init.items():
-            if var.thread == k:
-                if not _REG.match(var.name.lower()):
-                    raise LitmusSyntaxError(
-                        test.path, test.init_line, f"expected an AArch64 register, found {var}"
-                    )
-                registers[_register(var.name)] = (
-                    addresses[value.name] if isinstance(value, Symbol) else value & M64
-                )
+        registers = initial_registers(test, k, addresses, _init_register, "an AArch64 register")
         threads.append(machine_semantics(parse_thread(lines, test.path), registers, results))
     return Program(test, addresses, memory, threads, register=_register)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from litmus.check import Program, allocate
+from litmus.check import Program, allocate, initial_registers
 from litmus.errors import LitmusSyntaxError
 from litmus.machine import Code, Instr, Operand, OperandKind
-from litmus.syntax import Line, LitmusTest, Symbol
+from litmus.syntax import Line, LitmusTest, split_labels
 
 from .memory_model import machine_semantics
 from .semantics import ABI_NAMES, BRANCHES, LOADS, STORES, canon
@@ -21,7 +21,6 @@ M64 = (1 << 64) - 1
 _REG = re.compile(r"(?:x(?:[0-9]|[12][0-9]|3[01])|" + "|".join(ABI_NAMES) + r"|fp)$")
 _IMM = re.compile(r"-?(?:0x[0-9a-f]+|\d+)$")
 _MEM = re.compile(r"(-?(?:0x[0-9a-f]+|\d+))?\((\w+)\)$")
-_LABEL = re.compile(r"([a-z_][\w.]*)\s*:$")
 _KNOWN = re.compile(
     r"(fence|nop|mv|li|lui|sext\.w|addiw|addw|subw|(add|sub|and|or|xor|sll|srl)i?|"
     r"(lr|sc)\.[wd](\.(aq|rl|aqrl))?|amo(add|and|or|xor|swap)\.[wd](\.(aq|rl|aqrl))?|"
@@ -50,14 +49,7 @@ def _operand(item: str, labels: dict[str, int], is_jump: bool, line: Line, path:
 def parse_thread(lines: list[Line], path: str) -> Code:
     """A thread's instructions (4 bytes apart, labels resolved). Raises LitmusSyntaxError for an
     instruction the RISC-V semantics does not model (naming it)."""
-    labels: dict[str, int] = {}
-    body: list[Line] = []
-    for line in lines:
-        m = _LABEL.match(line.text.strip().lower())
-        if m:
-            labels[m.group(1)] = 4 * len(body)
-        else:
-            body.append(line)
+    labels, body = split_labels(lines, 4)
     code = []
     for k, line in enumerate(body):
         text = line.text.strip().lower()
@@ -78,22 +70,17 @@ def _register(name: str) -> str:
     return f"x{ABI_NAMES.index(canon(name))}" if canon(name) in ABI_NAMES else name.lower()
 
 
+def _init_register(name: str) -> str | None:
+    return canon(name) if _REG.match(name.lower()) else None
+
+
 def litmus_program(test: LitmusTest) -> Program:
     """The executable form of a RISCV litmus test. Raises LitmusSyntaxError."""
     addresses, memory = allocate(test)
     results = {f"x{k}": name for k, name in enumerate(ABI_NAMES)}
     threads = []
     for k, lines in enumerate(test.threads):
-        registers = {}
-        for var, value in test.init.items():
-            if var.thread == k:
-                if not _REG.match(var.name.lower()):
-                    raise LitmusSyntaxError(
-                        test.path, test.init_line, f"expected a RISC-V register, found {var}"
-                    )
-                registers[canon(var.name)] = (
-                    addresses[value.name] if isinstance(value, Symbol) else value & M64
-                )
+        registers = initial_registers(test, k, addresses, _init_register, "a RISC-V register")
         threads.append(
             machine_semantics(parse_thread(lines, test.path), registers, results, sc_may_fail=True)
         )

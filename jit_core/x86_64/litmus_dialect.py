@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 
-from litmus.check import Program, allocate
+from litmus.check import Program, allocate, initial_registers
 from litmus.errors import LitmusSyntaxError
 from litmus.machine import Code, Instr, Operand, OperandKind
-from litmus.syntax import Line, LitmusTest, Symbol
+from litmus.syntax import Line, LitmusTest, split_operands
 
 from .memory_model import machine_semantics
 from .semantics import ALU, JCC, NAMES64, NOPS, canon
@@ -31,18 +31,6 @@ _ATT_MEM = re.compile(r"(?:%\w+:)?(" + _NUM + r")?\(\s*([%\w]*)\s*(?:,\s*(%?\w+)
 def _is_register(text: str) -> bool:
     name, width = canon(text)
     return name in NAMES64 and (width != 64 or name == text.lower().lstrip("%"))
-
-
-def _split(text: str) -> list[str]:
-    out, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(current.strip())
-            current = ""
-            continue
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
-        current += ch
-    return [*out, current.strip()] if current.strip() else out
 
 
 class _Parser:
@@ -104,7 +92,7 @@ class _Parser:
             raise self.fail(line, f"X86 instruction {mnemonic!r} is not handled")
         if mnemonic in NOPS:
             return Instr(address, 1, mnemonic, (), text)
-        items = _split(rest)
+        items = split_operands(rest, "()[]")
         if self.att:
             items.reverse()  # AT&T lists the destination last
         jump = mnemonic in JCC or mnemonic == "jmp"
@@ -141,10 +129,6 @@ def litmus_program(test: LitmusTest) -> Program:
     results = {name: name for name in NAMES64}
     threads = []
     for k, lines in enumerate(test.threads):
-        registers = {
-            canon(var.name)[0]: addresses[value.name] if isinstance(value, Symbol) else value & M64
-            for var, value in test.init.items()
-            if var.thread == k
-        }
+        registers = initial_registers(test, k, addresses, lambda name: canon(name)[0], "an x86 register")
         threads.append(machine_semantics(parser.thread(lines), registers, results))
     return Program(test, addresses, memory, threads, register=lambda name: canon(name)[0])

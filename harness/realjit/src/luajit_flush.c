@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "workers.h"
+
 static const char SNIPPET[] =
     "local rounds = ...\n"
     "local traces, flushes = 0, 0\n"
@@ -99,22 +101,10 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     int threads = 2;
-    if (argc > 1)
-        rounds = atoi(argv[1]);
-    if (argc > 2)
-        threads = atoi(argv[2]);
-    if (rounds < 1 || threads < 1 || threads > 16) {
-        fprintf(stderr, "usage: %s [rounds >= 1] [threads 1..16]\n", argv[0]);
+    if (parse_args(argc, argv, "rounds", &rounds, &threads) != 0)
         return 2;
-    }
-    pthread_t t[16];
-    for (long i = 0; i < threads; i++)
-        if (pthread_create(&t[i], NULL, worker, (void *)i) != 0) {
-            perror("pthread_create");
-            return 1;
-        }
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    if (run_threads(worker, threads) != 0)
+        return 1;
     printf("luajit ok: %s, %d threads x %d rounds\n", LUAJIT_VERSION, threads, rounds);
     return 0;
 }

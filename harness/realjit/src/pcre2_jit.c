@@ -11,10 +11,11 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "workers.h"
 
 struct pattern {
     const char *regex;
@@ -76,14 +77,8 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     int threads = 2;
-    if (argc > 1)
-        iterations = atoi(argv[1]);
-    if (argc > 2)
-        threads = atoi(argv[2]);
-    if (iterations < 1 || threads < 1 || threads > 16) {
-        fprintf(stderr, "usage: %s [iterations >= 1] [threads 1..16]\n", argv[0]);
+    if (parse_args(argc, argv, "iterations", &iterations, &threads) != 0)
         return 2;
-    }
     uint32_t jit = 0;
     if (pcre2_config(PCRE2_CONFIG_JIT, &jit) < 0 || !jit) {
         fprintf(stderr, "this libpcre2-8 has no JIT\n");
@@ -91,14 +86,8 @@ int main(int argc, char **argv)
     }
     char target[64] = "";
     pcre2_config(PCRE2_CONFIG_JITTARGET, target);
-    pthread_t t[16];
-    for (long i = 0; i < threads; i++)
-        if (pthread_create(&t[i], NULL, worker, (void *)i) != 0) {
-            perror("pthread_create");
-            return 1;
-        }
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    if (run_threads(worker, threads) != 0)
+        return 1;
     printf("pcre2 jit ok: %s, %d threads x %d iterations x %zu patterns\n", target, threads, iterations,
            N_PATTERNS);
     return 0;
