@@ -168,10 +168,11 @@ static bool read_xt(unsigned vcpu, unsigned rt, uint64_t *out)
 
 static bool read_sys(unsigned vcpu, unsigned r, uint64_t *out) { return host_read_register(vcpu, g_sys[vcpu][r], out); }
 
-/* Stage 1 EL1&0 translation of va on this vCPU (4 KiB granule, optional LPA2 5-level tables). */
-static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
+/* Stage 1 EL1&0 translation of va on this vCPU (4 KiB granule, optional LPA2 5-level tables),
+   a lower-half address through the table at user_table when that is not 0 (another process's). */
+static bool walk(unsigned vcpu, uint64_t va, uint64_t user_table, uint64_t *pa)
 {
-    uint64_t sctlr, tcr, ttbr;
+    uint64_t sctlr, tcr, ttbr = user_table;
     if (!read_sys(vcpu, REG_SCTLR, &sctlr)) {
         return false;
     }
@@ -180,7 +181,7 @@ static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
         return true;
     }
     bool upper = (va >> 55) & 1;
-    if (!read_sys(vcpu, REG_TCR, &tcr) || !read_sys(vcpu, upper ? REG_TTBR1 : REG_TTBR0, &ttbr)) {
+    if (!read_sys(vcpu, REG_TCR, &tcr) || ((upper || !user_table) && !read_sys(vcpu, upper ? REG_TTBR1 : REG_TTBR0, &ttbr))) {
         return false;
     }
     unsigned txsz = upper ? (tcr >> 16) & 0x3f : tcr & 0x3f;
@@ -212,6 +213,13 @@ static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa)
         table = desc & oa_mask;
         level++;
     }
+}
+
+static bool va_to_pa(unsigned vcpu, uint64_t va, uint64_t *pa) { return walk(vcpu, va, 0, pa); }
+
+static bool arm64_user_translate(unsigned vcpu, uint64_t mm, uint64_t va, uint64_t *pa)
+{
+    return mm && !((va >> 55) & 1) && walk(vcpu, va, mm, pa);
 }
 
 static bool arm64_is_kernel_pc(uint64_t pc)
@@ -453,6 +461,15 @@ static uint64_t maintained(const struct line *l, struct writer w, bool by_progra
     uint64_t clean_done = 0;
     if (g_idc) {
         clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, exec);
+        /* Bytes the kernel publishes: with IDC the DSB that would complete a clean completes the
+           store for the PE that runs it. Linux maps a page-cache page on the CPU that faults
+           (__sync_icache_dcache: DSB ISHST where the clean would be), after it saw the data
+           under the folio lock, while the CPU that copied the data in may not have run a DSB
+           yet (seen: a program's second thread running text its first thread was reading in,
+           120 events after the copy). Without IDC that CPU's DC CVAU and DSB count already. */
+        if (!clean_done && !by_program && exec != ANY_PE && exec != w.vcpu) {
+            clean_done = engine_dsb_after(exec, w.seq, DSB_STORES | DSB_SHARED);
+        }
     } else {
         bool cleaned = false;
         for (unsigned i = 0; i < MAINT_HISTORY; i++) {
@@ -564,6 +581,7 @@ const struct arch_ops arch_arm64 = {
     .check = arm64_check,
     .settle = arm64_settle,
     .user_mm = arm64_user_mm,
+    .user_translate = arm64_user_translate,
     .piece = 4,
     .is_kernel_pc = arm64_is_kernel_pc,
     .rules = rules,

@@ -64,7 +64,7 @@ static bool g_overflow;
 struct page {
     uint64_t cur[PIECE_WORDS];    /* pieces stored to at stamp seq */
     uint64_t before[PIECE_WORDS]; /* pieces stored to earlier (at seq_first or later) */
-    uint64_t wpc, wtask;
+    uint64_t wpc, wtask, wva;
     uint64_t seq, seq_first;
     uint8_t wvcpu, tracked, lock;
     uint8_t mixed; /* the stores at stamp seq came from more than one vCPU or thread */
@@ -138,8 +138,9 @@ struct line *engine_line(uint64_t pa)
     return off < g_ram_size ? &g_lines[off / g_granule] : NULL;
 }
 
-/* Raise chunk c of l to the stamp in w (bytes merged when equal) and its writer; never lowers. */
-static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uint64_t task)
+/* Raise chunk c of l to the stamp in w (bytes merged when equal) and its writer (PC, thread, the
+   virtual page it stored through); never lowers. */
+static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uint64_t task, uint64_t vpage)
 {
     uint64_t old = load64(&l->chunk[c]);
     for (;;) {
@@ -164,6 +165,9 @@ static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uin
     }
     if (load64(&l->wtask[c]) != task) {
         __atomic_store_n(&l->wtask[c], task, RELAXED);
+    }
+    if (load64(&l->wva[c]) != vpage) {
+        __atomic_store_n(&l->wva[c], vpage, RELAXED);
     }
 }
 
@@ -209,7 +213,8 @@ void engine_track_page(uint64_t pa)
                 /* The page's writer is known for these bytes only if it alone wrote at that stamp. */
                 bool exact = seq == pg->seq && !__atomic_load_n(&pg->mixed, RELAXED);
                 unsigned writer = exact ? __atomic_load_n(&pg->wvcpu, RELAXED) : UNKNOWN_WRITER;
-                chunk_raise(l, c, chunk_word(seq, bytes, writer), load64(&pg->wpc), exact ? load64(&pg->wtask) : 0);
+                chunk_raise(l, c, chunk_word(seq, bytes, writer), load64(&pg->wpc), exact ? load64(&pg->wtask) : 0,
+                            exact ? load64(&pg->wva) : 0);
             }
         }
         __atomic_fetch_or(&l->mask, full_mask(), RELAXED);
@@ -230,7 +235,7 @@ static bool page_bits_set(const struct page *pg, unsigned first, unsigned last)
 
 /* Note a store in an untracked page's record; false when the page turned out tracked. */
 static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcpu, uint64_t pc,
-                       uint64_t task, uint64_t epoch)
+                       uint64_t task, uint64_t vpage, uint64_t epoch)
 {
     unsigned piece = g_arch->piece;
     unsigned first = pa % PAGE_SIZE / piece, last = (pa % PAGE_SIZE + size - 1) / piece;
@@ -268,14 +273,18 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
     if (load64(&pg->wpc) != pc) {
         __atomic_store_n(&pg->wpc, pc, RELAXED);
     }
+    if (load64(&pg->wva) != vpage) {
+        __atomic_store_n(&pg->wva, vpage, RELAXED);
+    }
     if (changed) {
         page_unlock(pg);
     }
     return true;
 }
 
-void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
+void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc)
 {
+    uint64_t vpage = va & ~(PAGE_SIZE - 1);
     uint64_t epoch = load64(&g_epoch), task = load64(&g_vcpu[vcpu].task), off_ram = pa - g_ram_base;
     if (off_ram >= g_ram_size || !size) {
         return;
@@ -284,7 +293,7 @@ void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
     uint64_t to_page_end = PAGE_SIZE - (pa & (PAGE_SIZE - 1));
     size = size < to_page_end ? size : (unsigned)to_page_end; /* the next frame is not the next page */
     struct page *pg = &g_pages[off_ram / PAGE_SIZE];
-    if (!__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) && page_store(pg, pa, size, vcpu, pc, task, epoch)) {
+    if (!__atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) && page_store(pg, pa, size, vcpu, pc, task, vpage, epoch)) {
         return;
     }
     while (size) {
@@ -294,7 +303,7 @@ void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
         unsigned per = g_granule / CHUNKS;
         for (unsigned c = off / per; c <= (off + n - 1) / per; c++) {
             unsigned bytes = (m >> (c * per)) & ((1u << per) - 1);
-            chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task);
+            chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task, vpage);
         }
         if ((load64(&l->mask) & m) != m) {
             __atomic_fetch_or(&l->mask, m, RELAXED);
@@ -316,6 +325,7 @@ struct writer engine_writer(const struct line *l, uint64_t m)
             w.vcpu = chunk_vcpu(word);
             w.pc = load64(&l->wpc[c]);
             w.task = load64(&l->wtask[c]);
+            w.va = load64(&l->wva[c]);
             w.chunk = c;
         }
     }
@@ -437,7 +447,22 @@ bool engine_by_program(const struct line *l, struct writer w, const struct exec_
     bool gone;
     const struct task *t = live_thread(w.task, &gone);
     uint64_t writer_mm = t ? load64(&t->mm) : 0;
-    return !(writer_mm && x->mm && writer_mm != x->mm);
+    if (writer_mm && x->mm && writer_mm != x->mm) {
+        return false;
+    }
+    /* Stored through another virtual page than the one it runs from (a second mapping, or a page
+       the kernel freed and gave back): if that page no longer maps this frame, the kernel unmapped
+       it since, and what the frame holds now is the kernel's (a device may have refilled it,
+       unseen: a heap page of the program that came back as its own text). The unmapping's TLB
+       invalidation, completed by a DSB, completed every access made through it. Walked only for
+       an execution (mm known), never when clearing a line for every CPU. */
+    uint64_t pa, frame = (g_ram_base + (uint64_t)(l - g_lines) * g_granule) & ~(PAGE_SIZE - 1);
+    if (w.va && x->mm && g_arch->user_translate && (w.va ^ x->vaddr) >= PAGE_SIZE &&
+        (!g_arch->user_translate(x->vcpu, writer_mm ? writer_mm : x->mm, w.va, &pa) ||
+         (pa & ~(PAGE_SIZE - 1)) != frame)) {
+        return false;
+    }
+    return true;
 }
 
 void engine_dsb(unsigned vcpu, unsigned kind, bool by_program)
@@ -699,9 +724,10 @@ uint64_t engine_tasks_untracked(void) { return load64(&g_untracked); }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
 
-const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user)
+const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, uint64_t vaddr)
 {
-    struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
+    bool user = !g_arch->is_kernel_pc(vaddr);
+    struct exec_ctx x = { .user = user, .vcpu = vcpu, .task = load64(&g_vcpu[vcpu].task), .vaddr = vaddr };
     if (user) {
         x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
         x.thread_sync = engine_user_sync(vcpu, x.mm);
@@ -739,9 +765,10 @@ static void explain_maint(char *buf, size_t n, size_t *at, const char *name, con
     append(buf, n, at, "]");
 }
 
-void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, bool user, char *buf, size_t n)
+void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t vaddr, char *buf, size_t n)
 {
-    struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
+    bool user = !g_arch->is_kernel_pc(vaddr);
+    struct exec_ctx x = { .user = user, .vcpu = vcpu, .task = load64(&g_vcpu[vcpu].task), .vaddr = vaddr };
     if (user) {
         x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
         x.thread_sync = task_sync(current(vcpu), x.mm);
@@ -752,8 +779,8 @@ void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, bool user, 
     size_t at = 0;
     append(buf, n, &at,
            "{\"now\": %" PRIu64 ", \"store\": {\"event\": %" PRIu64 ", \"vcpu\": %u, \"thread\": \"0x%" PRIx64
-           "\", \"thread_state\": \"%s\", \"mm\": \"0x%" PRIx64 "\"}",
-           engine_events(), w.seq, w.vcpu, w.task, t ? "live" : gone ? "gone" : "unknown", t ? load64(&t->mm) : 0);
+           "\", \"thread_state\": \"%s\", \"mm\": \"0x%" PRIx64 "\", \"va_page\": \"0x%" PRIx64 "\"}",
+           engine_events(), w.seq, w.vcpu, w.task, t ? "live" : gone ? "gone" : "unknown", t ? load64(&t->mm) : 0, w.va);
     explain_maint(buf, n, &at, "cleans", l->dc, l->dc_task);
     explain_maint(buf, n, &at, "invalidates", l->ic, l->ic_task);
     uint64_t cpu_dsb = w.vcpu < g_vcpus ? engine_dsb_after(w.vcpu, w.seq, DSB_STORES | DSB_SHARED) : 0;

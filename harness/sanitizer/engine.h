@@ -83,6 +83,7 @@ struct line {
     uint64_t chunk[CHUNKS];   /* chunk_word of the newest store to each 1/8 line; 0 = none */
     uint64_t wpc[CHUNKS];     /* PC of that store (reports; kernel or user writer) */
     uint64_t wtask[CHUNKS];   /* thread of that store (0 = unknown) */
+    uint64_t wva[CHUNKS];     /* virtual address it stored through (0 = unknown) */
     /* The last MAINT_HISTORY D-side cleans and I-side invalidates covering it (maint_word, ring by
        n_dc/n_ic), and the thread that issued each (0 = unknown). More than one is kept because
        threads whose code shares a line maintain it in turn: one thread's complete protocol must
@@ -102,7 +103,7 @@ struct line {
    (its pieces are not attributed one by one then). */
 #define UNKNOWN_WRITER 0xff
 struct writer {
-    uint64_t seq, pc, task;
+    uint64_t seq, pc, task, va;
     unsigned vcpu;
     unsigned chunk; /* the 1/8 line that holds it */
 };
@@ -123,12 +124,14 @@ struct vcpu_state {
    return counts as its synchronization. */
 enum episode { EPISODE_NONE, EPISODE_SYNC, EPISODE_ASYNC };
 
-/* Who executes: user or kernel code, the thread (0 = unknown) and its own synchronization
-   (engine_user_sync; meaningful for user code only). */
+/* Who executes: user or kernel code, on which vCPU, the thread (0 = unknown) and its own
+   synchronization (engine_user_sync; meaningful for user code only). */
 struct exec_ctx {
     bool user;
+    unsigned vcpu;
     uint64_t task;
     uint64_t mm;          /* the executing process (0 = unknown) */
+    uint64_t vaddr;       /* the executed instruction's virtual address (with mm) */
     uint64_t thread_sync;
 };
 
@@ -179,6 +182,10 @@ struct arch_ops {
     /* The executing vCPU's user address space (for process-wide synchronization), 0 if unknown;
        NULL: the architecture has none. */
     uint64_t (*user_mm)(unsigned vcpu);
+    /* The physical address the user address va has now in the address space mm (a user_mm
+       value), read on vCPU vcpu's own thread; false when it has none or the walk fails.
+       NULL: stores are never found unmapped. */
+    bool (*user_translate)(unsigned vcpu, uint64_t mm, uint64_t va, uint64_t *pa);
     bool (*is_kernel_pc)(uint64_t pc);
     const struct rule *const *rules; /* NULL-terminated: every rule this architecture reports */
 };
@@ -200,10 +207,10 @@ uint64_t engine_events(void);
 void engine_advance(uint64_t n);
 bool engine_overflowed(void);
 
-/* A store of size bytes at physical pa by vcpu (PC pc, kernel or user mode). Bytes past the end
-   of pa's page are ignored: the next virtual page maps some other frame, so the caller records
-   that part with its own translation. */
-void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc);
+/* A store of size bytes at physical pa, through virtual address va, by vcpu (PC pc, kernel or user
+   mode). Bytes past the end of pa's page are ignored: the next virtual page maps some other frame,
+   so the caller records that part with its own translation. */
+void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc);
 /* The line record of guest physical address pa, or NULL outside guest RAM. */
 struct line *engine_line(uint64_t pa);
 /* Switch the page of pa to line-level tracking (idempotent). */
@@ -280,19 +287,21 @@ uint64_t engine_min_thread_sync(void);
 /* Whether every vCPU, and for user code every thread whose own synchronization is at least
    `least`, could run the bytes m of l now (then no check is needed). */
 bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least);
-/* The rule broken when vcpu executes the bytes m of l now (user: at a user PC), or NULL. */
-const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user);
+/* The rule broken when vcpu executes the bytes m of l now, at virtual address vaddr (user code
+   when it is a user PC), or NULL. */
+const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, uint64_t vaddr);
 /* What the judgement of vcpu executing the bytes m of l (user: at a user PC) rests on, as one JSON
    object in buf (truncated to n bytes): the newest store, the line's recorded cleans and
    invalidates, the first DSBs after the store by its writer's CPU and thread, whose protocol
    judges it and the executor's latest synchronization. For reports: a maintainer reads the
    sequence seen and the step missing without re-running. */
-void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, bool user, char *buf, size_t n);
+void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t vaddr, char *buf, size_t n);
 /* Whether the bytes (newest store w) of line l are judged by the executing program's own protocol
    (see engine.h's top): user code executing bytes a thread of its own process wrote in user mode,
    which the kernel has not cleaned or invalidated since. Otherwise they are the kernel's: kernel
    code, kernel-written bytes, a page the kernel reused and filled (by a device, unseen) whose
-   last recorded store was another process's, or a line the kernel maintained itself. */
+   last recorded store was another process's or was made through an address that no longer maps
+   it, or a line the kernel maintained itself. */
 bool engine_by_program(const struct line *l, struct writer w, const struct exec_ctx *x);
 
 /* ---- what the host provides (plugin.c under QEMU, engine_test.c in tests) ---------------------- */

@@ -9,7 +9,8 @@
  *
  * Guest registers and physical memory are a small table here (host_register and friends), as
  * QEMU would give them: a guest with the MMU off (SCTLR 0), so DC/IC operands are physical
- * addresses, and every thread in one process (the same TTBR0_EL1 and CR3).
+ * addresses, and every thread in one process (the same TTBR0_EL1 and CR3). A test that needs
+ * translation writes its few page-table entries (map_page) and turns the MMU on.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,9 +23,9 @@ extern const struct arch_ops arch_arm64, arch_riscv64, arch_x86_64;
 
 /* ---- the guest, as the engine's host interface sees it ---------------------------------------- */
 
-#define NREGS 10
-static const char *const reg_names[NREGS] = { "x0", "x8", "x9", "SCTLR", "TTBR0_EL1", "rax", "rdi", "rcx",
-                                              "rsi", "cr3" };
+#define NREGS 11
+static const char *const reg_names[NREGS] = { "x0", "x8", "x9", "SCTLR", "TTBR0_EL1", "TCR_EL1", "rax", "rdi",
+                                              "rcx", "rsi", "cr3" };
 static uint64_t g_regs[MAX_VCPUS][NREGS];
 
 int host_register(unsigned vcpu, const char *name)
@@ -47,11 +48,30 @@ bool host_read_register(unsigned vcpu, int handle, uint64_t *out)
     return true;
 }
 
+/* Guest physical memory: the 8-byte page-table entries map_page wrote; nothing else is RAM. */
+#define PT_WORDS 16
+static struct { uint64_t pa, value; } g_pt[PT_WORDS];
+static unsigned g_npt;
+
 bool host_read_phys(uint64_t pa, void *buf, size_t len)
 {
-    (void)pa;
     memset(buf, 0, len);
+    for (unsigned i = 0; i < g_npt && len == 8; i++) {
+        if (g_pt[i].pa == pa) {
+            memcpy(buf, &g_pt[i].value, 8);
+            return true;
+        }
+    }
     return false;
+}
+
+static void pt_write(uint64_t pa, uint64_t value)
+{
+    if (g_npt == PT_WORDS) {
+        abort();
+    }
+    g_pt[g_npt].pa = pa;
+    g_pt[g_npt++].value = value;
 }
 
 static void set_reg(unsigned vcpu, const char *name, uint64_t value)
@@ -74,6 +94,7 @@ static int g_failures, g_checks;
 static void setup(const struct arch_ops *arch, const char *ctr)
 {
     memset(g_regs, 0, sizeof(g_regs));
+    g_npt = 0;
     g_granule = 64;
     if (arch->parse_arg && ctr && !arch->parse_arg("ctr_el0", ctr)) {
         abort();
@@ -109,14 +130,14 @@ static void block(unsigned vcpu, uint64_t vaddr)
     }
 }
 
-static void store(unsigned vcpu, uint64_t pc) { engine_store(vcpu, CODE, 4, pc); }
+static void store(unsigned vcpu, uint64_t pc) { engine_store(vcpu, CODE, CODE, 4, pc); }
 
 /* The rule (or "clean") the executing vCPU gets for the stored bytes, as user or kernel code. */
 static const char *run(unsigned vcpu, bool user)
 {
     engine_track_page(CODE);
     const struct line *l = engine_line(CODE);
-    const struct rule *r = engine_check(l, 0xf, vcpu, INSN_STARTS_HERE, user);
+    const struct rule *r = engine_check(l, 0xf, vcpu, INSN_STARTS_HERE, user ? CODE : KERNEL_PC);
     return r ? r->name : "clean";
 }
 
@@ -202,6 +223,45 @@ static void arm64_same_process(void)
 {
     for (unsigned v = 0; v < 4; v++) {
         set_reg(v, "TTBR0_EL1", 0x7654000);
+    }
+}
+
+/* arm64: map the 4 KiB user page va to the frame pa in the 48-bit, 4-level tables at root (each
+   level's table one page after the previous), and turn the MMU on for every vCPU. */
+static void map_page(uint64_t root, uint64_t va, uint64_t pa)
+{
+    for (unsigned level = 0; level < 4; level++) {
+        uint64_t table = root + level * 0x1000, index = (va >> (39 - 9 * level)) & 511;
+        pt_write(table + index * 8, (level < 3 ? table + 0x1000 : pa & ~0xfffULL) | 3);
+    }
+    for (unsigned v = 0; v < 4; v++) {
+        set_reg(v, "SCTLR", 1);
+        set_reg(v, "TCR_EL1", 16); /* T0SZ 16: 48-bit addresses, 4 KiB granule */
+    }
+}
+
+/* A store made through another virtual page than the one the code runs from: judged by its
+   program while that page still maps the frame (a second mapping of a JIT's buffer), by the
+   kernel once it no longer does (the program's heap page, freed, came back as its own text,
+   filled by a device: the store is not what runs). neoverse-v1: the store's DSB is the step. */
+static void test_unmapped_store(void)
+{
+    const uint64_t root = 0x7654000, heap = 0x500000, text = 0x400000;
+    for (int mapped = 0; mapped < 2; mapped++) {
+        arm64_boot(V1);
+        arm64_same_process();
+        if (mapped) {
+            map_page(root, heap, CODE);
+        } else {
+            map_page(root, 0x600000, 0x7000000); /* some other page: the heap one is gone */
+        }
+        engine_store(1, CODE, heap, 4, USER_PC); /* the other thread's store, no DSB since */
+        arm64_user_interrupt(1, true); /* an interrupt handler's DSB on its CPU */
+        arm64_syscall(0, 172, 0); /* the executing thread's own exception return */
+        engine_track_page(CODE);
+        const struct rule *r = engine_check(engine_line(CODE), 0xf, 0, INSN_STARTS_HERE, text);
+        EXPECT(mapped ? "stored through a second mapping that still maps it" : "stored through a page since unmapped",
+               r ? r->name : "clean", mapped ? "arm64.no_dsb" : "clean");
     }
 }
 
@@ -307,7 +367,7 @@ static void test_arm64(void)
        its bytes, then B maintains the line for its own bytes; A's protocol was complete. */
     arm64_boot(A57);
     arm64_install(0, 0);
-    engine_store(1, CODE + 32, 4, USER_PC + 0x40);
+    engine_store(1, CODE + 32, CODE + 32, 4, USER_PC + 0x40);
     set_reg(1, "x9", CODE + 32);
     insn32(1, DC_CVAU_X9, false);
     insn32(1, DSB_ISH, false);
@@ -326,13 +386,13 @@ static void test_arm64(void)
     for (unsigned k = 0; k < 3; k++) {
         arm64_boot(live_patch_cpus[k]);
         arm64_same_process();
-        engine_store(0, CODE + 0x1c, 4, USER_PC);
+        engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC);
         arm64_install(0, 0);
         set_reg(1, "x9", 0xffff000000300000ULL); /* the executor thread starts on vCPU 1 */
         insn32(1, MSR_SP_EL0_X9, true);
         EXPECT("live patch: installed function", run(1, true), "clean");
         for (int round = 0; round < 2 * MAINT_HISTORY; round++) {
-            engine_store(0, CODE + 0x1c, 4, USER_PC + 0x100);
+            engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC + 0x100);
             set_reg(0, "x9", CODE + 0x1c);
             insn32(0, DC_CVAU_X9, false);
             insn32(0, DSB_ISH, false);
@@ -341,7 +401,7 @@ static void test_arm64(void)
             insn32(0, ISB, false);
         }
         EXPECT("live patch: the line's other instructions", run(1, true), "clean");
-        const struct rule *r = engine_check(engine_line(CODE), 0xfULL << 0x1c, 1, INSN_STARTS_HERE, true);
+        const struct rule *r = engine_check(engine_line(CODE), 0xfULL << 0x1c, 1, INSN_STARTS_HERE, CODE + 0x1c);
         EXPECT("live patch: the patched word, unexempt", r ? r->name : "clean", "arm64.no_isb");
         store(0, USER_PC + 0x200); /* a new store to the first word, maintained, not synchronized */
         set_reg(0, "x9", CODE);
@@ -385,6 +445,28 @@ static void test_arm64(void)
     insn32(0, DSB_ISH, true);
     insn32(0, IC_IVAU_X9, true);
     EXPECT("kernel maintenance without its last DSB", run(1, true), "arm64.no_dsb");
+
+    /* Text the kernel copied into a page-cache page on one CPU (no DSB there yet), mapped by the
+       program's other thread on the other CPU, whose fault ran the DSB ISHST of the IDC path. */
+    for (int dsb = 0; dsb < 2; dsb++) {
+        arm64_boot(V1);
+        arm64_same_process();
+        store(0, KERNEL_PC);
+        block(1, SYNC_FROM_USER);
+        if (dsb) {
+            insn32(1, DSB_ISHST, true);
+        }
+        insn32(1, ERET, true);
+        EXPECT(dsb ? "kernel-copied text mapped by the executing CPU" : "kernel-copied text, no DSB anywhere",
+               run(1, true), dsb ? "clean" : "arm64.no_dsb");
+    }
+    /* A program's store is still its own thread's to complete. */
+    arm64_boot(V1);
+    arm64_same_process();
+    store(0, USER_PC);
+    arm64_user_interrupt(1, true);
+    insn32(1, ISB, false);
+    EXPECT("program store, the executing CPU's DSB", run(1, true), "arm64.no_dsb");
 
     /* Cross-modification: the executor's own ISB is needed; an interrupt must not hide its absence. */
     arm64_boot(A57);
@@ -448,7 +530,7 @@ static void test_arm64(void)
     arm64_boot(A57);
     store(0, USER_PC);
     engine_track_page(CODE);
-    EXPECT("exempt", engine_check(engine_line(CODE), 0xf, 0, INSN_EXEMPT, true) ? "reported" : "clean", "clean");
+    EXPECT("exempt", engine_check(engine_line(CODE), 0xf, 0, INSN_EXEMPT, CODE) ? "reported" : "clean", "clean");
 
     /* Decoding: SSBB is not a DSB; IC IALLU on the executing PE stands in for IC IVAU. */
     arm64_boot(A57);
@@ -593,15 +675,15 @@ static void test_x86_64(void)
        of it runs: which thread wrote which bytes is not known then, so neither is reported; a
        page one thread wrote alone keeps its writer, and cross-modification is still caught. */
     x86_boot();
-    engine_store(0, CODE + 4096, 8, USER_PC);
-    engine_store(1, CODE + 4096 + 32, 8, USER_PC);
+    engine_store(0, CODE + 4096, CODE + 4096, 8, USER_PC);
+    engine_store(1, CODE + 4096 + 32, CODE + 4096 + 32, 8, USER_PC);
     engine_track_page(CODE + 4096);
     EXPECT("own code in a page two threads wrote",
-           engine_check(engine_line(CODE + 4096), 0xff, 0, INSN_STARTS_HERE, true) ? "reported" : "clean", "clean");
-    engine_store(0, CODE + 8192, 8, USER_PC);
+           engine_check(engine_line(CODE + 4096), 0xff, 0, INSN_STARTS_HERE, CODE + 4096) ? "reported" : "clean", "clean");
+    engine_store(0, CODE + 8192, CODE + 8192, 8, USER_PC);
     engine_track_page(CODE + 8192);
     EXPECT("a page one thread wrote, run on another CPU",
-           engine_check(engine_line(CODE + 8192), 0xff, 1, INSN_STARTS_HERE, true) ? "reported" : "clean",
+           engine_check(engine_line(CODE + 8192), 0xff, 1, INSN_STARTS_HERE, CODE + 8192) ? "reported" : "clean",
            "reported");
 
     /* The writing thread migrated to another CPU: its own bytes. */
@@ -705,7 +787,7 @@ static void test_page_crossing_store(void)
     store(0, USER_PC);
     insn32(0, 0x0000100f, false);
     EXPECT("code synchronized", run(0, true), "clean");
-    engine_store(1, CODE - 8, 16, USER_PC + 0x100);
+    engine_store(1, CODE - 8, CODE - 8, 16, USER_PC + 0x100);
     EXPECT("store ending in the previous frame", run(0, true), "clean");
     const struct line *prev = engine_line(CODE - 8);
     engine_track_page(CODE - 8);
@@ -738,8 +820,8 @@ static void *vcpu_thread(void *arg)
     unsigned v = (unsigned)(uintptr_t)arg;
     for (unsigned i = 0; i < ROUNDS; i++) {
         uint64_t pa = CODE + (i % 64) * 64 + (i % 8) * 4, other = RAM_BASE + 0x200000 + (i % 512) * 8;
-        engine_store(v, pa, 4, USER_PC + i);
-        engine_store(v, other, 8, USER_PC);
+        engine_store(v, pa, pa, 4, USER_PC + i);
+        engine_store(v, other, other, 8, USER_PC);
         if (i % 3 == 0) {
             set_reg(v, "x9", pa);
             insn32(v, DC_CVAU_X9, false);
@@ -757,7 +839,7 @@ static void *vcpu_thread(void *arg)
             engine_track_page(other);
         }
         const struct line *l = engine_line(pa);
-        engine_check(l, 0xfULL << (pa % 64), v, 0, true);
+        engine_check(l, 0xfULL << (pa % 64), v, 0, pa);
         engine_clean_everywhere(l, 0xfULL << (pa % 64), 0, true, engine_min_thread_sync());
         engine_writer(l, ~0ULL);
     }
@@ -788,6 +870,7 @@ int main(int argc, char **argv)
         test_riscv64();
         test_x86_64();
         test_gone_writer();
+        test_unmapped_store();
         test_page_crossing_store();
         test_event_numbers();
         test_threads();

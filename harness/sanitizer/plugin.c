@@ -207,11 +207,11 @@ static void on_store(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t va, voi
     unsigned size = 1u << qemu_plugin_mem_size_shift(info);
     unsigned first = size < PAGE_SIZE - va % PAGE_SIZE ? size : (unsigned)(PAGE_SIZE - va % PAGE_SIZE);
     uint64_t pc = (uint64_t)(uintptr_t)udata;
-    engine_store(vcpu, pa, first, pc);
+    engine_store(vcpu, pa, va, first, pc);
     if (first < size) {
         hw = qemu_plugin_get_hwaddr(info, va + first);
         if (hw && !qemu_plugin_hwaddr_is_io(hw)) {
-            engine_store(vcpu, qemu_plugin_hwaddr_phys_addr(hw), size - first, pc);
+            engine_store(vcpu, qemu_plugin_hwaddr_phys_addr(hw), va + first, size - first, pc);
         }
     }
 }
@@ -262,7 +262,7 @@ static void on_tb_exec(unsigned vcpu, void *udata)
         if (!l || !(load64(&l->mask) & e->bytes)) {
             continue;
         }
-        const struct rule *rule = engine_check(l, e->bytes, vcpu, e->flags, !g_arch->is_kernel_pc(e->vaddr));
+        const struct rule *rule = engine_check(l, e->bytes, vcpu, e->flags, e->vaddr);
         if (rule) {
             ok = false;
             report_violation(&tc->seen[i], rule, e, l, vcpu);

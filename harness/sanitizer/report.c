@@ -80,7 +80,7 @@ void report_violation(struct violation_cache *cache, const struct rule *rule, co
         *v = (struct violation){ .rule = rule, .pc = e->vaddr, .paddr = e->pa, .vcpu = vcpu,
                                  .writer_pc = w.pc, .writer_vcpu = w.vcpu, .size = e->size, .count = 1 };
         memcpy(v->insn, e->insn, sizeof(v->insn));
-        engine_explain(l, e->bytes, vcpu, !g_arch->is_kernel_pc(e->vaddr), v->events, sizeof(v->events));
+        engine_explain(l, e->bytes, vcpu, e->vaddr, v->events, sizeof(v->events));
         g_hash_table_insert(g_violations, g_strdup(key), v);
         if (g_out) {
             write_violation(g_out, v);
