@@ -791,6 +791,9 @@ void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t va
            "\", \"thread_sync\": %" PRIu64 ", \"cpu_sync\": %" PRIu64 "}}",
            cpu_dsb, thread_dsb == UINT64_MAX ? (int64_t)-1 : (int64_t)thread_dsb, settled_seq(load64(&l->settled[w.chunk % CHUNKS])),
            engine_by_program(l, w, &x) ? "program" : "kernel", x.task, x.mm, x.thread_sync, load64(&g_vcpu[vcpu].csync));
+    if (at >= n) {
+        snprintf(buf, n, "{\"truncated\": true}"); /* still one JSON value for the reader */
+    }
 }
 
 uint64_t engine_min_thread_sync(void)

@@ -293,8 +293,9 @@ const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu,
 /* What the judgement of vcpu executing the bytes m of l (user: at a user PC) rests on, as one JSON
    object in buf (truncated to n bytes): the newest store, the line's recorded cleans and
    invalidates, the first DSBs after the store by its writer's CPU and thread, whose protocol
-   judges it and the executor's latest synchronization. For reports: a maintainer reads the
-   sequence seen and the step missing without re-running. */
+   judges it and the executor's latest synchronization (or {"truncated": true} when n is too
+   small). For reports: a maintainer reads the sequence seen and the step missing without
+   re-running. */
 void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t vaddr, char *buf, size_t n);
 /* Whether the bytes (newest store w) of line l are judged by the executing program's own protocol
    (see engine.h's top): user code executing bytes a thread of its own process wrote in user mode,

@@ -460,6 +460,12 @@ static void test_arm64(void)
         EXPECT(dsb ? "kernel-copied text mapped by the executing CPU" : "kernel-copied text, no DSB anywhere",
                run(1, true), dsb ? "clean" : "arm64.no_dsb");
     }
+    /* A report's account of the judgement: whole, or one JSON value when the buffer is short. */
+    char why[2048], tiny[64];
+    engine_explain(engine_line(CODE), 0xf, 1, CODE, why, sizeof(why));
+    EXPECT("explained", strstr(why, "\"judged_by\": \"kernel\"") && why[strlen(why) - 1] == '}' ? "ok" : why, "ok");
+    engine_explain(engine_line(CODE), 0xf, 1, CODE, tiny, sizeof(tiny));
+    EXPECT("explained, short buffer", tiny, "{\"truncated\": true}");
     /* A program's store is still its own thread's to complete. */
     arm64_boot(V1);
     arm64_same_process();

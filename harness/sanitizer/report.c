@@ -26,7 +26,7 @@ struct violation {
     unsigned vcpu, writer_vcpu, size;
     uint8_t insn[MAX_INSN_BYTES];
     uint64_t count;
-    char events[1024];
+    char events[2048];
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
