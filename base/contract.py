@@ -7,7 +7,7 @@ not list, is a type error rather than a silent difference.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict, get_args
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 __all__ = [
     "VERDICTS",
@@ -41,6 +41,9 @@ class Violation(TypedDict):
     writer_vcpu: int
     count: int
     space: Space
+    # Beyond the contract's fields: what the sanitizer's judgement rested on, as its report gives
+    # it (harness/sanitizer/README.md), for triage; absent in older reports.
+    events: NotRequired[dict[str, Any]]
 
 
 class BootResult(TypedDict):

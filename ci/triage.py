@@ -95,20 +95,62 @@ def disassemble_around(
     return None
 
 
+def _hexa(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) else str(value)
+
+
+def _maintenance(kind: str, records: Any) -> str:
+    if not isinstance(records, list) or not records:
+        return f"{kind} seen: none"
+    seen = ", ".join(
+        f"event {r.get('event')} on vCPU {r.get('vcpu')} by "
+        f"{'the kernel' if r.get('kernel') else 'the program'} (thread {r.get('thread')})"
+        for r in records
+        if isinstance(r, Mapping)
+    )
+    return f"{kind} seen: {seen}"
+
+
+def _dsb(event: Any) -> str:
+    if event == -1:
+        return "not known (thread untracked)"
+    return f"event {event}" if event else "none"
+
+
 def events(violation: Mapping[str, Any]) -> list[str]:
-    """The sanitizer's events for the violation's cache line, as sentences."""
-
-    def hexa(value: Any) -> str:
-        return f"{value:#x}" if isinstance(value, int) else str(value)
-
+    """The sanitizer's events for the violation's cache line, as sentences: the ones its report
+    recorded for the judgement (the violation's ``events``) when present, else what the violation
+    itself names."""
     rule = str(violation.get("rule", "?"))
-    return [
-        f"store: vCPU {violation.get('writer_vcpu')} at PC {hexa(violation.get('writer_pc'))} wrote the line "
-        f"at physical address {hexa(violation.get('paddr'))}",
-        f"maintenance missing: {rule} (the step this rule requires was not seen between the store and "
-        "the execution)",
+    store = (
+        f"store: vCPU {violation.get('writer_vcpu')} at PC {_hexa(violation.get('writer_pc'))} wrote the "
+        f"line at physical address {_hexa(violation.get('paddr'))}"
+    )
+    execution = (
         f"execution: vCPU {violation.get('vcpu')} ran {violation.get('disasm') or '?'} at PC "
-        f"{hexa(violation.get('pc'))} ({violation.get('space')} space, {violation.get('count')} time(s))",
+        f"{_hexa(violation.get('pc'))} ({violation.get('space')} space, {violation.get('count')} time(s))"
+    )
+    recorded = violation.get("events")
+    if not isinstance(recorded, Mapping) or "store" not in recorded:
+        missing = (
+            f"maintenance missing: {rule} (the step this rule requires was not seen between the store "
+            "and the execution)"
+        )
+        return [store, missing, execution]
+    s, x = recorded.get("store") or {}, recorded.get("executor") or {}
+    through = f", through the virtual page {s['va_page']}" if s.get("va_page") else ""
+    return [
+        f"{store}, at event {s.get('event')} (thread {s.get('thread')}, {s.get('thread_state')}, process "
+        f"{s.get('mm')}{through})",
+        _maintenance("cleans (DC)", recorded.get("cleans")),
+        _maintenance("invalidates (IC)", recorded.get("invalidates")),
+        f"first DSB after the store: on the writer's vCPU {_dsb(recorded.get('writer_cpu_dsb'))}, by the "
+        f"writer's thread {_dsb(recorded.get('writer_thread_dsb'))}",
+        f"judged by the {'program' if recorded.get('judged_by') == 'program' else 'kernel'}'s protocol; "
+        f"first step missing: {rule}",
+        f"{execution}; the executing thread ({x.get('thread')}, process {x.get('mm')}) last synchronized at "
+        f"event {x.get('thread_sync')}, its vCPU at event {x.get('cpu_sync')} (the report was written at "
+        f"event {recorded.get('now')})",
     ]
 
 

@@ -12,9 +12,12 @@ from elftools.elf.sections import SymbolTableSection
 from sanitizer_progs import build_program, variant_of_pc
 
 from base.errors import InfraError, InputError
+from ci.triage import events
 from harness.qemu_cmdline import PluginSpec
 from harness.sanitizer import REPORT_NAME, check_ctr_el0, plugin_spec, read_report, read_violations
 from harness.sanitizer.build import check_header_matches, ensure_plugin, upstream_version
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_plugin_builds_once_and_is_reused() -> None:
@@ -162,3 +165,20 @@ def test_the_plugin_names_a_bad_argument_and_its_range(argument: str, message: s
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_a_violation_keeps_what_its_judgement_rested_on(tmp_path: Path) -> None:
+    # A real record: the false arm64.no_isb (since fixed) of a PCRE2 thread running text its other
+    # thread had just faulted in; its events are what showed the mechanism.
+    record = (FIXTURES / "sanitizer" / "arm64-n1-kernel-mapped-text.jsonl").read_text()
+    (tmp_path / REPORT_NAME).write_text(record + json.dumps({"kind": "summary", "calibrated": True}) + "\n")
+    (violation,) = read_violations(tmp_path, "arm64")
+    assert violation["events"]["judged_by"] == "kernel"
+    story = events(violation)
+    assert "invalidates (IC) seen: event 1375480 on vCPU 0 by the kernel" in story[2]
+    assert "first DSB after the store: on the writer's vCPU event 823977" in story[3]
+    assert story[4] == "judged by the kernel's protocol; first step missing: arm64.no_isb"
+    assert "last synchronized at event 1375222, its vCPU at event 1375221" in story[5]
+    # Without them (older reports), the sentences come from the violation alone.
+    del violation["events"]
+    assert events(violation)[1].startswith("maintenance missing: arm64.no_isb")

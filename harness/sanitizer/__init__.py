@@ -121,7 +121,8 @@ def read_violations(
 
     Each has rule, pc, vcpu, paddr, insn (hex bytes), disasm (capstone), symbol (from the ELF
     symbols of ``binaries`` for user PCs and ``system_map`` for kernel PCs, else None),
-    writer_pc, writer_vcpu, count and space. Raises InputError for an unknown arch and
+    writer_pc, writer_vcpu, count and space, and events (what the judgement rested on) when the
+    plugin recorded them. Raises InputError for an unknown arch and
     InfraError when the report is missing or damaged, or the plugin never learnt where guest
     RAM lives (then it checked nothing).
     """
@@ -140,21 +141,22 @@ def read_violations(
     for rec in records:
         pc = int(rec["pc"], 16)
         insn = bytes.fromhex(rec["insn"])
-        out.append(
-            {
-                "rule": rec["rule"],
-                "pc": pc,
-                "vcpu": rec["vcpu"],
-                "paddr": int(rec["paddr"], 16),
-                "insn": rec["insn"],
-                "disasm": disassemble(arch, insn, pc),
-                "symbol": symbols.lookup(pc, kernel=rec["space"] == "kernel"),
-                "writer_pc": int(rec["writer_pc"], 16),
-                "writer_vcpu": rec["writer_vcpu"],
-                "count": rec["count"],
-                "space": rec["space"],
-            }
-        )
+        violation: Violation = {
+            "rule": rec["rule"],
+            "pc": pc,
+            "vcpu": rec["vcpu"],
+            "paddr": int(rec["paddr"], 16),
+            "insn": rec["insn"],
+            "disasm": disassemble(arch, insn, pc),
+            "symbol": symbols.lookup(pc, kernel=rec["space"] == "kernel"),
+            "writer_pc": int(rec["writer_pc"], 16),
+            "writer_vcpu": rec["writer_vcpu"],
+            "count": rec["count"],
+            "space": rec["space"],
+        }
+        if isinstance(rec.get("events"), dict):
+            violation["events"] = rec["events"]
+        out.append(violation)
     return sorted(out, key=lambda v: (v["rule"], v["pc"], v["paddr"]))
 
 
