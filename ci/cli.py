@@ -236,7 +236,9 @@ def add_matrix_parser(subparsers: Any) -> None:
 def add_report_parser(subparsers: Any) -> None:
     """Register ``jitprobe report``."""
     p = subparsers.add_parser("report", help="triage report (HTML, Markdown, JUnit, JSON) of results folders")
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="results folders or results.jsonl files")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results folders, or results files (results.jsonl, results.<writer>.jsonl) "
+                   "each standing for its folder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for index.html, summary.md, ...")
     p.add_argument(
         "--history",

@@ -32,9 +32,9 @@ from ci.matrix import (
     run_matrix,
     shard,
 )
-from ci.report import load_cells
+from ci.report import build_report, load_cells
 from ci.signature import signature_of
-from harness.runs import append_result
+from harness.runs import RESULTS_FILE, append_result, results_files
 from harness.stress.scenarios import IcacheScenario, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,32 +227,14 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     jobs = _jobs(tmp_path, 3)
     results = tmp_path / "results"
     run_matrix(jobs[:1], results, night="n1", runner=fake_runner())
-    # jobs[1] was cut off: started, two cells, the second torn (a writer SIGKILLed mid-line)
-    append_result(
-        results,
-        {
-            "job": "matrix-start",
-            "matrix_job": jobs[1].id,
-            "attempt": "dead",
-            "night": "n1",
-            "axes": jobs[1].axes(),
-            "started": "2026-01-01T00:00:00+00:00",
-        },
-    )
-    append_result(
-        results,
-        {
-            "job": "run",
-            "matrix_job": jobs[1].id,
-            "attempt": "dead",
-            "night": "n1",
-            **cell("arm64", "cortex-a57", jobs[1].scenario, "none"),
-        },
-    )
-    with open(results / "results.jsonl", "ab") as fh:
-        fh.write(
-            b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "arch": "ar'
-        )
+    # jobs[1] was cut off in its worker's file: started, two cells, the second torn (SIGKILL mid-line)
+    dead = {"matrix_job": jobs[1].id, "attempt": "dead", "night": "n1"}
+    start = {"job": "matrix-start", **dead, "axes": jobs[1].axes(), "started": "2026-01-01T00:00:00+00:00"}
+    written = append_result(results, start, writer="dead-w1")
+    append_result(results, {"job": "run", **dead, **cell("arm64", "cortex-a57", jobs[1].scenario, "none")},
+                  writer="dead-w1")  # fmt: skip
+    with open(written, "ab") as fh:
+        fh.write(b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "ar')
     assert finished_jobs(results) == {jobs[0].id}
     calls: list[str] = []
     ends = run_matrix(jobs, results, night="n1", resume=True, runner=fake_runner(calls=calls))
@@ -263,12 +245,69 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     by_id = {j.id: j for j in loaded}
     resumed = by_id[jobs[1].id]
     assert resumed.finished is not None and resumed.finished["attempt"] != "dead"
-    assert {c["attempt"] for c in resumed.cells} == {
-        resumed.finished["attempt"]
-    }  # the dead attempt's cell is gone
+    # the dead attempt's cell is gone
+    assert {c["attempt"] for c in resumed.cells} == {resumed.finished["attempt"]}
     assert len(resumed.cells) == resumed.finished["cells"]
-    assert any("not JSON" in w for w in warnings)  # the torn line, ended by the next append, is skipped
+    assert [w for w in warnings if "torn record" in w and written.name in w]  # skipped, and said so
     assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished)
+
+
+def test_parallel_workers_each_append_to_a_file_of_their_own(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, 4)
+    results = tmp_path / "results"
+    ends = run_matrix(jobs, results, night="n1", workers=2, runner=fake_runner(delay_s=0.05))
+    files = results_files(results)
+    assert len(files) == 2 and RESULTS_FILE not in {f.name for f in files}
+    writers: dict[str, set[Path]] = {}  # attempt -> the files its records are in
+    for path in files:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            writers.setdefault(record["attempt"], set()).add(path)
+    assert sorted(writers) == sorted(e["attempt"] for e in ends)
+    assert all(len(paths) == 1 for paths in writers.values())  # a job's records: one worker's file
+    again = run_matrix(jobs[:1], results, night="n1", runner=fake_runner())  # a later run: new files
+    assert len(results_files(results)) == 3 and again[0]["matrix_job"] == jobs[0].id
+    assert finished_jobs(results) == {j.id for j in jobs}
+
+
+def test_every_reader_takes_every_results_file(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, 2)
+    results = tmp_path / "results"
+    run_matrix(jobs, results, night="n1", workers=2, runner=fake_runner())
+    append_result(results, {"job": "run", **cell("arm64", "neoverse-v1", "rewrite_in_place", "none")})
+    assert (results / RESULTS_FILE).is_file() and len(results_files(results)) == 3
+    loaded, cells, _ = load_cells([results])
+    assert {j.id for j in loaded if j.finished} == {j.id for j in jobs}
+    assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished) + 1
+    part = next(p for p in results_files(results) if p.name != RESULTS_FILE)
+    assert len(load_cells([part])[1]) == len(cells)  # a worker's file stands for its folder
+    assert len(load_cells([results / RESULTS_FILE])[1]) == len(cells)
+    history = History(tmp_path / "h.sqlite")
+    report = build_report([results], history)
+    assert len(report.cells) == len(cells)
+    assert set(history.durations()) == {j.id for j in jobs}  # the report recorded every worker's jobs
+
+
+def test_a_later_finished_attempt_wins_whichever_file_is_read_first(tmp_path: Path) -> None:
+    (job,) = _jobs(tmp_path, 1)
+    results = tmp_path / "results"
+    for attempt, writer, finished in (("late", "a-w1", "2026-01-01T02:00:00+00:00"),
+                                      ("early", "b-w1", "2026-01-01T01:00:00+00:00")):  # fmt: skip
+        base = {"matrix_job": job.id, "attempt": attempt, "night": "n1"}
+        append_result(results, {"job": "run", **base, **cell("arm64", "cortex-a57", job.scenario, "none")},
+                      writer=writer)  # fmt: skip
+        end = {"job": "matrix-finished", **base, "axes": job.axes(), "finished": finished, "verdict": "pass"}
+        append_result(results, {**end, "cells": 1}, writer=writer)
+    (loaded,), _, _ = load_cells([results])
+    assert loaded.finished is not None and loaded.finished["attempt"] == "late"
+    assert [c["attempt"] for c in loaded.cells] == ["late"]
+
+
+@pytest.mark.parametrize("writer", ["", "a/b", "../x", "w.1", "x" * 65])
+def test_a_bad_writer_name_is_refused(tmp_path: Path, writer: str) -> None:
+    with pytest.raises(ValueError, match="writer name"):
+        append_result(tmp_path, {"n": 1}, writer=writer)
+    assert not results_files(tmp_path)
 
 
 _KILLABLE = """
