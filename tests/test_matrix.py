@@ -343,6 +343,92 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_job(tmp_path: Path) -> No
     assert all(j.finished is not None and len(j.cells) == j.finished["cells"] for j in jobs)
 
 
+_TINY_SCENARIO = """\
+name: tiny
+description: one thread rewrites a function in place a few times (a guest boot and one short program)
+generator: install
+params: {threads: 0, iterations: 4, seed: 3, filler: 62, placement: 0, mapping: rwx}
+mutations: []
+"""
+
+
+def _live_qemus(marker: str) -> set[int]:
+    """Pids of the QEMU processes (not zombies) whose command line names ``marker``."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if state != "Z" and Path(argv[0].decode(errors="replace")).name.startswith("qemu-system") and any(
+            marker.encode() in a for a in argv
+        ):
+            found.add(int(proc.name))
+    return found
+
+
+@pytest.mark.qemu
+def test_a_real_matrix_run_sigkilled_mid_way_leaves_no_qemu_and_resumes_only_the_rest(tmp_path: Path) -> None:
+    """Four one-cell x86_64 jobs (a tiny scenario, seeds 1-4), two guests at once. The whole
+    process group is SIGKILLed once a job has finished and a guest is up: the finished jobs are
+    on disk whole, no QEMU of the run lives on (PR_SET_PDEATHSIG: QEMU sits in a session of its
+    own, so the group's kill does not reach it), and --resume runs exactly the other jobs."""
+    (tmp_path / "scenarios" / "icache").mkdir(parents=True)
+    (tmp_path / "scenarios" / "icache" / "tiny.yaml").write_text(_TINY_SCENARIO)
+    text = matrix_text(arch="[x86_64]", scenario="[tiny]").replace("sanitize: [true]", "sanitize: [false]")
+    path = write_matrix(tmp_path, text.replace("seed: [null]", "seed: [1, 2, 3, 4]"))
+    every = {j.id for j in load_matrix(path, tmp_path / "scenarios").jobs}
+    assert len(every) == 4
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    command = [PY, "-m", "ci.cli", "matrix", "run", "--file", str(path), "--scenario-dir",
+               str(tmp_path / "scenarios"), "--results", str(results), "--no-history", "--night", "k1",
+               "--jobs", "2", "--json"]  # fmt: skip
+    env = {**os.environ, "JITPROBE_RUNS": str(runs)}
+    errors = tmp_path / "first.err"
+    with open(errors, "w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600  # a bound for a stuck run, not a speed requirement
+        guests: set[int] = set()
+        while proc.poll() is None and time.monotonic() < deadline:
+            guests = _live_qemus(str(runs))
+            if guests and finished_jobs(results):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed: " + errors.read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert guests, "no guest of the run was up when it was killed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + 30  # the kernel delivers the death signals; QEMU then exits
+        while _live_qemus(str(runs)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _live_qemus(str(runs)), f"QEMU outlived the killed run (running at the kill: {guests})"
+    finally:
+        for pid in _live_qemus(str(runs)):  # this test's own guests only (their run folders are in tmp_path)
+            os.kill(pid, signal.SIGKILL)
+    before = finished_jobs(results)
+    assert 0 < len(before) < len(every)
+    jobs, _, _ = load_cells([results])
+    kept = {j.id: (j, j.finished) for j in jobs if j.finished is not None}
+    assert set(kept) == before
+    assert all(j.verdict == "pass" and len(j.cells) == end["cells"] == 1 for j, end in kept.values())
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout)
+    assert (summary["run"], summary["skipped"]) == (len(every) - len(before), len(before))
+    jobs, cells, _ = load_cells([results])
+    assert {j.id for j in jobs if j.finished is not None} == every  # what a full run records
+    assert all(j.verdict == "pass" and len(j.cells) == 1 for j in jobs) and len(cells) == len(every)
+    started = [r for r in read_lines(results) if r["job"] == "matrix-start" and r["matrix_job"] in before]
+    assert len(started) == len(before)  # the jobs finished before the kill were not run again
+
+
 def test_matrix_list_cli_prints_ids_and_refuses_a_bad_file(tmp_path: Path) -> None:
     path = write_matrix(tmp_path, matrix_text(arch="[x86_64]"))
     out = subprocess.run(
