@@ -35,7 +35,7 @@ from ci.matrix import (
 from ci.report import build_report, load_cells
 from ci.signature import signature_of
 from harness.runs import RESULTS_FILE, append_result, results_files
-from harness.stress.scenarios import IcacheScenario, load_suite
+from harness.stress.scenarios import IcacheScenario, RealjitScenario, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -45,17 +45,22 @@ PY = sys.executable
 
 
 def test_the_project_matrix_expands_to_every_stress_model_and_scenario() -> None:
+    """The nightly runs the icache and realjit suites: every scenario of each on every stress
+    model it names (all, when it names none)."""
     matrix = load_matrix(MATRIX_FILE)
-    scenarios = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
-    expected = sum(
-        1
+    scenarios = [s for s in (*load_suite("icache"), *load_suite("realjit"))
+                 if isinstance(s, IcacheScenario | RealjitScenario)]  # fmt: skip
+    expected = {
+        (arch, cpu, s.name)
         for arch in available_arches()
         for cpu in load_profile(arch).stress_cpus
         for s in scenarios
         if cpu in s.cpus.get(arch, (cpu,))
-    )
-    assert len(matrix.jobs) == expected > 0
-    assert {j.arch for j in matrix.jobs} == set(available_arches())
+    }
+    assert {(j.arch, j.cpu, j.scenario) for j in matrix.jobs} == expected
+    assert len(matrix.jobs) == len(expected)
+    assert {j.suite for j in matrix.jobs} == {"icache", "realjit"}
+    assert {j.arch for j in matrix.jobs if j.suite == "realjit"} == set(available_arches())
     assert all(j.smp == 2 and j.sanitize and j.seed is None for j in matrix.jobs)
 
 
@@ -64,6 +69,10 @@ def test_the_project_matrix_expands_to_every_stress_model_and_scenario() -> None
     [
         (matrix_text(arch="[sparc]"), ["field 'axes.arch'", "'sparc'", "arm64", "riscv64", "x86_64"]),
         (matrix_text(scenario="[nope]"), ["field 'axes.scenario'", "'nope'", "rewrite_in_place"]),
+        (
+            matrix_text(scenario="[nope]").replace("suite: [icache]", "suite: [icache, realjit]"),
+            ["field 'axes.scenario'", "'nope'", "pcre2_jit", "rewrite_in_place"],
+        ),
         (matrix_text().replace("smp: [2]", "smp: [1]"), ["field 'axes.smp'", "integers from 2"]),
         (
             matrix_text().replace("sanitize: [true]", "sanitize: [maybe]"),
@@ -372,8 +381,9 @@ def _live_qemus(marker: str) -> set[int]:
 def test_a_real_matrix_run_sigkilled_mid_way_leaves_no_qemu_and_resumes_only_the_rest(tmp_path: Path) -> None:
     """Four one-cell x86_64 jobs (a tiny scenario, seeds 1-4), two guests at once. The whole
     process group is SIGKILLed once a job has finished and a guest is up: the finished jobs are
-    on disk whole, no QEMU of the run lives on (PR_SET_PDEATHSIG: QEMU sits in a session of its
-    own, so the group's kill does not reach it), and --resume runs exactly the other jobs."""
+    on disk whole, no QEMU of the run lives on (QEMU sits in a session of its own on pexpect's pty,
+    so the group's kill does not reach it: PR_SET_PDEATHSIG and the pty's hang-up end it), and
+    --resume runs exactly the other jobs."""
     (tmp_path / "scenarios" / "icache").mkdir(parents=True)
     (tmp_path / "scenarios" / "icache" / "tiny.yaml").write_text(_TINY_SCENARIO)
     text = matrix_text(arch="[x86_64]", scenario="[tiny]").replace("sanitize: [true]", "sanitize: [false]")
