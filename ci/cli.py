@@ -246,7 +246,7 @@ def add_report_parser(subparsers: Any) -> None:
         help="history database: the matrix jobs are recorded there "
         "and each failure gets first seen, last passed and its failure rate",
     )
-    p.add_argument("--kcidb", metavar="FILE", help="also write the results as KCIDB v4 JSON")
+    p.add_argument("--kcidb", metavar="FILE", help="also write the results as KCIDB JSON (schema v5.3)")
     p.add_argument(
         "--fail-on",
         choices=("never", "new", "any"),
