@@ -10,7 +10,8 @@ Each worker (one guest at a time) appends to its own results file in DIR,
 ``run_matrix``, so a resumed run or another shard in the same folder never shares a file either):
 a ``matrix-start`` record, one ``run`` record per cell as the cell ends, and a
 ``matrix-finished`` record last; all three carry the job id and an attempt id. Readers take every
-results file of DIR (harness.runs.read_results). A job without a finished record was cut off:
+results file of DIR (harness.runs.read_results). The history database is written by the thread
+that called run_matrix alone, as each job ends. A job without a finished record was cut off:
 ``--resume`` runs it again (a new attempt) and the report keeps only the attempt that finished.
 """
 
@@ -24,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from hashlib import sha256
@@ -407,13 +408,13 @@ def run_matrix(
 ) -> list[dict[str, Any]]:
     """Run ``jobs`` with up to ``workers`` guests at once, each worker appending its records to
     its own results file in ``results_dir``; with ``resume``, jobs already finished there are
-    skipped. ``on_finished`` gets each job's finished record and cells (the history is written
-    there). Returns the finished records of the jobs run, in the order they ended. Raises
-    InfraError when a record cannot be written."""
+    skipped. ``on_finished`` gets each job's finished record and cells in this thread, as each
+    job ends (the history is written there: by one thread, whatever the workers). Returns the
+    finished records of the jobs run, in the order they ended. Raises InfraError when a record
+    cannot be written."""
     done = finished_jobs(results_dir) if resume else set()
     todo = [job for job in jobs if job.id not in done]
     finished: list[dict[str, Any]] = []
-    lock = threading.Lock()
     run_id = uuid.uuid4().hex[:8]
     numbers = itertools.count(1)
     worker = threading.local()
@@ -421,7 +422,7 @@ def run_matrix(
     def name_worker() -> None:
         worker.writer = f"{run_id}-w{next(numbers)}"
 
-    def one(job: MatrixJob) -> None:
+    def one(job: MatrixJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         attempt = uuid.uuid4().hex[:12]
         base = {"matrix_job": job.id, "attempt": attempt, "night": night}
         started, clock = _now(), time.monotonic()
@@ -459,11 +460,11 @@ def run_matrix(
             **(guest_facts(Path(run_dirs[0])) if run_dirs else guest_facts(Path("/nonexistent"))),
         }
         write(end)
-        with lock:
-            on_finished(end, cells)
-            finished.append(end)
+        return end, cells
 
     with ThreadPoolExecutor(max_workers=max(1, workers), initializer=name_worker) as pool:
-        for future in [pool.submit(one, job) for job in todo]:
-            future.result()
+        for future in as_completed([pool.submit(one, job) for job in todo]):
+            end, cells = future.result()
+            on_finished(end, cells)
+            finished.append(end)
     return finished

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -264,7 +265,14 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
 def test_parallel_workers_each_append_to_a_file_of_their_own(tmp_path: Path) -> None:
     jobs = _jobs(tmp_path, 4)
     results = tmp_path / "results"
-    ends = run_matrix(jobs, results, night="n1", workers=2, runner=fake_runner(delay_s=0.05))
+    recorders: list[threading.Thread] = []  # the threads given the finished jobs: the history's writers
+
+    def recorded(_end: object, _cells: object) -> None:
+        recorders.append(threading.current_thread())
+
+    runner = fake_runner(delay_s=0.05)
+    ends = run_matrix(jobs, results, night="n1", workers=2, runner=runner, on_finished=recorded)
+    assert recorders == [threading.main_thread()] * len(jobs)
     files = results_files(results)
     assert len(files) == 2 and RESULTS_FILE not in {f.name for f in files}
     writers: dict[str, set[Path]] = {}  # attempt -> the files its records are in
