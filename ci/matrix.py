@@ -37,7 +37,7 @@ import yaml
 from base.contract import StressResult
 from base.errors import EXIT_USAGE, JitprobeError
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
-from harness.guest import MAX_SMP
+from harness.guest import MAX_SMP, kill_all
 from harness.runs import append_result, has_results, read_results
 from harness.stress.runner import Job, Selection, run_jobs
 from harness.stress.scenarios import (
@@ -410,14 +410,16 @@ def run_matrix(
     its own results file in ``results_dir``; with ``resume``, jobs already finished there are
     skipped. ``on_finished`` gets each job's finished record and cells in this thread, as each
     job ends (the history is written there: by one thread, whatever the workers). Returns the
-    finished records of the jobs run, in the order they ended. Raises InfraError when a record
-    cannot be written."""
+    finished records of the jobs run, in the order they ended. When interrupted (or a job raises),
+    no job starts any more, the running guests are killed and nothing more is written: the jobs
+    cut off have no finished record. Raises InfraError when a record cannot be written."""
     done = finished_jobs(results_dir) if resume else set()
     todo = [job for job in jobs if job.id not in done]
     finished: list[dict[str, Any]] = []
     run_id = uuid.uuid4().hex[:8]
     numbers = itertools.count(1)
     worker = threading.local()
+    stopping = threading.Event()
 
     def name_worker() -> None:
         worker.writer = f"{run_id}-w{next(numbers)}"
@@ -429,6 +431,8 @@ def run_matrix(
         writer = worker.writer  # the runner calls record() from threads of its own
 
         def write(record: dict[str, Any]) -> None:
+            if stopping.is_set():  # interrupted: the jobs the kill cut off stay cut off, for --resume
+                return
             append_result(results_dir, record, writer=writer)
 
         write({"job": "matrix-start", **base, "axes": job.axes(), "started": started})
@@ -462,9 +466,16 @@ def run_matrix(
         write(end)
         return end, cells
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), initializer=name_worker) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), initializer=name_worker)
+    try:
         for future in as_completed([pool.submit(one, job) for job in todo]):
             end, cells = future.result()
             on_finished(end, cells)
             finished.append(end)
+    except BaseException:  # Ctrl-C, SIGTERM (SystemExit) or a failed job: no further job, no guest left
+        stopping.set()
+        kill_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return finished

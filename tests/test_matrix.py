@@ -333,6 +333,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from helpers_matrix import fake_runner, matrix_text, write_matrix
 from ci.matrix import load_matrix, run_matrix
+from harness.guest import install_signal_handlers
+install_signal_handlers()  # SIGTERM unwinds, as in the jitprobe command
 tmp = Path({tmp!r})
 text = matrix_text(arch="[arm64]", extra="  cpu: {{arm64: [cortex-a57]}}\\n")
 jobs = list(load_matrix(write_matrix(tmp, text)).jobs)[:4]
@@ -358,6 +360,28 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_job(tmp_path: Path) -> No
     assert len(finished_jobs(results)) == 4
     jobs, _, _ = load_cells([results])
     assert all(j.finished is not None and len(j.cells) == j.finished["cells"] for j in jobs)
+
+
+def test_sigterm_stops_the_run_and_leaves_the_jobs_it_cut_off_for_resume(tmp_path: Path) -> None:
+    """Two workers: at the signal one job has finished and two are running. They are cut off
+    (no finished record; the real runner's guests are killed), the fourth never starts, and the
+    command ends with 128 + SIGTERM instead of running the queue to its end."""
+    # 2, 7, 7 and 5 cells: the first job ends after 2 cells, the second frees a worker for the
+    # fourth only after 7
+    script = _KILLABLE.format(tests=str(ROOT / "tests"), tmp=str(tmp_path), delay=0.5)
+    proc = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "done" not in rest
+    results = tmp_path / "results"
+    finished = finished_jobs(results)
+    assert first in finished and len(finished) < 4
+    jobs, _, _ = load_cells([results])
+    started = [r["matrix_job"] for r in read_lines(results) if r["job"] == "matrix-start"]
+    assert len(started) == len(set(started)) < 4  # the queue stopped: the last job never started
+    assert all(j.finished is None or len(j.cells) == j.finished["cells"] for j in jobs)
 
 
 _TINY_SCENARIO = """\
