@@ -236,7 +236,9 @@ def add_matrix_parser(subparsers: Any) -> None:
 def add_report_parser(subparsers: Any) -> None:
     """Register ``jitprobe report``."""
     p = subparsers.add_parser("report", help="triage report (HTML, Markdown, JUnit, JSON) of results folders")
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="results folders or results.jsonl files")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results folders, or results files (results.jsonl, results.<writer>.jsonl) "
+                   "each standing for its folder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for index.html, summary.md, ...")
     p.add_argument(
         "--history",
@@ -244,7 +246,7 @@ def add_report_parser(subparsers: Any) -> None:
         help="history database: the matrix jobs are recorded there "
         "and each failure gets first seen, last passed and its failure rate",
     )
-    p.add_argument("--kcidb", metavar="FILE", help="also write the results as KCIDB v4 JSON")
+    p.add_argument("--kcidb", metavar="FILE", help="also write the results as KCIDB JSON (schema v5.3)")
     p.add_argument(
         "--fail-on",
         choices=("never", "new", "any"),

@@ -1,8 +1,10 @@
-"""Results in KernelCI's KCIDB I/O format, schema v4.0, so kernel CI systems can ingest them.
+"""Results in KernelCI's KCIDB I/O format, schema v5.3 (kcidb-io's latest; the tests validate
+with it), so kernel CI systems can ingest them.
 
 One checkout (the jitprobe commit), one build per matrix job (the guest image and CPU model it
 booted; cells outside the matrix share a build per architecture and CPU), one test per cell. The
-schema forbids null values and properties it does not name; extra data goes under ``misc``.
+schema forbids null values, properties it does not name and NUL characters outside ``misc``;
+extra data goes under ``misc``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 from .report.model import Report
 from .signature import signature_of
 
-__all__ = ["ORIGIN", "STATUS", "kcidb_json"]
+__all__ = ["ORIGIN", "STATUS", "VERSION", "kcidb_json"]
 
 ORIGIN = "jitprobe"
-# KCIDB v4 test statuses: FAIL (the tested code is faulty), ERROR (the test is), PASS, DONE, SKIP
-STATUS = {"pass": "PASS", "fail": "FAIL", "crash": "FAIL", "timeout": "ERROR", "infra": "ERROR"}
+VERSION = {"major": 5, "minor": 3}
+# KCIDB v5 statuses: FAIL (the tested code is faulty), ERROR (the test is), MISS (the harness
+# failed: the test did not run), PASS, DONE, SKIP
+STATUS = {"pass": "PASS", "fail": "FAIL", "crash": "FAIL", "timeout": "ERROR", "infra": "MISS"}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _LOG_EXCERPT_MAX = 16384
 
@@ -31,12 +35,17 @@ def _path_part(text: Any) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", str(text))
 
 
+def _text(text: str) -> str:
+    # console output and guest symbols may hold NULs, which the schema refuses outside misc
+    return text.replace("\0", "\\0")
+
+
 def _no_nulls(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None and v != {}}
 
 
 def kcidb_json(report: Report) -> dict[str, Any]:
-    """The report's cells as a KCIDB v4.0 document."""
+    """The report's cells as a KCIDB v5.3 document."""
     commit = report.commit.removesuffix("-dirty")
     checkout_id = _id("checkout", report.commit)
     checkout = _no_nulls(
@@ -67,7 +76,7 @@ def kcidb_json(report: Report) -> dict[str, Any]:
                     "checkout_id": checkout_id,
                     "architecture": _path_part(cell.get("arch", "")).lower(),
                     "config_name": f"{cell.get('cpu') or 'default'}-smp{cell.get('smp') or 'default'}",
-                    "valid": True,
+                    "status": "PASS",  # the guest was built and booted: its cells are its tests
                     "misc": _no_nulls(
                         {
                             "kernel": cell.get("kernel"),
@@ -91,13 +100,14 @@ def kcidb_json(report: Report) -> dict[str, Any]:
                     "id": _id("test", build_key, number, cell.get("scenario"), cell.get("mutation")),
                     "origin": ORIGIN,
                     "build_id": build_id,
-                    "path": ".".join(
+                    "path": ".".join(  # the schema's path has no empty component
                         _path_part(p)
                         for p in ("jitprobe", cell.get("suite"), cell.get("scenario"), cell.get("mutation"))
+                        if p not in (None, "")
                     ),
                     "status": STATUS.get(str(verdict), "SKIP") if verdict is not None else "SKIP",
-                    "comment": sig.text if sig else str(cell.get("observed") or verdict or ""),
-                    "log_excerpt": excerpt[:_LOG_EXCERPT_MAX] or None,
+                    "comment": _text(sig.text if sig else str(cell.get("observed") or verdict or "")),
+                    "log_excerpt": _text(excerpt)[:_LOG_EXCERPT_MAX] or None,
                     "environment": {
                         "comment": f"QEMU {cell.get('qemu_version') or '?'} {cell.get('arch')} "
                         f"{cell.get('cpu') or ''}".strip()
@@ -114,7 +124,7 @@ def kcidb_json(report: Report) -> dict[str, Any]:
             )
         )
     return {
-        "version": {"major": 4, "minor": 0},
+        "version": dict(VERSION),
         "checkouts": [checkout],
         "builds": list(builds.values()),
         "tests": tests,

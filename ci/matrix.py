@@ -5,15 +5,19 @@ setting and seed; it runs every mutation of its scenario (harness.stress.runner.
 Job, in its own run folder). Its id is a hash of those axes, so it names the same job on any
 machine and any night, wherever it sits in the list.
 
-Each job appends to DIR/results.jsonl (harness.runs.append_result: whole lines under a lock) a
-``matrix-start`` record, one ``run`` record per cell as the cell ends, and a ``matrix-finished``
-record last; all three carry the job id and an attempt id. A job without a finished record was
-cut off: ``--resume`` runs it again (a new attempt) and the report keeps only the attempt that
-finished.
+Each worker (one guest at a time) appends to its own results file in DIR,
+``results.<run>-w<n>.jsonl`` (harness.runs.append_result; ``<run>`` is new for every
+``run_matrix``, so a resumed run or another shard in the same folder never shares a file either):
+a ``matrix-start`` record, one ``run`` record per cell as the cell ends, and a
+``matrix-finished`` record last; all three carry the job id and an attempt id. Readers take every
+results file of DIR (harness.runs.read_results). The history database is written by the thread
+that called run_matrix alone, as each job ends. A job without a finished record was cut off:
+``--resume`` runs it again (a new attempt) and the report keeps only the attempt that finished.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -21,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from hashlib import sha256
@@ -33,8 +37,8 @@ import yaml
 from base.contract import StressResult
 from base.errors import EXIT_USAGE, JitprobeError
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
-from harness.guest import MAX_SMP
-from harness.runs import RESULTS_FILE, append_result, read_results
+from harness.guest import MAX_SMP, kill_all
+from harness.runs import append_result, has_results, read_results
 from harness.stress.runner import Job, Selection, run_jobs
 from harness.stress.scenarios import (
     STRESS_DIR,
@@ -377,8 +381,9 @@ def guest_facts(run_dir: Path) -> dict[str, str | None]:
 
 
 def finished_jobs(results_dir: Path) -> set[str]:
-    """Ids of the jobs with a ``matrix-finished`` record in ``results_dir`` (torn lines skipped)."""
-    if not (results_dir / RESULTS_FILE).exists():
+    """Ids of the jobs with a ``matrix-finished`` record in any results file of ``results_dir``
+    (torn lines skipped)."""
+    if not has_results(results_dir):
         return set()
     records, _ = read_results(results_dir)
     return {r["matrix_job"] for r in records if r.get("job") == "matrix-finished" and "matrix_job" in r}
@@ -401,25 +406,41 @@ def run_matrix(
     on_finished: Callable[[dict[str, Any], list[dict[str, Any]]], None] = lambda _r, _c: None,
     runner: Runner = run_jobs,
 ) -> list[dict[str, Any]]:
-    """Run ``jobs`` with up to ``workers`` guests at once, appending every record to
-    ``results_dir``; with ``resume``, jobs already finished there are skipped. ``on_finished``
-    gets each job's finished record and cells (the history is written there). Returns the
-    finished records of the jobs run, in the order they ended."""
+    """Run ``jobs`` with up to ``workers`` guests at once, each worker appending its records to
+    its own results file in ``results_dir``; with ``resume``, jobs already finished there are
+    skipped. ``on_finished`` gets each job's finished record and cells in this thread, as each
+    job ends (the history is written there: by one thread, whatever the workers). Returns the
+    finished records of the jobs run, in the order they ended. When interrupted (or a job raises),
+    no job starts any more, the running guests are killed and nothing more is written: the jobs
+    cut off have no finished record. Raises InfraError when a record cannot be written."""
     done = finished_jobs(results_dir) if resume else set()
     todo = [job for job in jobs if job.id not in done]
     finished: list[dict[str, Any]] = []
-    lock = threading.Lock()
+    run_id = uuid.uuid4().hex[:8]
+    numbers = itertools.count(1)
+    worker = threading.local()
+    stopping = threading.Event()
 
-    def one(job: MatrixJob) -> None:
+    def name_worker() -> None:
+        worker.writer = f"{run_id}-w{next(numbers)}"
+
+    def one(job: MatrixJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         attempt = uuid.uuid4().hex[:12]
         base = {"matrix_job": job.id, "attempt": attempt, "night": night}
         started, clock = _now(), time.monotonic()
-        append_result(results_dir, {"job": "matrix-start", **base, "axes": job.axes(), "started": started})
+        writer = worker.writer  # the runner calls record() from threads of its own
+
+        def write(record: dict[str, Any]) -> None:
+            if stopping.is_set():  # interrupted: the jobs the kill cut off stay cut off, for --resume
+                return
+            append_result(results_dir, record, writer=writer)
+
+        write({"job": "matrix-start", **base, "axes": job.axes(), "started": started})
         cells: list[dict[str, Any]] = []
 
         def record(cell: StressResult) -> None:
             entry = {"job": "run", **base, **cell}
-            append_result(results_dir, entry)
+            write(entry)
             cells.append(entry)
 
         error = ""
@@ -442,12 +463,19 @@ def run_matrix(
             "run_dirs": run_dirs,
             **(guest_facts(Path(run_dirs[0])) if run_dirs else guest_facts(Path("/nonexistent"))),
         }
-        append_result(results_dir, end)
-        with lock:
+        write(end)
+        return end, cells
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), initializer=name_worker)
+    try:
+        for future in as_completed([pool.submit(one, job) for job in todo]):
+            end, cells = future.result()
             on_finished(end, cells)
             finished.append(end)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in [pool.submit(one, job) for job in todo]:
-            future.result()
+    except BaseException:  # Ctrl-C, SIGTERM (SystemExit) or a failed job: no further job, no guest left
+        stopping.set()
+        kill_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return finished

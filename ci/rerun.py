@@ -26,7 +26,7 @@ from typing import Any
 
 from base.contract import StressResult
 from base.errors import JitprobeError
-from harness.runs import RESULTS_FILE, append_result, read_results
+from harness.runs import append_result, has_results, read_results
 from harness.stress.runner import reproducer, run_jobs
 from harness.stress.scenarios import MIN_ITERATIONS, IcacheScenario, min_threads, threaded
 
@@ -208,7 +208,7 @@ def rerun_failures(
     record as it is done and pass it to ``on_rerun``. Infrastructure failures are not re-run, and
     at most ``limit`` failures are (None: all; the first in the matrix's order). Returns the
     records written."""
-    if runs < 1 or not (results_dir / RESULTS_FILE).exists():
+    if runs < 1 or not has_results(results_dir):
         return []
     records, _ = read_results(results_dir)
     done = {r.get("signature") for r in records if r.get("job") == "rerun" and r.get("night") == night}

@@ -9,6 +9,8 @@ and is logged to ``console.log`` in the run folder as it arrives.
 No QEMU outlives its Guest: ``stop()`` runs from ``with`` blocks (which Ctrl-C, and SIGTERM and
 SIGHUP once the CLI installs their handlers, unwind) and an atexit hook, and QEMU is started with
 PR_SET_PDEATHSIG so that it is killed when the process that started it dies, even by SIGKILL.
+(QEMU leads a session of its own on pexpect's pty, so a kill of our process group does not reach
+it; the pty's hang-up when we die sends it SIGHUP too, which QEMU also exits on.)
 The death signal is tied to the thread that called ``start()``: start and stop a guest in the
 same thread.
 """

@@ -1,9 +1,15 @@
-"""Run folders (one per jitprobe command and architecture) and the results file."""
+"""Run folders (one per jitprobe command and architecture) and the results files.
+
+A results folder holds ``results.jsonl`` and, where several writers run at once (the matrix's
+parallel workers), each writer's own ``results.<writer>.jsonl``, so that no two of them append to
+the same file. Readers take every one of them: together they are the folder's records.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,11 +19,15 @@ from base.errors import InfraError
 from base.files import locked
 
 __all__ = [
-    "RESULTS_FILE", "RESULTS_SCHEMA", "RUNS_ENV", "append_result", "new_run_dir", "read_results", "runs_root",
+    "RESULTS_FILE", "RESULTS_SCHEMA", "RUNS_ENV", "append_result", "has_results", "is_results_file",
+    "new_run_dir", "read_results", "results_files", "runs_root",
 ]
 
 RUNS_ENV = "JITPROBE_RUNS"
 RESULTS_FILE = "results.jsonl"
+_WRITER_NAME = r"[A-Za-z0-9_-]{1,64}"
+_WRITER = re.compile(_WRITER_NAME)
+_WRITER_FILE = re.compile(rf"results\.{_WRITER_NAME}\.jsonl")
 
 
 def runs_root() -> Path:
@@ -46,16 +56,40 @@ def new_run_dir(command: str, arch: str, root: Path | None = None) -> Path:
 RESULTS_SCHEMA = 1  # the "schema" field of every record; readers refuse other versions
 
 
-def append_result(results_dir: Path, record: Mapping[str, object]) -> Path:
+def is_results_file(path: Path) -> bool:
+    """Whether ``path`` is named like a results file: results.jsonl or results.<writer>.jsonl."""
+    return path.name == RESULTS_FILE or _WRITER_FILE.fullmatch(path.name) is not None
+
+
+def results_files(results_dir: Path) -> list[Path]:
+    """The results files of ``results_dir`` that exist: results.jsonl first, then the writers'
+    own files by name (none when the folder is missing or unreadable)."""
+    try:
+        found = [p for p in results_dir.iterdir() if is_results_file(p) and p.is_file()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.name != RESULTS_FILE, p.name))
+
+
+def has_results(results_dir: Path) -> bool:
+    """Whether ``results_dir`` holds any results file."""
+    return bool(results_files(results_dir))
+
+
+def append_result(results_dir: Path, record: Mapping[str, object], writer: str | None = None) -> Path:
     """Append ``record`` (with ``"schema": RESULTS_SCHEMA``) as one JSON line to
-    ``results_dir``/results.jsonl (created if missing).
+    ``results_dir``/results.jsonl, or with ``writer`` to that writer's own
+    ``results_dir``/results.<writer>.jsonl (created if missing).
 
     The line is built whole and written under an exclusive lock on an O_APPEND descriptor, so
     parallel runs may share the file. A writer killed mid-write leaves a fragment without a line
     end; the next append first ends that line, so the fragment stays one bad line (which
     read_results skips and reports) and never swallows the next record.
-    Raises InfraError if the folder or file cannot be written."""
-    path = results_dir / RESULTS_FILE
+    Raises ValueError for a writer name that is not 1-64 letters, digits, ``_`` or ``-``, and
+    InfraError if the folder or file cannot be written."""
+    if writer is not None and not _WRITER.fullmatch(writer):
+        raise ValueError(f"results writer name {writer!r}: expected 1-64 letters, digits, '_' or '-'")
+    path = results_dir / (RESULTS_FILE if writer is None else f"results.{writer}.jsonl")
     data = (json.dumps({"schema": RESULTS_SCHEMA, **record}, sort_keys=True) + "\n").encode()
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -73,10 +107,20 @@ def append_result(results_dir: Path, record: Mapping[str, object]) -> Path:
 
 
 def read_results(results_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The records of ``results_dir``/results.jsonl and a description of each line skipped (torn
-    by a killed writer, not JSON, or of another schema). Raises InfraError if the file cannot be
-    read."""
-    path = results_dir / RESULTS_FILE
+    """The records of every results file of ``results_dir`` (results.jsonl, then each writer's
+    own, in results_files' order) and a description of each line skipped (torn by a killed
+    writer, not JSON, or of another schema). Raises InfraError if there is no results file or
+    one cannot be read."""
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for path in results_files(results_dir) or [results_dir / RESULTS_FILE]:
+        found, bad = _read_file(path)
+        records += found
+        skipped += bad
+    return records, skipped
+
+
+def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:

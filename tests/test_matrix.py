@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -32,10 +33,10 @@ from ci.matrix import (
     run_matrix,
     shard,
 )
-from ci.report import load_cells
+from ci.report import build_report, load_cells
 from ci.signature import signature_of
-from harness.runs import append_result
-from harness.stress.scenarios import IcacheScenario, load_suite
+from harness.runs import RESULTS_FILE, append_result, results_files
+from harness.stress.scenarios import IcacheScenario, RealjitScenario, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -45,17 +46,22 @@ PY = sys.executable
 
 
 def test_the_project_matrix_expands_to_every_stress_model_and_scenario() -> None:
+    """The nightly runs the icache and realjit suites: every scenario of each on every stress
+    model it names (all, when it names none)."""
     matrix = load_matrix(MATRIX_FILE)
-    scenarios = [s for s in load_suite("icache") if isinstance(s, IcacheScenario)]
-    expected = sum(
-        1
+    scenarios = [s for s in (*load_suite("icache"), *load_suite("realjit"))
+                 if isinstance(s, IcacheScenario | RealjitScenario)]  # fmt: skip
+    expected = {
+        (arch, cpu, s.name)
         for arch in available_arches()
         for cpu in load_profile(arch).stress_cpus
         for s in scenarios
         if cpu in s.cpus.get(arch, (cpu,))
-    )
-    assert len(matrix.jobs) == expected > 0
-    assert {j.arch for j in matrix.jobs} == set(available_arches())
+    }
+    assert {(j.arch, j.cpu, j.scenario) for j in matrix.jobs} == expected
+    assert len(matrix.jobs) == len(expected)
+    assert {j.suite for j in matrix.jobs} == {"icache", "realjit"}
+    assert {j.arch for j in matrix.jobs if j.suite == "realjit"} == set(available_arches())
     assert all(j.smp == 2 and j.sanitize and j.seed is None for j in matrix.jobs)
 
 
@@ -64,6 +70,10 @@ def test_the_project_matrix_expands_to_every_stress_model_and_scenario() -> None
     [
         (matrix_text(arch="[sparc]"), ["field 'axes.arch'", "'sparc'", "arm64", "riscv64", "x86_64"]),
         (matrix_text(scenario="[nope]"), ["field 'axes.scenario'", "'nope'", "rewrite_in_place"]),
+        (
+            matrix_text(scenario="[nope]").replace("suite: [icache]", "suite: [icache, realjit]"),
+            ["field 'axes.scenario'", "'nope'", "pcre2_jit", "rewrite_in_place"],
+        ),
         (matrix_text().replace("smp: [2]", "smp: [1]"), ["field 'axes.smp'", "integers from 2"]),
         (
             matrix_text().replace("sanitize: [true]", "sanitize: [maybe]"),
@@ -227,32 +237,14 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     jobs = _jobs(tmp_path, 3)
     results = tmp_path / "results"
     run_matrix(jobs[:1], results, night="n1", runner=fake_runner())
-    # jobs[1] was cut off: started, two cells, the second torn (a writer SIGKILLed mid-line)
-    append_result(
-        results,
-        {
-            "job": "matrix-start",
-            "matrix_job": jobs[1].id,
-            "attempt": "dead",
-            "night": "n1",
-            "axes": jobs[1].axes(),
-            "started": "2026-01-01T00:00:00+00:00",
-        },
-    )
-    append_result(
-        results,
-        {
-            "job": "run",
-            "matrix_job": jobs[1].id,
-            "attempt": "dead",
-            "night": "n1",
-            **cell("arm64", "cortex-a57", jobs[1].scenario, "none"),
-        },
-    )
-    with open(results / "results.jsonl", "ab") as fh:
-        fh.write(
-            b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "arch": "ar'
-        )
+    # jobs[1] was cut off in its worker's file: started, two cells, the second torn (SIGKILL mid-line)
+    dead = {"matrix_job": jobs[1].id, "attempt": "dead", "night": "n1"}
+    start = {"job": "matrix-start", **dead, "axes": jobs[1].axes(), "started": "2026-01-01T00:00:00+00:00"}
+    written = append_result(results, start, writer="dead-w1")
+    append_result(results, {"job": "run", **dead, **cell("arm64", "cortex-a57", jobs[1].scenario, "none")},
+                  writer="dead-w1")  # fmt: skip
+    with open(written, "ab") as fh:
+        fh.write(b'{"job": "run", "matrix_job": "' + jobs[1].id.encode() + b'", "attempt": "dead", "ar')
     assert finished_jobs(results) == {jobs[0].id}
     calls: list[str] = []
     ends = run_matrix(jobs, results, night="n1", resume=True, runner=fake_runner(calls=calls))
@@ -263,12 +255,76 @@ def test_resume_skips_finished_jobs_and_reruns_the_one_cut_off(tmp_path: Path) -
     by_id = {j.id: j for j in loaded}
     resumed = by_id[jobs[1].id]
     assert resumed.finished is not None and resumed.finished["attempt"] != "dead"
-    assert {c["attempt"] for c in resumed.cells} == {
-        resumed.finished["attempt"]
-    }  # the dead attempt's cell is gone
+    # the dead attempt's cell is gone
+    assert {c["attempt"] for c in resumed.cells} == {resumed.finished["attempt"]}
     assert len(resumed.cells) == resumed.finished["cells"]
-    assert any("not JSON" in w for w in warnings)  # the torn line, ended by the next append, is skipped
+    assert [w for w in warnings if "torn record" in w and written.name in w]  # skipped, and said so
     assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished)
+
+
+def test_parallel_workers_each_append_to_a_file_of_their_own(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, 4)
+    results = tmp_path / "results"
+    recorders: list[threading.Thread] = []  # the threads given the finished jobs: the history's writers
+
+    def recorded(_end: object, _cells: object) -> None:
+        recorders.append(threading.current_thread())
+
+    runner = fake_runner(delay_s=0.05)
+    ends = run_matrix(jobs, results, night="n1", workers=2, runner=runner, on_finished=recorded)
+    assert recorders == [threading.main_thread()] * len(jobs)
+    files = results_files(results)
+    assert len(files) == 2 and RESULTS_FILE not in {f.name for f in files}
+    writers: dict[str, set[Path]] = {}  # attempt -> the files its records are in
+    for path in files:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            writers.setdefault(record["attempt"], set()).add(path)
+    assert sorted(writers) == sorted(e["attempt"] for e in ends)
+    assert all(len(paths) == 1 for paths in writers.values())  # a job's records: one worker's file
+    again = run_matrix(jobs[:1], results, night="n1", runner=fake_runner())  # a later run: new files
+    assert len(results_files(results)) == 3 and again[0]["matrix_job"] == jobs[0].id
+    assert finished_jobs(results) == {j.id for j in jobs}
+
+
+def test_every_reader_takes_every_results_file(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, 2)
+    results = tmp_path / "results"
+    run_matrix(jobs, results, night="n1", workers=2, runner=fake_runner())
+    append_result(results, {"job": "run", **cell("arm64", "neoverse-v1", "rewrite_in_place", "none")})
+    assert (results / RESULTS_FILE).is_file() and len(results_files(results)) == 3
+    loaded, cells, _ = load_cells([results])
+    assert {j.id for j in loaded if j.finished} == {j.id for j in jobs}
+    assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished) + 1
+    part = next(p for p in results_files(results) if p.name != RESULTS_FILE)
+    assert len(load_cells([part])[1]) == len(cells)  # a worker's file stands for its folder
+    assert len(load_cells([results / RESULTS_FILE])[1]) == len(cells)
+    history = History(tmp_path / "h.sqlite")
+    report = build_report([results], history)
+    assert len(report.cells) == len(cells)
+    assert set(history.durations()) == {j.id for j in jobs}  # the report recorded every worker's jobs
+
+
+def test_a_later_finished_attempt_wins_whichever_file_is_read_first(tmp_path: Path) -> None:
+    (job,) = _jobs(tmp_path, 1)
+    results = tmp_path / "results"
+    for attempt, writer, finished in (("late", "a-w1", "2026-01-01T02:00:00+00:00"),
+                                      ("early", "b-w1", "2026-01-01T01:00:00+00:00")):  # fmt: skip
+        base = {"matrix_job": job.id, "attempt": attempt, "night": "n1"}
+        append_result(results, {"job": "run", **base, **cell("arm64", "cortex-a57", job.scenario, "none")},
+                      writer=writer)  # fmt: skip
+        end = {"job": "matrix-finished", **base, "axes": job.axes(), "finished": finished, "verdict": "pass"}
+        append_result(results, {**end, "cells": 1}, writer=writer)
+    (loaded,), _, _ = load_cells([results])
+    assert loaded.finished is not None and loaded.finished["attempt"] == "late"
+    assert [c["attempt"] for c in loaded.cells] == ["late"]
+
+
+@pytest.mark.parametrize("writer", ["", "a/b", "../x", "w.1", "x" * 65])
+def test_a_bad_writer_name_is_refused(tmp_path: Path, writer: str) -> None:
+    with pytest.raises(ValueError, match="writer name"):
+        append_result(tmp_path, {"n": 1}, writer=writer)
+    assert not results_files(tmp_path)
 
 
 _KILLABLE = """
@@ -277,6 +333,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from helpers_matrix import fake_runner, matrix_text, write_matrix
 from ci.matrix import load_matrix, run_matrix
+from harness.guest import install_signal_handlers
+install_signal_handlers()  # SIGTERM unwinds, as in the jitprobe command
 tmp = Path({tmp!r})
 text = matrix_text(arch="[arm64]", extra="  cpu: {{arm64: [cortex-a57]}}\\n")
 jobs = list(load_matrix(write_matrix(tmp, text)).jobs)[:4]
@@ -302,6 +360,115 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_job(tmp_path: Path) -> No
     assert len(finished_jobs(results)) == 4
     jobs, _, _ = load_cells([results])
     assert all(j.finished is not None and len(j.cells) == j.finished["cells"] for j in jobs)
+
+
+def test_sigterm_stops_the_run_and_leaves_the_jobs_it_cut_off_for_resume(tmp_path: Path) -> None:
+    """Two workers: at the signal one job has finished and two are running. They are cut off
+    (no finished record; the real runner's guests are killed), the fourth never starts, and the
+    command ends with 128 + SIGTERM instead of running the queue to its end."""
+    # 2, 7, 7 and 5 cells: the first job ends after 2 cells, the second frees a worker for the
+    # fourth only after 7
+    script = _KILLABLE.format(tests=str(ROOT / "tests"), tmp=str(tmp_path), delay=0.5)
+    proc = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "done" not in rest
+    results = tmp_path / "results"
+    finished = finished_jobs(results)
+    assert first in finished and len(finished) < 4
+    jobs, _, _ = load_cells([results])
+    started = [r["matrix_job"] for r in read_lines(results) if r["job"] == "matrix-start"]
+    assert len(started) == len(set(started)) < 4  # the queue stopped: the last job never started
+    assert all(j.finished is None or len(j.cells) == j.finished["cells"] for j in jobs)
+
+
+_TINY_SCENARIO = """\
+name: tiny
+description: one thread rewrites a function in place a few times (a guest boot and one short program)
+generator: install
+params: {threads: 0, iterations: 4, seed: 3, filler: 62, placement: 0, mapping: rwx}
+mutations: []
+"""
+
+
+def _live_qemus(marker: str) -> set[int]:
+    """Pids of the QEMU processes (not zombies) whose command line names ``marker``."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if state != "Z" and Path(argv[0].decode(errors="replace")).name.startswith("qemu-system") and any(
+            marker.encode() in a for a in argv
+        ):
+            found.add(int(proc.name))
+    return found
+
+
+@pytest.mark.qemu
+def test_a_real_matrix_run_sigkilled_mid_way_leaves_no_qemu_and_resumes_only_the_rest(tmp_path: Path) -> None:
+    """Four one-cell x86_64 jobs (a tiny scenario, seeds 1-4), two guests at once. The whole
+    process group is SIGKILLed once a job has finished and a guest is up: the finished jobs are
+    on disk whole, no QEMU of the run lives on (QEMU sits in a session of its own on pexpect's pty,
+    so the group's kill does not reach it: PR_SET_PDEATHSIG and the pty's hang-up end it), and
+    --resume runs exactly the other jobs."""
+    (tmp_path / "scenarios" / "icache").mkdir(parents=True)
+    (tmp_path / "scenarios" / "icache" / "tiny.yaml").write_text(_TINY_SCENARIO)
+    text = matrix_text(arch="[x86_64]", scenario="[tiny]").replace("sanitize: [true]", "sanitize: [false]")
+    path = write_matrix(tmp_path, text.replace("seed: [null]", "seed: [1, 2, 3, 4]"))
+    every = {j.id for j in load_matrix(path, tmp_path / "scenarios").jobs}
+    assert len(every) == 4
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    command = [PY, "-m", "ci.cli", "matrix", "run", "--file", str(path), "--scenario-dir",
+               str(tmp_path / "scenarios"), "--results", str(results), "--no-history", "--night", "k1",
+               "--jobs", "2", "--json"]  # fmt: skip
+    env = {**os.environ, "JITPROBE_RUNS": str(runs)}
+    errors = tmp_path / "first.err"
+    with open(errors, "w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600  # a bound for a stuck run, not a speed requirement
+        guests: set[int] = set()
+        while proc.poll() is None and time.monotonic() < deadline:
+            guests = _live_qemus(str(runs))
+            if guests and finished_jobs(results):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed: " + errors.read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert guests, "no guest of the run was up when it was killed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + 30  # the kernel delivers the death signals; QEMU then exits
+        while _live_qemus(str(runs)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _live_qemus(str(runs)), f"QEMU outlived the killed run (running at the kill: {guests})"
+    finally:
+        for pid in _live_qemus(str(runs)):  # this test's own guests only (their run folders are in tmp_path)
+            os.kill(pid, signal.SIGKILL)
+    before = finished_jobs(results)
+    assert 0 < len(before) < len(every)
+    jobs, _, _ = load_cells([results])
+    kept = {j.id: (j, j.finished) for j in jobs if j.finished is not None}
+    assert set(kept) == before
+    assert all(j.verdict == "pass" and len(j.cells) == end["cells"] == 1 for j, end in kept.values())
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout)
+    assert (summary["run"], summary["skipped"]) == (len(every) - len(before), len(before))
+    jobs, cells, _ = load_cells([results])
+    assert {j.id for j in jobs if j.finished is not None} == every  # what a full run records
+    assert all(j.verdict == "pass" and len(j.cells) == 1 for j in jobs) and len(cells) == len(every)
+    started = [r for r in read_lines(results) if r["job"] == "matrix-start" and r["matrix_job"] in before]
+    assert len(started) == len(before)  # the jobs finished before the kill were not run again
 
 
 def test_matrix_list_cli_prints_ids_and_refuses_a_bad_file(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
+import kcidb_io
 import pytest
 from helpers_matrix import RULE, cell, failing_cell, grid_squares, litmus_cell, matrix_results, sample_report
 
@@ -160,7 +160,7 @@ def test_report_cli_fails_on_new_failures_only_when_asked(tmp_path: Path) -> Non
     ok = subprocess.run([*base, "--kcidb", str(kcidb)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["new_failures"] == 1
-    assert json.loads(kcidb.read_text())["version"] == {"major": 4, "minor": 0}
+    kcidb_io.schema.LATEST.validate_exactly(json.loads(kcidb.read_text()))  # the file written is valid
     new = subprocess.run([*base, "--fail-on", "new"], capture_output=True, text=True)
     assert new.returncode == 1
     missing = subprocess.run(
@@ -224,50 +224,29 @@ def test_exec_and_main_job_records_are_reported_too(tmp_path: Path) -> None:
     assert "nop" in (tmp_path / "out" / "index.html").read_text()
 
 
-def _no_nulls(obj: Any) -> bool:
-    if isinstance(obj, dict):
-        return all(v is not None and _no_nulls(v) for v in obj.values())
-    if isinstance(obj, list):
-        return all(_no_nulls(v) for v in obj)
-    return True
-
-
-def test_kcidb_export_follows_the_v4_schema(tmp_path: Path) -> None:
-    report = build_report([matrix_results(tmp_path, "n1", failing=True)])
+def test_kcidb_export_validates_against_the_latest_kcidb_schema(tmp_path: Path) -> None:
+    """kcidb-io's own validator, latest schema version, on a report with something of everything
+    plus the cells the schema is strict about: an infrastructure failure (MISS), an empty
+    mutation (no empty path component) and a NUL in the console text (none outside misc)."""
+    report, _ = sample_report(tmp_path)
+    odd = tmp_path / "odd"
+    infra = dict(cell("x86_64", "max", "rewrite_in_place", "none", "infra"), detail="QEMU died\0 at boot")
+    append_result(odd, {"job": "run", **infra, "mutation": ""})
+    report = build_report([*(tmp_path / f"results-{n}" for n in ("2026-01-01", "2026-01-02")),
+                           tmp_path / "runs", odd])  # fmt: skip
     doc = kcidb_json(report)
-    assert doc["version"]["major"] == 4 and _no_nulls(doc)
-    assert set(doc) == {"version", "checkouts", "builds", "tests"}
-    (checkout,) = doc["checkouts"]
-    assert set(checkout) <= {"id", "origin", "git_commit_hash", "comment", "valid", "misc"}
-    build_ids = {b["id"] for b in doc["builds"]}
-    assert len(build_ids) == 2
-    for build in doc["builds"]:
-        assert build["checkout_id"] == checkout["id"] and re.fullmatch(r"[a-z0-9_]*", build["architecture"])
-    ids = [t["id"] for t in doc["tests"]]
-    assert len(ids) == len(set(ids)) == len(report.cells)
-    allowed = {
-        "build_id",
-        "id",
-        "origin",
-        "environment",
-        "path",
-        "comment",
-        "log_url",
-        "log_excerpt",
-        "status",
-        "waived",
-        "start_time",
-        "duration",
-        "output_files",
-        "misc",
-    }
-    for test in doc["tests"]:
-        assert set(test) <= allowed and {"id", "origin", "build_id"} <= set(test)
-        assert re.fullmatch(r"[a-z0-9_]+:.+", test["id"]) and test["build_id"] in build_ids
-        assert test["status"] in {"FAIL", "ERROR", "PASS", "DONE", "SKIP"}
-        assert re.fullmatch(r"[.a-zA-Z0-9_-]*", test["path"])
-        assert len(test.get("log_excerpt", "")) <= 16384
-    assert sorted(t["status"] for t in doc["tests"]).count("FAIL") == 2
+    assert kcidb_io.schema.LATEST.is_compatible_exactly(doc)
+    kcidb_io.schema.LATEST.validate_exactly(doc)  # raises jsonschema's ValidationError naming the field
+    assert len(doc["tests"]) == len(report.cells) and len(doc["checkouts"]) == 1
+    assert len({t["id"] for t in doc["tests"]}) == len(doc["tests"])
+    jobs = {j.id for j in report.jobs}
+    assert {b["misc"]["matrix_job"] for b in doc["builds"] if "matrix_job" in b.get("misc", {})} == jobs
+    statuses = [t["status"] for t in doc["tests"]]
+    assert statuses.count("MISS") == 1 and statuses.count("FAIL") == sum(
+        1 for c in report.cells if c.get("verdict") in ("fail", "crash")
+    )
+    (missed,) = [t for t in doc["tests"] if t["status"] == "MISS"]
+    assert missed["path"] == "jitprobe.icache.rewrite_in_place" and "\0" not in missed["log_excerpt"]
 
 
 def test_a_report_of_a_thousand_results_takes_under_five_seconds(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import InputError
-from harness.runs import RESULTS_FILE, read_results
+from harness.runs import RESULTS_FILE, has_results, is_results_file, read_results
 
 from ..history import History, SignatureStats
 from ..matrix import jitprobe_commit
@@ -47,9 +47,13 @@ def _read(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
     warnings: list[str] = []
     for path in paths:
-        folder = path.parent if path.name == RESULTS_FILE else path
-        if not (folder / RESULTS_FILE).is_file():
-            raise InputError("RESULTS", str(path), hint=f"not a results folder (no {RESULTS_FILE}) nor file")
+        # a results file stands for its folder: the matrix's workers each write one of the folder's files
+        folder = path.parent if is_results_file(path) else path
+        if not has_results(folder):
+            raise InputError(
+                "RESULTS", str(path),
+                hint=f"not a results folder (no {RESULTS_FILE} nor results.<writer>.jsonl) nor such a file",
+            )  # fmt: skip
         found, skipped = read_results(folder)
         records += found
         warnings += skipped
@@ -123,6 +127,10 @@ def load_cells(paths: Sequence[Path]) -> tuple[list[Job], list[dict[str, Any]], 
     return _cells_of(*_read(paths))
 
 
+def _order(end: Mapping[str, Any]) -> tuple[str, str]:
+    return str(end.get("finished", "")), str(end.get("attempt", ""))
+
+
 def _cells_of(
     records: list[dict[str, Any]], warnings: list[str]
 ) -> tuple[list[Job], list[dict[str, Any]], list[str]]:
@@ -137,7 +145,9 @@ def _cells_of(
             if kind == "matrix-start":
                 starts.setdefault(key, {})[r["attempt"]] = r
             elif kind == "matrix-finished":
-                ends[key] = r  # the last finished attempt wins
+                # the attempt that finished last wins, whichever file was read first
+                if key not in ends or _order(r) > _order(ends[key]):
+                    ends[key] = r
             elif kind == "run":
                 attempt_cells.setdefault(key, {}).setdefault(r["attempt"], {})
                 attempt_cells[key][r["attempt"]][cell_key(r) + "|" + str(r.get("arch"))] = r
