@@ -292,7 +292,8 @@ def test_every_reader_takes_every_results_file(tmp_path: Path) -> None:
     results = tmp_path / "results"
     run_matrix(jobs, results, night="n1", workers=2, runner=fake_runner())
     append_result(results, {"job": "run", **cell("arm64", "neoverse-v1", "rewrite_in_place", "none")})
-    assert (results / RESULTS_FILE).is_file() and len(results_files(results)) == 3
+    # which worker takes which job is the scheduler's choice: one worker may run both
+    assert (results / RESULTS_FILE).is_file() and len(results_files(results)) in (2, 3)
     loaded, cells, _ = load_cells([results])
     assert {j.id for j in loaded if j.finished} == {j.id for j in jobs}
     assert len(cells) == sum(j.finished["cells"] for j in loaded if j.finished) + 1
