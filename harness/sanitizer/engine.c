@@ -711,9 +711,11 @@ uint64_t engine_min_thread_sync(void)
 {
     uint64_t least = UINT64_MAX;
     unsigned n = __atomic_load_n(&g_nclaimed, RELAXED);
-    for (unsigned i = 0; i < n + MAX_VCPUS; i++) {
-        const struct task *t = i < n ? &g_tasks[__atomic_load_n(&g_claimed[i], RELAXED)] : &g_vcpu_task[i - n];
-        if ((i < n && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
+    /* The per-vCPU fallback records first: one that never ran a thread holds 0, the least there
+       is, and then the scan over every claimed thread can stop at once. */
+    for (unsigned i = 0; i < n + MAX_VCPUS && least; i++) {
+        const struct task *t = i < MAX_VCPUS ? &g_vcpu_task[i] : &g_tasks[__atomic_load_n(&g_claimed[i - MAX_VCPUS], RELAXED)];
+        if ((i >= MAX_VCPUS && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
             continue; /* slot 0 read before its index was written, or a thread that exited */
         }
         uint64_t s = task_sync(t, 0);

@@ -273,6 +273,9 @@ static void on_tb_exec(unsigned vcpu, void *udata)
     }
 }
 
+/* engine_min_thread_sync not asked yet for this block (were it to answer this, it is asked again). */
+#define LEAST_UNKNOWN UINT64_MAX
+
 /* Add a check entry per granule of the instruction that holds unsynchronized written bytes. */
 static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const uint8_t *insn, size_t size,
                            unsigned flags, uint64_t *least)
@@ -293,8 +296,8 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
         engine_track_page(p);
         flags = done ? flags & ~INSN_STARTS_HERE : flags | INSN_STARTS_HERE;
         if (engine_writer(l, m).seq && (load64(&l->mask) & m)) {
-            if (user && !*least) {
-                *least = engine_min_thread_sync();
+            if (user && *least == LEAST_UNKNOWN) {
+                *least = engine_min_thread_sync(); /* once per block: it scans every thread */
             }
             if (engine_clean_everywhere(l, m, flags, user, *least)) {
                 /* Synchronized for everyone: forget these bytes until they are written again. */
@@ -344,7 +347,7 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
     GArray *entries = NULL;
-    uint64_t least = 0;
+    uint64_t least = LEAST_UNKNOWN;
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t vaddr = qemu_plugin_insn_vaddr(insn);
