@@ -235,13 +235,20 @@ static void *event_udata(uint16_t op, uint8_t arg, bool kernel)
 /* The checks of one translated block. QEMU's plugin API never says when a block is freed, so
    records are kept in a table keyed by the block's address and entries and reused when the
    same block is translated again (a rewritten JIT buffer is retranslated on every rewrite). */
+struct tb_key {
+    uint64_t vaddr;
+    const struct check_entry *e; /* the entries' pa, bytes and flags are the rest of the key */
+    unsigned n;
+    guint hash;
+};
 struct tb_check {
+    struct tb_key key;   /* its e: this record's own entries (retranslations keep their key fields) */
     uint64_t *validated; /* per vCPU: 1 + its thread switch count when every entry passed; 0 = not */
     struct violation_cache *seen;
     unsigned n;
     struct check_entry e[];
 };
-static GHashTable *g_checks; /* key (vaddr, entries) string -> struct tb_check */
+static GHashTable *g_checks; /* struct tb_key (the record's own) -> struct tb_check */
 static pthread_mutex_t g_checks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_tb_exec(unsigned vcpu, void *udata)
@@ -313,34 +320,62 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
     }
 }
 
+/* The key compared and hashed as binary numbers: translating a block of written code must not
+   cost a formatted string per instruction. */
+static guint tb_key_hash(gconstpointer p) { return ((const struct tb_key *)p)->hash; }
+
+static gboolean tb_key_equal(gconstpointer pa, gconstpointer pb)
+{
+    const struct tb_key *a = pa, *b = pb;
+    if (a->hash != b->hash || a->vaddr != b->vaddr || a->n != b->n) {
+        return false;
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        if (a->e[i].pa != b->e[i].pa || a->e[i].bytes != b->e[i].bytes || a->e[i].flags != b->e[i].flags) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 29);
+}
+
 static struct tb_check *check_record(uint64_t vaddr, GArray *entries)
 {
-    GString *key = g_string_new(NULL);
-    g_string_append_printf(key, "%" PRIx64, vaddr);
+    const struct check_entry *es = &g_array_index(entries, struct check_entry, 0);
+    uint64_t h = mix(entries->len, vaddr);
     for (guint i = 0; i < entries->len; i++) {
-        const struct check_entry *e = &g_array_index(entries, struct check_entry, i);
-        g_string_append_printf(key, " %" PRIx64 ":%" PRIx64 ":%x", e->pa, e->bytes, e->flags);
+        h = mix(mix(mix(h, es[i].pa), es[i].bytes), es[i].flags);
     }
+    struct tb_key key = { .vaddr = vaddr, .e = es, .n = entries->len, .hash = (guint)(h ^ (h >> 32)) };
     pthread_mutex_lock(&g_checks_lock);
-    struct tb_check *tc = g_hash_table_lookup(g_checks, key->str);
+    struct tb_check *tc = g_hash_table_lookup(g_checks, &key);
     if (!tc) {
         tc = g_malloc0(sizeof(*tc) + entries->len * sizeof(struct check_entry));
         tc->n = entries->len;
         tc->validated = g_new0(uint64_t, MAX_VCPUS);
         tc->seen = g_new0(struct violation_cache, entries->len);
-        g_hash_table_insert(g_checks, g_strdup(key->str), tc);
+        tc->key = key;
+        tc->key.e = tc->e;
+        memcpy(tc->e, es, entries->len * sizeof(struct check_entry));
+        g_hash_table_insert(g_checks, &tc->key, tc);
     }
     /* A new translation: its bytes (for reports) and no vCPU has passed it yet. */
     for (unsigned i = 0; i < tc->n; i++) {
-        tc->e[i] = g_array_index(entries, struct check_entry, i);
+        tc->e[i] = es[i];
     }
     for (unsigned v = 0; v < MAX_VCPUS; v++) {
         __atomic_store_n(&tc->validated[v], 0, RELAXED);
     }
     pthread_mutex_unlock(&g_checks_lock);
-    g_string_free(key, true);
     return tc;
 }
+
+static __thread GArray *t_entries; /* reused by each translation on this thread */
 
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
@@ -369,7 +404,11 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
             }
         } else if (host_to_pa(haddr, &pa)) {
             if (!entries) {
-                entries = g_array_new(false, false, sizeof(struct check_entry));
+                if (!t_entries) {
+                    t_entries = g_array_new(false, false, sizeof(struct check_entry));
+                }
+                entries = t_entries;
+                g_array_set_size(entries, 0);
             }
             collect_checks(entries, pa, vaddr, bytes, qemu_plugin_insn_size(insn), d.flags, &least);
         }
@@ -384,9 +423,6 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     if (entries && entries->len) {
         /* Registers: a user check reads the process's address space (membarrier). */
         qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_R_REGS, check_record(tb_vaddr, entries));
-    }
-    if (entries) {
-        g_array_free(entries, true);
     }
 }
 
@@ -507,7 +543,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     if (!engine_init(arch, g_ram_base, g_ram_size, (unsigned)info->system.max_vcpus) || !report_open(out)) {
         return -1;
     }
-    g_checks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_checks = g_hash_table_new(tb_key_hash, tb_key_equal);
     qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
     qemu_plugin_register_atexit_cb(id, on_plugin_exit, NULL);
