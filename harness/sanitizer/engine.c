@@ -16,6 +16,9 @@ unsigned g_granule = 64;
 
 static uint64_t g_ram_base, g_ram_size;
 static unsigned g_vcpus = 1;
+/* log2 of g_granule and of the architecture's piece (both powers of two): the store path
+   divides by shifting. */
+static unsigned g_granule_shift = 6, g_piece_shift = 1;
 
 /* Threads and processes (see engine_switch_task and below). */
 #define TASKS 16384
@@ -97,6 +100,12 @@ bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_si
     g_ram_base = ram_base;
     g_ram_size = ram_size;
     g_vcpus = n_vcpus < 1 ? 1 : n_vcpus > MAX_VCPUS ? MAX_VCPUS : n_vcpus;
+    if (g_granule & (g_granule - 1) || arch->piece & (arch->piece - 1)) {
+        fprintf(stderr, "jitprobe sanitizer: line size %u and piece %u must be powers of two\n", g_granule, arch->piece);
+        return false;
+    }
+    g_granule_shift = (unsigned)__builtin_ctz(g_granule);
+    g_piece_shift = (unsigned)__builtin_ctz(arch->piece);
     /* Reserved, not committed: only the lines and pages the guest writes are ever touched. */
     g_lines = mmap(NULL, ram_size / g_granule * sizeof(struct line), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -133,7 +142,7 @@ bool engine_overflowed(void) { return __atomic_load_n(&g_overflow, RELAXED); }
 struct line *engine_line(uint64_t pa)
 {
     uint64_t off = pa - g_ram_base;
-    return off < g_ram_size ? &g_lines[off / g_granule] : NULL;
+    return off < g_ram_size ? &g_lines[off >> g_granule_shift] : NULL;
 }
 
 /* Raise chunk c of l to the stamp in w (bytes merged when equal) and its writer; never lowers. */
@@ -230,8 +239,7 @@ static bool page_bits_set(const struct page *pg, unsigned first, unsigned last)
 static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcpu, uint64_t pc,
                        uint64_t task, uint64_t epoch)
 {
-    unsigned piece = g_arch->piece;
-    unsigned first = pa % PAGE_SIZE / piece, last = (pa % PAGE_SIZE + size - 1) / piece;
+    unsigned first = (pa % PAGE_SIZE) >> g_piece_shift, last = (pa % PAGE_SIZE + size - 1) >> g_piece_shift;
     bool changed = load64(&pg->seq) != epoch || !page_bits_set(pg, first, last);
     if (changed) {
         page_lock(pg);
@@ -286,11 +294,12 @@ void engine_store(unsigned vcpu, uint64_t pa, unsigned size, uint64_t pc)
         return;
     }
     while (size) {
-        struct line *l = &g_lines[(pa - g_ram_base) / g_granule];
-        unsigned off = pa % g_granule, n = size < g_granule - off ? size : g_granule - off;
+        struct line *l = &g_lines[(pa - g_ram_base) >> g_granule_shift];
+        unsigned off = pa & (g_granule - 1), n = size < g_granule - off ? size : g_granule - off;
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
-        unsigned per = g_granule / CHUNKS;
-        for (unsigned c = off / per; c <= (off + n - 1) / per; c++) {
+        _Static_assert(CHUNKS == 8, "per_shift below");
+        unsigned per = g_granule / CHUNKS, per_shift = g_granule_shift - 3;
+        for (unsigned c = off >> per_shift; c <= (off + n - 1) >> per_shift; c++) {
             unsigned bytes = (m >> (c * per)) & ((1u << per) - 1);
             chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task);
         }

@@ -297,7 +297,7 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
         if (!l) {
             return;
         }
-        unsigned off = p % g_granule;
+        unsigned off = p & (g_granule - 1); /* a power of two (engine_init) */
         size_t n = size - done < g_granule - off ? size - done : g_granule - off;
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
         engine_track_page(p);
