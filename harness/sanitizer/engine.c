@@ -75,7 +75,8 @@ static struct page *g_pages; /* one record per 4 KiB page of guest RAM */
 
 static void page_lock(struct page *pg)
 {
-    while (__atomic_exchange_n(&pg->lock, 1, __ATOMIC_ACQUIRE)) {
+    /* Sequentially consistent: page_store's unlocked path relies on it (see there). */
+    while (__atomic_exchange_n(&pg->lock, 1, __ATOMIC_SEQ_CST)) {
         while (__atomic_load_n(&pg->lock, RELAXED)) {
             sched_yield(); /* the holder's vCPU thread may be descheduled on a loaded host */
         }
@@ -202,7 +203,7 @@ void engine_track_page(uint64_t pa)
             for (unsigned b = 0; b < per; b += step) {
                 unsigned index = (p % PAGE_SIZE + c * per + b) / piece;
                 uint64_t bit = 1ULL << (index % 64);
-                uint64_t s = (pg->cur[index / 64] & bit) ? pg->seq
+                uint64_t s = (__atomic_load_n(&pg->cur[index / 64], __ATOMIC_SEQ_CST) & bit) ? pg->seq
                            : (pg->before[index / 64] & bit) ? pg->seq_first : 0;
                 unsigned piece_bytes = ((1u << step) - 1) << b;
                 if (s > seq) {
@@ -235,12 +236,37 @@ static bool page_bits_set(const struct page *pg, unsigned first, unsigned last)
     return true;
 }
 
+/* Set the bits of pieces first..last in cur. */
+static void page_bits_or(struct page *pg, unsigned first, unsigned last, int order)
+{
+    for (unsigned w = first / 64; w <= last / 64; w++) {
+        unsigned lo = w == first / 64 ? first % 64 : 0, hi = w == last / 64 ? last % 64 : 63;
+        uint64_t m = (hi == 63 ? ~0ULL : (1ULL << (hi + 1)) - 1) & ~((1ULL << lo) - 1);
+        if ((__atomic_load_n(&pg->cur[w], RELAXED) & m) != m) {
+            __atomic_fetch_or(&pg->cur[w], m, order);
+        }
+    }
+}
+
 /* Note a store in an untracked page's record; false when the page turned out tracked. */
 static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcpu, uint64_t pc,
                        uint64_t task, uint64_t epoch)
 {
     unsigned first = (pa % PAGE_SIZE) >> g_piece_shift, last = (pa % PAGE_SIZE + size - 1) >> g_piece_shift;
-    bool changed = load64(&pg->seq) != epoch || !page_bits_set(pg, first, last);
+    bool same_stamp = load64(&pg->seq) == epoch;
+    bool changed = !same_stamp || !page_bits_set(pg, first, last);
+    if (changed && same_stamp) {
+        /* New pieces at the page's current stamp (a copy loop): set them without the lock. The
+           lock's holders are the roll-over to a newer stamp below, which exchanges cur's words
+           (a piece set meanwhile lands in before or in cur, as if set just before or after it
+           under the lock), and engine_track_page, which reads cur under the lock and then sets
+           tracked. Every access here and there to cur and the lock is sequentially consistent:
+           a store that then finds the lock free and the page untracked at the same stamp was
+           set before any later holder reads cur; otherwise it is done again under the lock. */
+        page_bits_or(pg, first, last, __ATOMIC_SEQ_CST);
+        changed = __atomic_load_n(&pg->lock, __ATOMIC_SEQ_CST) || __atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) ||
+                  load64(&pg->seq) != epoch;
+    }
     if (changed) {
         page_lock(pg);
         if (pg->tracked) {
@@ -249,8 +275,9 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
         }
         if (pg->seq < epoch) {
             for (unsigned i = 0; i < PIECE_WORDS; i++) {
-                pg->before[i] |= pg->cur[i];
-                pg->cur[i] = 0;
+                if (load64(&pg->cur[i])) {
+                    pg->before[i] |= __atomic_exchange_n(&pg->cur[i], 0, __ATOMIC_SEQ_CST);
+                }
             }
             __atomic_store_n(&pg->mixed, 0, RELAXED);
             __atomic_store_n(&pg->wvcpu, (uint8_t)vcpu, RELAXED);
@@ -260,9 +287,7 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
             }
             __atomic_store_n(&pg->seq, epoch, RELAXED);
         }
-        for (unsigned i = first; i <= last; i++) {
-            __atomic_fetch_or(&pg->cur[i / 64], 1ULL << (i % 64), RELAXED);
-        }
+        page_bits_or(pg, first, last, __ATOMIC_SEQ_CST);
     }
     if (load64(&pg->wtask) != task || __atomic_load_n(&pg->wvcpu, RELAXED) != vcpu) {
         if (!__atomic_load_n(&pg->mixed, RELAXED)) {
