@@ -731,14 +731,26 @@ uint64_t engine_tasks_untracked(void) { return load64(&g_untracked); }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
 
+void engine_exec_ctx(unsigned vcpu, bool user, struct exec_ctx *x)
+{
+    *x = (struct exec_ctx){ .user = user, .task = load64(&g_vcpu[vcpu].task) };
+    if (user) {
+        x->mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
+        x->thread_sync = engine_user_sync(vcpu, x->mm);
+    }
+}
+
+const struct rule *engine_check_in(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                   const struct exec_ctx *x)
+{
+    return g_arch->check(l, m, vcpu, flags, x);
+}
+
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user)
 {
-    struct exec_ctx x = { .user = user, .task = load64(&g_vcpu[vcpu].task) };
-    if (user) {
-        x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
-        x.thread_sync = engine_user_sync(vcpu, x.mm);
-    }
-    return g_arch->check(l, m, vcpu, flags, &x);
+    struct exec_ctx x;
+    engine_exec_ctx(vcpu, user, &x);
+    return engine_check_in(l, m, vcpu, flags, &x);
 }
 
 uint64_t engine_min_thread_sync(void)

@@ -282,6 +282,11 @@ uint64_t engine_min_thread_sync(void);
 bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, bool user, uint64_t least);
 /* The rule broken when vcpu executes the bytes m of l now (user: at a user PC), or NULL. */
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, bool user);
+/* engine_check in two steps, for the entries of one block: who executes on vcpu now (its thread,
+   and for user code its address space and synchronization: register reads), then each check. */
+void engine_exec_ctx(unsigned vcpu, bool user, struct exec_ctx *x);
+const struct rule *engine_check_in(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                   const struct exec_ctx *x);
 /* Whether the bytes (newest store w) of line l are judged by the executing program's own protocol
    (see engine.h's top): user code executing bytes a thread of its own process wrote in user mode,
    which the kernel has not cleaned or invalidated since. Otherwise they are the kernel's: kernel

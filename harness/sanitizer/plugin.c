@@ -175,14 +175,17 @@ bool host_read_register(unsigned vcpu, int handle, uint64_t *out)
     if (handle < 0 || vcpu >= MAX_VCPUS) {
         return false;
     }
-    GByteArray *buf = g_byte_array_new();
+    static __thread GByteArray *buf; /* reused: events read registers often */
+    if (!buf) {
+        buf = g_byte_array_new();
+    }
+    g_byte_array_set_size(buf, 0);
     int n = qemu_plugin_read_register(g_handles[vcpu][handle], buf);
-    bool ok = n >= 4 && n <= 8;
+    bool ok = n >= 4 && n <= 8 && buf->len >= (guint)n;
     if (ok) {
         *out = 0;
         memcpy(out, buf->data, n); /* little-endian host and target */
     }
-    g_byte_array_free(buf, true);
     return ok;
 }
 
@@ -263,13 +266,22 @@ static void on_tb_exec(unsigned vcpu, void *udata)
     }
     g_vcpu[vcpu].checks++;
     bool ok = true;
+    /* Who executes: found once per block for user and for kernel entries (the user context
+       reads guest registers). */
+    struct exec_ctx ctx[2];
+    bool have[2] = { false, false };
     for (unsigned i = 0; i < tc->n; i++) {
         const struct check_entry *e = &tc->e[i];
         const struct line *l = engine_line(e->pa);
         if (!l || !(load64(&l->mask) & e->bytes)) {
             continue;
         }
-        const struct rule *rule = engine_check(l, e->bytes, vcpu, e->flags, !g_arch->is_kernel_pc(e->vaddr));
+        bool user = !g_arch->is_kernel_pc(e->vaddr);
+        if (!have[user]) {
+            engine_exec_ctx(vcpu, user, &ctx[user]);
+            have[user] = true;
+        }
+        const struct rule *rule = engine_check_in(l, e->bytes, vcpu, e->flags, &ctx[user]);
         if (rule) {
             ok = false;
             report_violation(&tc->seen[i], rule, e, engine_writer(l, e->bytes), vcpu);
