@@ -18,6 +18,9 @@ unsigned g_granule = 64;
 
 static uint64_t g_ram_base, g_ram_size;
 static unsigned g_vcpus = 1;
+/* log2 of g_granule and of the architecture's piece (both powers of two): the store path
+   divides by shifting. */
+static unsigned g_granule_shift = 6, g_piece_shift = 1;
 
 /* Threads and processes (see engine_switch_task and below). */
 #define TASKS 16384
@@ -74,7 +77,8 @@ static struct page *g_pages; /* one record per 4 KiB page of guest RAM */
 
 static void page_lock(struct page *pg)
 {
-    while (__atomic_exchange_n(&pg->lock, 1, __ATOMIC_ACQUIRE)) {
+    /* Sequentially consistent: page_store's unlocked path relies on it (see there). */
+    while (__atomic_exchange_n(&pg->lock, 1, __ATOMIC_SEQ_CST)) {
         while (__atomic_load_n(&pg->lock, RELAXED)) {
             sched_yield(); /* the holder's vCPU thread may be descheduled on a loaded host */
         }
@@ -99,6 +103,12 @@ bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_si
     g_ram_base = ram_base;
     g_ram_size = ram_size;
     g_vcpus = n_vcpus < 1 ? 1 : n_vcpus > MAX_VCPUS ? MAX_VCPUS : n_vcpus;
+    if (g_granule & (g_granule - 1) || arch->piece & (arch->piece - 1)) {
+        fprintf(stderr, "jitprobe sanitizer: line size %u and piece %u must be powers of two\n", g_granule, arch->piece);
+        return false;
+    }
+    g_granule_shift = (unsigned)__builtin_ctz(g_granule);
+    g_piece_shift = (unsigned)__builtin_ctz(arch->piece);
     /* Reserved, not committed: only the lines and pages the guest writes are ever touched. */
     g_lines = mmap(NULL, ram_size / g_granule * sizeof(struct line), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -135,7 +145,7 @@ bool engine_overflowed(void) { return __atomic_load_n(&g_overflow, RELAXED); }
 struct line *engine_line(uint64_t pa)
 {
     uint64_t off = pa - g_ram_base;
-    return off < g_ram_size ? &g_lines[off / g_granule] : NULL;
+    return off < g_ram_size ? &g_lines[off >> g_granule_shift] : NULL;
 }
 
 /* Raise chunk c of l to the stamp in w (bytes merged when equal) and its writer (PC, thread, the
@@ -199,7 +209,7 @@ void engine_track_page(uint64_t pa)
             for (unsigned b = 0; b < per; b += step) {
                 unsigned index = (p % PAGE_SIZE + c * per + b) / piece;
                 uint64_t bit = 1ULL << (index % 64);
-                uint64_t s = (pg->cur[index / 64] & bit) ? pg->seq
+                uint64_t s = (__atomic_load_n(&pg->cur[index / 64], __ATOMIC_SEQ_CST) & bit) ? pg->seq
                            : (pg->before[index / 64] & bit) ? pg->seq_first : 0;
                 unsigned piece_bytes = ((1u << step) - 1) << b;
                 if (s > seq) {
@@ -233,13 +243,37 @@ static bool page_bits_set(const struct page *pg, unsigned first, unsigned last)
     return true;
 }
 
+/* Set the bits of pieces first..last in cur. */
+static void page_bits_or(struct page *pg, unsigned first, unsigned last, int order)
+{
+    for (unsigned w = first / 64; w <= last / 64; w++) {
+        unsigned lo = w == first / 64 ? first % 64 : 0, hi = w == last / 64 ? last % 64 : 63;
+        uint64_t m = (hi == 63 ? ~0ULL : (1ULL << (hi + 1)) - 1) & ~((1ULL << lo) - 1);
+        if ((__atomic_load_n(&pg->cur[w], RELAXED) & m) != m) {
+            __atomic_fetch_or(&pg->cur[w], m, order);
+        }
+    }
+}
+
 /* Note a store in an untracked page's record; false when the page turned out tracked. */
 static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcpu, uint64_t pc,
                        uint64_t task, uint64_t vpage, uint64_t epoch)
 {
-    unsigned piece = g_arch->piece;
-    unsigned first = pa % PAGE_SIZE / piece, last = (pa % PAGE_SIZE + size - 1) / piece;
-    bool changed = load64(&pg->seq) != epoch || !page_bits_set(pg, first, last);
+    unsigned first = (pa % PAGE_SIZE) >> g_piece_shift, last = (pa % PAGE_SIZE + size - 1) >> g_piece_shift;
+    bool same_stamp = load64(&pg->seq) == epoch;
+    bool changed = !same_stamp || !page_bits_set(pg, first, last);
+    if (changed && same_stamp) {
+        /* New pieces at the page's current stamp (a copy loop): set them without the lock. The
+           lock's holders are the roll-over to a newer stamp below, which exchanges cur's words
+           (a piece set meanwhile lands in before or in cur, as if set just before or after it
+           under the lock), and engine_track_page, which reads cur under the lock and then sets
+           tracked. Every access here and there to cur and the lock is sequentially consistent:
+           a store that then finds the lock free and the page untracked at the same stamp was
+           set before any later holder reads cur; otherwise it is done again under the lock. */
+        page_bits_or(pg, first, last, __ATOMIC_SEQ_CST);
+        changed = __atomic_load_n(&pg->lock, __ATOMIC_SEQ_CST) || __atomic_load_n(&pg->tracked, __ATOMIC_ACQUIRE) ||
+                  load64(&pg->seq) != epoch;
+    }
     if (changed) {
         page_lock(pg);
         if (pg->tracked) {
@@ -248,8 +282,9 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
         }
         if (pg->seq < epoch) {
             for (unsigned i = 0; i < PIECE_WORDS; i++) {
-                pg->before[i] |= pg->cur[i];
-                pg->cur[i] = 0;
+                if (load64(&pg->cur[i])) {
+                    pg->before[i] |= __atomic_exchange_n(&pg->cur[i], 0, __ATOMIC_SEQ_CST);
+                }
             }
             __atomic_store_n(&pg->mixed, 0, RELAXED);
             __atomic_store_n(&pg->wvcpu, (uint8_t)vcpu, RELAXED);
@@ -259,9 +294,7 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
             }
             __atomic_store_n(&pg->seq, epoch, RELAXED);
         }
-        for (unsigned i = first; i <= last; i++) {
-            __atomic_fetch_or(&pg->cur[i / 64], 1ULL << (i % 64), RELAXED);
-        }
+        page_bits_or(pg, first, last, __ATOMIC_SEQ_CST);
     }
     if (load64(&pg->wtask) != task || __atomic_load_n(&pg->wvcpu, RELAXED) != vcpu) {
         if (!__atomic_load_n(&pg->mixed, RELAXED)) {
@@ -297,11 +330,12 @@ void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64
         return;
     }
     while (size) {
-        struct line *l = &g_lines[(pa - g_ram_base) / g_granule];
-        unsigned off = pa % g_granule, n = size < g_granule - off ? size : g_granule - off;
+        struct line *l = &g_lines[(pa - g_ram_base) >> g_granule_shift];
+        unsigned off = pa & (g_granule - 1), n = size < g_granule - off ? size : g_granule - off;
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
-        unsigned per = g_granule / CHUNKS;
-        for (unsigned c = off / per; c <= (off + n - 1) / per; c++) {
+        _Static_assert(CHUNKS == 8, "per_shift below");
+        unsigned per = g_granule / CHUNKS, per_shift = g_granule_shift - 3;
+        for (unsigned c = off >> per_shift; c <= (off + n - 1) >> per_shift; c++) {
             unsigned bytes = (m >> (c * per)) & ((1u << per) - 1);
             chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task, vpage);
         }
@@ -724,15 +758,27 @@ uint64_t engine_tasks_untracked(void) { return load64(&g_untracked); }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
 
+void engine_exec_ctx(unsigned vcpu, bool user, struct exec_ctx *x)
+{
+    *x = (struct exec_ctx){ .user = user, .vcpu = vcpu, .task = load64(&g_vcpu[vcpu].task) };
+    if (user) {
+        x->mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
+        x->thread_sync = engine_user_sync(vcpu, x->mm);
+    }
+}
+
+const struct rule *engine_check_in(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                   const struct exec_ctx *x)
+{
+    return g_arch->check(l, m, vcpu, flags, x);
+}
+
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, uint64_t vaddr)
 {
-    bool user = !g_arch->is_kernel_pc(vaddr);
-    struct exec_ctx x = { .user = user, .vcpu = vcpu, .task = load64(&g_vcpu[vcpu].task), .vaddr = vaddr };
-    if (user) {
-        x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
-        x.thread_sync = engine_user_sync(vcpu, x.mm);
-    }
-    return g_arch->check(l, m, vcpu, flags, &x);
+    struct exec_ctx x;
+    engine_exec_ctx(vcpu, !g_arch->is_kernel_pc(vaddr), &x);
+    x.vaddr = vaddr;
+    return engine_check_in(l, m, vcpu, flags, &x);
 }
 
 /* Appends to buf at *at (bounded by n) as snprintf does; *at stops at n. */
@@ -800,9 +846,11 @@ uint64_t engine_min_thread_sync(void)
 {
     uint64_t least = UINT64_MAX;
     unsigned n = __atomic_load_n(&g_nclaimed, RELAXED);
-    for (unsigned i = 0; i < n + MAX_VCPUS; i++) {
-        const struct task *t = i < n ? &g_tasks[__atomic_load_n(&g_claimed[i], RELAXED)] : &g_vcpu_task[i - n];
-        if ((i < n && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
+    /* The per-vCPU fallback records first: one that never ran a thread holds 0, the least there
+       is, and then the scan over every claimed thread can stop at once. */
+    for (unsigned i = 0; i < n + MAX_VCPUS && least; i++) {
+        const struct task *t = i < MAX_VCPUS ? &g_vcpu_task[i] : &g_tasks[__atomic_load_n(&g_claimed[i - MAX_VCPUS], RELAXED)];
+        if ((i >= MAX_VCPUS && !load64(&t->key)) || __atomic_load_n(&t->reborn, RELAXED)) {
             continue; /* slot 0 read before its index was written, or a thread that exited */
         }
         uint64_t s = task_sync(t, 0);

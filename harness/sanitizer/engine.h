@@ -290,6 +290,12 @@ bool engine_clean_everywhere(const struct line *l, uint64_t m, unsigned flags, b
 /* The rule broken when vcpu executes the bytes m of l now, at virtual address vaddr (user code
    when it is a user PC), or NULL. */
 const struct rule *engine_check(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags, uint64_t vaddr);
+/* engine_check in two steps, for the entries of one block: who executes on vcpu now (its thread,
+   and for user code its address space and synchronization: register reads), then each check (the
+   caller sets x->vaddr to the entry's address). */
+void engine_exec_ctx(unsigned vcpu, bool user, struct exec_ctx *x);
+const struct rule *engine_check_in(const struct line *l, uint64_t m, unsigned vcpu, unsigned flags,
+                                   const struct exec_ctx *x);
 /* What the judgement of vcpu executing the bytes m of l (user: at a user PC) rests on, as one JSON
    object in buf (truncated to n bytes): the newest store, the line's recorded cleans and
    invalidates, the first DSBs after the store by its writer's CPU and thread, whose protocol

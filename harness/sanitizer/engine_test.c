@@ -852,6 +852,60 @@ static void *vcpu_thread(void *arg)
     return NULL;
 }
 
+/* Stores into fresh (untracked) pages at one stamp, each thread its own pieces, while another
+   thread switches the pages to line tracking: no store may be lost in the switch (the store path
+   sets a page's pieces without its lock). */
+#define RACE_PAGES 256
+#define RACE_BASE (RAM_BASE + 0x800000)
+static unsigned g_race_go;
+
+static void *race_storer(void *arg)
+{
+    unsigned v = (unsigned)(uintptr_t)arg;
+    while (!__atomic_load_n(&g_race_go, __ATOMIC_ACQUIRE)) {
+    }
+    for (unsigned p = 0; p < RACE_PAGES; p++) {
+        for (unsigned off = v * 8; off < PAGE_SIZE; off += THREADS * 8) {
+            engine_store(v, RACE_BASE + p * PAGE_SIZE + off, RACE_BASE + p * PAGE_SIZE + off, 4, USER_PC);
+        }
+    }
+    return NULL;
+}
+
+static void *race_tracker(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&g_race_go, __ATOMIC_ACQUIRE)) {
+    }
+    for (unsigned p = 0; p < RACE_PAGES; p++) {
+        engine_track_page(RACE_BASE + p * PAGE_SIZE);
+    }
+    return NULL;
+}
+
+static void test_store_track_race(void)
+{
+    arm64_boot(A57);
+    pthread_t t[THREADS + 1];
+    for (unsigned v = 0; v < THREADS; v++) {
+        pthread_create(&t[v], NULL, race_storer, (void *)(uintptr_t)v);
+    }
+    pthread_create(&t[THREADS], NULL, race_tracker, NULL);
+    __atomic_store_n(&g_race_go, 1, __ATOMIC_RELEASE);
+    for (unsigned v = 0; v <= THREADS; v++) {
+        pthread_join(t[v], NULL);
+    }
+    unsigned lost = 0;
+    for (unsigned p = 0; p < RACE_PAGES; p++) {
+        for (unsigned off = 0; off < PAGE_SIZE; off += 8) {
+            const struct line *l = engine_line(RACE_BASE + p * PAGE_SIZE + off);
+            uint64_t m = 0xfULL << (off % 64);
+            lost += !engine_writer(l, m).seq || (load64(&l->mask) & m) != m;
+        }
+    }
+    EXPECT("stores while pages switch to line tracking", lost ? "lost" : "all kept", "all kept");
+}
+
 static void test_threads(void)
 {
     arm64_boot(A57);
@@ -871,6 +925,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "threads")) {
         test_threads();
+        test_store_track_race();
     } else {
         test_arm64();
         test_riscv64();
@@ -880,6 +935,7 @@ int main(int argc, char **argv)
         test_page_crossing_store();
         test_event_numbers();
         test_threads();
+        test_store_track_race();
     }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
     return g_failures ? 1 : 0;

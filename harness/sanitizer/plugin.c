@@ -175,14 +175,17 @@ bool host_read_register(unsigned vcpu, int handle, uint64_t *out)
     if (handle < 0 || vcpu >= MAX_VCPUS) {
         return false;
     }
-    GByteArray *buf = g_byte_array_new();
+    static __thread GByteArray *buf; /* reused: events read registers often */
+    if (!buf) {
+        buf = g_byte_array_new();
+    }
+    g_byte_array_set_size(buf, 0);
     int n = qemu_plugin_read_register(g_handles[vcpu][handle], buf);
-    bool ok = n >= 4 && n <= 8;
+    bool ok = n >= 4 && n <= 8 && buf->len >= (guint)n;
     if (ok) {
         *out = 0;
         memcpy(out, buf->data, n); /* little-endian host and target */
     }
-    g_byte_array_free(buf, true);
     return ok;
 }
 
@@ -235,13 +238,20 @@ static void *event_udata(uint16_t op, uint8_t arg, bool kernel)
 /* The checks of one translated block. QEMU's plugin API never says when a block is freed, so
    records are kept in a table keyed by the block's address and entries and reused when the
    same block is translated again (a rewritten JIT buffer is retranslated on every rewrite). */
+struct tb_key {
+    uint64_t vaddr;
+    const struct check_entry *e; /* the entries' pa, bytes and flags are the rest of the key */
+    unsigned n;
+    guint hash;
+};
 struct tb_check {
+    struct tb_key key;   /* its e: this record's own entries (retranslations keep their key fields) */
     uint64_t *validated; /* per vCPU: 1 + its thread switch count when every entry passed; 0 = not */
     struct violation_cache *seen;
     unsigned n;
     struct check_entry e[];
 };
-static GHashTable *g_checks; /* key (vaddr, entries) string -> struct tb_check */
+static GHashTable *g_checks; /* struct tb_key (the record's own) -> struct tb_check */
 static pthread_mutex_t g_checks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_tb_exec(unsigned vcpu, void *udata)
@@ -256,13 +266,23 @@ static void on_tb_exec(unsigned vcpu, void *udata)
     }
     g_vcpu[vcpu].checks++;
     bool ok = true;
+    /* Who executes: found once per block for user and for kernel entries (the user context
+       reads guest registers). */
+    struct exec_ctx ctx[2];
+    bool have[2] = { false, false };
     for (unsigned i = 0; i < tc->n; i++) {
         const struct check_entry *e = &tc->e[i];
         const struct line *l = engine_line(e->pa);
         if (!l || !(load64(&l->mask) & e->bytes)) {
             continue;
         }
-        const struct rule *rule = engine_check(l, e->bytes, vcpu, e->flags, e->vaddr);
+        bool user = !g_arch->is_kernel_pc(e->vaddr);
+        if (!have[user]) {
+            engine_exec_ctx(vcpu, user, &ctx[user]);
+            have[user] = true;
+        }
+        ctx[user].vaddr = e->vaddr;
+        const struct rule *rule = engine_check_in(l, e->bytes, vcpu, e->flags, &ctx[user]);
         if (rule) {
             ok = false;
             report_violation(&tc->seen[i], rule, e, l, vcpu);
@@ -272,6 +292,9 @@ static void on_tb_exec(unsigned vcpu, void *udata)
         __atomic_store_n(&tc->validated[vcpu], now, RELAXED);
     }
 }
+
+/* engine_min_thread_sync not asked yet for this block (were it to answer this, it is asked again). */
+#define LEAST_UNKNOWN UINT64_MAX
 
 /* Add a check entry per granule of the instruction that holds unsynchronized written bytes. */
 static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const uint8_t *insn, size_t size,
@@ -287,14 +310,14 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
         if (!l) {
             return;
         }
-        unsigned off = p % g_granule;
+        unsigned off = p & (g_granule - 1); /* a power of two (engine_init) */
         size_t n = size - done < g_granule - off ? size - done : g_granule - off;
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
         engine_track_page(p);
         flags = done ? flags & ~INSN_STARTS_HERE : flags | INSN_STARTS_HERE;
         if (engine_writer(l, m).seq && (load64(&l->mask) & m)) {
-            if (user && !*least) {
-                *least = engine_min_thread_sync();
+            if (user && *least == LEAST_UNKNOWN) {
+                *least = engine_min_thread_sync(); /* once per block: it scans every thread */
             }
             if (engine_clean_everywhere(l, m, flags, user, *least)) {
                 /* Synchronized for everyone: forget these bytes until they are written again. */
@@ -310,41 +333,69 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
     }
 }
 
+/* The key compared and hashed as binary numbers: translating a block of written code must not
+   cost a formatted string per instruction. */
+static guint tb_key_hash(gconstpointer p) { return ((const struct tb_key *)p)->hash; }
+
+static gboolean tb_key_equal(gconstpointer pa, gconstpointer pb)
+{
+    const struct tb_key *a = pa, *b = pb;
+    if (a->hash != b->hash || a->vaddr != b->vaddr || a->n != b->n) {
+        return false;
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        if (a->e[i].pa != b->e[i].pa || a->e[i].bytes != b->e[i].bytes || a->e[i].flags != b->e[i].flags) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 29);
+}
+
 static struct tb_check *check_record(uint64_t vaddr, GArray *entries)
 {
-    GString *key = g_string_new(NULL);
-    g_string_append_printf(key, "%" PRIx64, vaddr);
+    const struct check_entry *es = &g_array_index(entries, struct check_entry, 0);
+    uint64_t h = mix(entries->len, vaddr);
     for (guint i = 0; i < entries->len; i++) {
-        const struct check_entry *e = &g_array_index(entries, struct check_entry, i);
-        g_string_append_printf(key, " %" PRIx64 ":%" PRIx64 ":%x", e->pa, e->bytes, e->flags);
+        h = mix(mix(mix(h, es[i].pa), es[i].bytes), es[i].flags);
     }
+    struct tb_key key = { .vaddr = vaddr, .e = es, .n = entries->len, .hash = (guint)(h ^ (h >> 32)) };
     pthread_mutex_lock(&g_checks_lock);
-    struct tb_check *tc = g_hash_table_lookup(g_checks, key->str);
+    struct tb_check *tc = g_hash_table_lookup(g_checks, &key);
     if (!tc) {
         tc = g_malloc0(sizeof(*tc) + entries->len * sizeof(struct check_entry));
         tc->n = entries->len;
         tc->validated = g_new0(uint64_t, MAX_VCPUS);
         tc->seen = g_new0(struct violation_cache, entries->len);
-        g_hash_table_insert(g_checks, g_strdup(key->str), tc);
+        tc->key = key;
+        tc->key.e = tc->e;
+        memcpy(tc->e, es, entries->len * sizeof(struct check_entry));
+        g_hash_table_insert(g_checks, &tc->key, tc);
     }
     /* A new translation: its bytes (for reports) and no vCPU has passed it yet. */
     for (unsigned i = 0; i < tc->n; i++) {
-        tc->e[i] = g_array_index(entries, struct check_entry, i);
+        tc->e[i] = es[i];
     }
     for (unsigned v = 0; v < MAX_VCPUS; v++) {
         __atomic_store_n(&tc->validated[v], 0, RELAXED);
     }
     pthread_mutex_unlock(&g_checks_lock);
-    g_string_free(key, true);
     return tc;
 }
+
+static __thread GArray *t_entries; /* reused by each translation on this thread */
 
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
     GArray *entries = NULL;
-    uint64_t least = 0;
+    uint64_t least = LEAST_UNKNOWN;
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t vaddr = qemu_plugin_insn_vaddr(insn);
@@ -366,7 +417,11 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
             }
         } else if (host_to_pa(haddr, &pa)) {
             if (!entries) {
-                entries = g_array_new(false, false, sizeof(struct check_entry));
+                if (!t_entries) {
+                    t_entries = g_array_new(false, false, sizeof(struct check_entry));
+                }
+                entries = t_entries;
+                g_array_set_size(entries, 0);
             }
             collect_checks(entries, pa, vaddr, bytes, qemu_plugin_insn_size(insn), d.flags, &least);
         }
@@ -381,9 +436,6 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     if (entries && entries->len) {
         /* Registers: a user check reads the process's address space (membarrier). */
         qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_R_REGS, check_record(tb_vaddr, entries));
-    }
-    if (entries) {
-        g_array_free(entries, true);
     }
 }
 
@@ -504,7 +556,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     if (!engine_init(arch, g_ram_base, g_ram_size, (unsigned)info->system.max_vcpus) || !report_open(out)) {
         return -1;
     }
-    g_checks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_checks = g_hash_table_new(tb_key_hash, tb_key_equal);
     qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
     qemu_plugin_register_atexit_cb(id, on_plugin_exit, NULL);
