@@ -463,10 +463,11 @@ static uint64_t maintained(const struct line *l, struct writer w, bool by_progra
         clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, exec);
         /* Bytes the kernel publishes: with IDC the DSB that would complete a clean completes the
            store for the PE that runs it. Linux maps a page-cache page on the CPU that faults
-           (__sync_icache_dcache: DSB ISHST where the clean would be), after it saw the data
-           under the folio lock, while the CPU that copied the data in may not have run a DSB
-           yet (seen: a program's second thread running text its first thread was reading in,
-           120 events after the copy). Without IDC that CPU's DC CVAU and DSB count already. */
+           (__sync_icache_dcache: DSB ISHST where the clean would be), after it saw the page
+           under the folio lock, while the CPU that wrote it (clear_page, before a device filled
+           it) may not have run a DSB yet (seen: a program's second thread running text its first
+           thread's fault had allocated 120 events before). Without IDC that CPU's DC CVAU and
+           DSB count already. */
         if (!clean_done && !by_program && exec != ANY_PE && exec != w.vcpu) {
             clean_done = engine_dsb_after(exec, w.seq, DSB_STORES | DSB_SHARED);
         }
