@@ -215,9 +215,11 @@ def test_every_program_returns_each_generation_on_this_host(arch: str) -> None:
     executables = [build_program(s, arch, m, i) for i, (s, m) in enumerate(cells)]
     outcomes = run_batch(arch, executables)
     # Two bugs show whether or not caches are coherent: a torn patch runs a half-written
-    # instruction (it crashes), a reused buffer returns the next function's value.
+    # instruction (half B, half NOP: it crashes; on x86_64 the MOVs differ in one immediate byte,
+    # which one store writes whole, so it returns a right value), a reused buffer returns the next
+    # function's value.
     def as_it_must(mutation: str, rc: int) -> bool:
-        if mutation == "torn_patch":
+        if mutation == "torn_patch" and arch != "x86_64":
             return rc > 128
         return rc == (EXIT_WRONG_RESULT if mutation == "reuse_while_running" else 0)
 
