@@ -154,6 +154,9 @@ static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uin
             break;
         }
         if (__atomic_compare_exchange_n(&l->chunk[c], &old, want, true, RELAXED, RELAXED)) {
+            if (chunk_seq(old) != chunk_seq(want)) {
+                __atomic_store_n(&l->older[c], old, RELAXED);
+            }
             break;
         }
     }
@@ -318,6 +321,19 @@ struct writer engine_writer(const struct line *l, uint64_t m)
         }
     }
     return w;
+}
+
+uint64_t engine_older_seq(const struct line *l, uint64_t m)
+{
+    uint64_t seq = 0;
+    unsigned per = g_granule / CHUNKS;
+    for (unsigned c = 0; c < CHUNKS; c++) {
+        uint64_t word = load64(&l->older[c]);
+        if ((((m >> (c * per)) & ((1u << per) - 1)) & chunk_bytes(word)) && chunk_seq(word) > seq) {
+            seq = chunk_seq(word);
+        }
+    }
+    return seq;
 }
 
 uint64_t engine_settled(const struct line *l, struct writer w, bool by_program)
