@@ -638,13 +638,21 @@ static void process_forget(uint64_t mm)
    new address space, whose process record is forgotten) or, without one, a new thread in another
    process at the task pointer of a thread that died unseen (killed by a signal: no exit call),
    which starts synchronized like any new thread; its start is not seen, its last switch-in is
-   the latest it can be. The per-vCPU fallback records are shared by many threads: only mm. */
+   the latest it can be. A first address space (none known) is a thread's first moment in user
+   mode, synchronized the same way. The per-vCPU fallback records are shared by many threads:
+   only mm. */
 static void task_in_mm(unsigned vcpu, uint64_t mm)
 {
     struct task *t = current(vcpu);
     uint64_t was = load64(&t->mm);
     if (!mm || was == mm) {
         return;
+    }
+    if (!was && g_cur[vcpu] && load64(&t->usync) < load64(&t->since)) {
+        /* Its first moment in user mode: it got there by the kernel's return from fork or exec,
+           after its last switch-in. A record a kernel thread left at this task pointer (its exit
+           is unseen: it makes no system call) would otherwise keep that thread's old state. */
+        __atomic_store_n(&t->usync, load64(&t->since), RELAXED);
     }
     if (was && g_cur[vcpu]) {
         if (__atomic_load_n(&t->execing, RELAXED)) {

@@ -687,6 +687,18 @@ static void test_x86_64(void)
                synced ? "clean" : "reported");
     }
 
+    /* A kernel thread ran at a task pointer and died (unseen: it makes no exit call); a new
+       thread of the program gets the pointer after the program wrote code, and runs it: it is
+       a new thread, synchronized at its start, not the kernel thread's old record. */
+    x86_boot();
+    x86_switch(1, 0xffff888000400000ULL); /* the kernel thread */
+    x86_switch(1, 0xffff888000300000ULL);
+    set_reg(0, "cr3", 0x1234000);
+    store(0, USER_PC);
+    x86_switch(1, 0xffff888000400000ULL); /* the program's new thread */
+    set_reg(1, "cr3", 0x1234000);
+    EXPECT("new thread at a dead kernel thread's task pointer", run(1, true), "clean");
+
     /* A thread that moves to another address space without an execve is a new thread at a task
        pointer whose thread was killed unseen: it starts synchronized, and the registration of
        the process it joins stands. */
