@@ -72,6 +72,9 @@ def test_every_bug_class_of_the_suite_has_a_scenario() -> None:
         ({"expect": {"sync_null_range": {"why": "x", "arm64": []}}},
          "field 'expect.sync_null_range': missing the rules for riscv64, x86_64"),
         ({"expect": {"no_isb": {"why": "x"}}}, "field 'expect.no_isb': not one of the scenario's mutations"),
+        ({"expect": {"sync_null_range": {"why": "x", "arm64": ["n/a", "arm64.no_dsb"], "riscv64": [],
+                                         "x86_64": []}}},
+         "'n/a' stands alone (the mutation does not change this architecture's program)"),
     ],
 )  # fmt: skip
 def test_a_bad_scenario_file_names_the_file_the_field_and_the_choices(change: dict[str, Any],
@@ -84,6 +87,16 @@ def test_a_bad_scenario_file_names_the_file_the_field_and_the_choices(change: di
         parse_icache(data, path)
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_mutation_stated_not_applicable_does_not_run_there() -> None:
+    """live_patch's membarrier mutations change only x86_64's program (arm64 patches with one store
+    and no membarrier): arm64 runs the scenario without them, and --list shows n/a."""
+    live = _scenario("live_patch")
+    assert live.expect["membarrier_plain"]["arm64"] == ("n/a",)
+    assert mutations_for(live, "arm64") == ["none", "patch_immediate", "torn_patch"]
+    assert mutations_for(live, "x86_64") == ["none", "patch_immediate", "torn_patch", "membarrier_plain",
+                                             "membarrier_unregistered"]  # fmt: skip
 
 
 def test_a_bad_kernel_scenario_is_refused() -> None:
