@@ -17,13 +17,17 @@ harness.stress.program_asm:
   scenario says (``context_sync``, or nothing when the writer's ``membarrier`` does it for them)
   and call;
 - ``patch``: live patching. An executor on CPU 1 calls the function in a loop, never
-  synchronizing; the writer on CPU 0 rewrites one instruction of it in place (an aligned 32-bit
-  store), synchronizes its own side, and waits for two more calls before the next patch. The
-  correct program turns the branch that selects the returned value into a NOP and back (a static
-  key: B and NOP may be modified while another PE runs them); ``patch_immediate`` patches a MOV
-  immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores and lets the
-  executor run the half-written word (half B, half NOP) in between. Either value is a right
-  result at any time;
+  synchronizing; the writer on CPU 0 rewrites one instruction of it in place, synchronizes its
+  own side, and waits for two more calls before the next patch. On arm64 the correct program
+  turns the branch that selects the returned value into a NOP and back with one aligned 32-bit
+  store (a static key: B and NOP may be modified while another PE runs them); ``patch_immediate``
+  patches a MOV immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores
+  and lets the executor run the half-written word (half B, half NOP) in between. On x86_64 the
+  function's 5-byte MOV of its value is patched breakpoint first (text_poke_bp: INT3, membarrier
+  SYNC_CORE, the other bytes, membarrier, the first byte, membarrier), and the executor's SIGTRAP
+  handler waits for the patch and resumes at the instruction; ``patch_immediate`` rewrites the
+  immediate with one plain store, ``torn_patch`` the instruction with two, and the membarrier
+  mutations break the synchronization. Either value is a right result at any time;
 - ``reuse``: a code buffer reused for the next function, after a grace period, or under
   ``reuse_while_running`` while the executor is still inside the old function.
 Each maps the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
@@ -170,11 +174,16 @@ def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
     program_asm.function's, whose first instruction, a MOV of the value, is the patched one.
     Elsewhere a jump selects the block that returns the first value, and the patch turns it into
     the architecture's NOP, falling through to the block that returns the second (a static
-    key); under ``patch_immediate`` the patch changes that block's immediate instead."""
+    key); under ``patch_immediate`` the patch changes that block's immediate instead. Raises
+    InfraError when the two versions differ elsewhere."""
     if arch in _BREAKPOINT_FIRST:
         (code0, _), (code1, _) = (asm.function(arch, v, filler) for v in values)
         offsets = asm.compiled_function(arch, values[0], filler).insn_offsets
-        return code0, code1, offsets[0], offsets[1] - offsets[0]
+        site, end = offsets[0], offsets[1]
+        if len(code0) != len(code1) or code0[:site] + code0[end:] != code1[:site] + code1[end:]:
+            raise InfraError(f"{arch}: the patched function's two versions differ outside their first "
+                             f"instruction (bytes {site} to {end}); the patch generator patches one")
+        return code0, code1, site, end - site
     first, second = values
     pad = "add %r0, 0\n" * filler  # code after the blocks, as in a real function's body
     jump = f"ja +{2 + filler}\nmov %r0, {second}\n{pad}exit\nmov %r0, {first}\n{pad}exit\n"
