@@ -14,13 +14,20 @@
 | 10 | clone_thread    | r1 = function, r2 = stack top, r3 = argument, r4 = u32 tid word address | r0 = tid |
 | 11 | cycle_counter   | -                                        | r0 = counter          |
 | 12 | spin_hint       | -                                        | -                     |
+| 13 | sigaction       | r1 = signal, r2 = address of a kernel sigaction | r0 = raw return |
 
 As with any eBPF call, r1-r5 are clobbered and r6-r9, r10 preserved. ``icache_sync`` is what a
 JIT does after writing code and ``context_sync`` what a thread does before running code another
 thread wrote; each backend's sequences, with the manual sections they follow, are documented in
 ``jit_core/<arch>/``. ``clone_thread`` starts a thread that calls the function with
 r1 = argument and exits when it returns; the tid word is cleared and futex-woken at exit
-(CLONE_CHILD_CLEARTID), so the parent can join with futex wait.
+(CLONE_CHILD_CLEARTID), so the parent can join with futex wait. ``sigaction`` is
+rt_sigaction(r1, r2, NULL, 8) for a program without libc: r2 points at the kernel's struct
+(u64 handler, u64 flags, u64 restorer, u64 mask), and the helper fills its restorer with a stub of
+its own code that calls rt_sigreturn and adds SA_RESTORER to its flags (x86_64 requires one: the
+kernel has no 64-bit return trampoline). The handler is a program-local function (``lddw func``)
+called as a C function (r1 = signal, r2 = siginfo, r3 = ucontext). Lowered on x86_64 only, the
+one architecture whose programs take signals (arm64 and riscv64 raise JitError).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class Helper(IntEnum):
     CLONE_THREAD = 10
     CYCLE_COUNTER = 11
     SPIN_HINT = 12
+    SIGACTION = 13
 
 
 HELPER_IDS = frozenset(int(h) for h in Helper)

@@ -14,6 +14,7 @@ import ctypes
 import mmap
 import os
 import platform
+import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pytest
 from jit_core import conformance, isa
 from jit_core.asm import assemble
 from jit_core.backend import Compiled, get_backend
-from jit_core.elf import build_executable
+from jit_core.elf import MEM_ADDR, TEXT_ADDR, build_executable
 from jit_core.errors import JitError
 from jit_core.interp import alu, condition
 from jit_core.interp import run as interp_run
@@ -35,6 +36,7 @@ from jit_core.x86_64 import BACKEND
 from jit_core.x86_64 import encoder as enc
 from jit_core.x86_64.encoder import R9, R10, R11, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP
 from jit_core.x86_64.layout import CodeBuffer
+from jit_core.x86_64.lower import SA_RESTORER
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="runs x86_64 code natively")
 
@@ -594,6 +596,58 @@ def test_clone_thread_runs_function_and_joins() -> None:
     elf = build_executable("x86_64", prog, bytes(65536 + 16))
     runs = _run_executables([elf])
     assert runs == [((42).to_bytes(8, "little"), 42)]
+
+
+def test_sigaction_handler_runs_and_returns_through_its_restorer() -> None:
+    """A freestanding program installs a SIGTRAP handler with the sigaction helper (SA_SIGINFO;
+    the helper adds SA_RESTORER and its rt_sigreturn stub) and sends itself SIGTRAP: the handler
+    gets the signal number and a ucontext whose saved RIP is in the program's text, and the
+    program continues after kill with its registers restored (r6, r7 survive the signal)."""
+    getpid, kill, sigtrap, sa_siginfo, uc_rip = 39, 62, 5, 4, 168
+    prog = assemble(f"""
+        mov %r6, %r1
+        lddw %r2, func handler
+        stxdw [%r6+0], %r2
+        mov %r1, {sigtrap}
+        mov %r2, %r6
+        call sigaction
+        jne %r0, 0, failed
+        mov %r7, 100
+        mov %r1, {getpid}
+        call syscall
+        mov %r2, %r0
+        mov %r1, {kill}
+        mov %r3, {sigtrap}
+        call syscall
+        jne %r0, 0, failed
+        ldxdw %r0, [%r6+8]
+        jne %r0, {sa_siginfo | SA_RESTORER}, failed
+        ldxdw %r0, [%r6+32]
+        add %r0, %r7
+        exit
+    failed:
+        mov %r0, 1
+        exit
+    handler:
+        lddw %r4, {MEM_ADDR}
+        ldxdw %r5, [%r3+{uc_rip}]
+        lddw %r0, {TEXT_ADDR}
+        jlt %r5, %r0, +2
+        add %r1, 20
+        stxdw [%r4+32], %r1
+        mov %r6, 0
+        mov %r7, 0
+        exit
+    """)
+    mem = struct.pack("<QQQQQ", 0, sa_siginfo, 0, 0, 0)
+    ((_, status),) = _run_executables([build_executable("x86_64", prog, mem)])
+    assert status == 100 + sigtrap + 20
+
+
+def test_sigaction_is_refused_where_it_is_not_lowered() -> None:
+    for arch in ("arm64", "riscv64"):
+        with pytest.raises(JitError, match="sigaction is lowered on x86_64 only"):
+            get_backend(arch).compile(assemble("call sigaction\nexit"))
 
 
 def _run_executables(elves: list[bytes]) -> list[tuple[bytes, int]]:

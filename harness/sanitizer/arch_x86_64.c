@@ -15,7 +15,10 @@
  * Exemptions, for the INT3 protocol of Linux's text_poke_bp (cross-modifying live code without
  * stopping the other CPUs): an executed INT3 (0xCC), which the patcher writes first, and an
  * instruction of which only the first byte (the INT3 being replaced by the final opcode) was
- * written since the executing CPU last serialized. Other CPUs may run either; both are safe.
+ * written since the executing CPU last serialized. Other CPUs may run either; both are safe. The
+ * rest of the instruction must have been written before that serialization (text_poke_bp
+ * synchronizes every CPU between the tail and the first byte): each chunk keeps its store before
+ * the newest too, for the tail a first-byte store in the same chunk followed.
  *
  * User code running bytes its own process did not store (the kernel's page-cache and copy-on-
  * write fills, done before the page is mapped for it; another process's stale stores to a page a
@@ -231,9 +234,12 @@ static const struct rule *x86_64_check(const struct line *l, uint64_t m, unsigne
     }
     if (flags & INSN_STARTS_HERE) {
         /* The last step of the INT3 protocol: only the first byte (an INT3 until now) was
-           written since this CPU last serialized. */
+           written since this CPU last serialized. The tail's store may be its chunk's newest or,
+           when the first byte's store came after it in the same chunk, the one before: a tail
+           written after this CPU last serialized is not forgotten then. */
         uint64_t first = m & -m;
-        if (engine_writer(l, first).seq == w.seq && serialized > engine_writer(l, m & ~first).seq) {
+        uint64_t rest = engine_writer(l, m & ~first).seq, tail = engine_older_seq(l, m & ~first);
+        if (engine_writer(l, first).seq == w.seq && serialized > (rest > tail ? rest : tail)) {
             return NULL;
         }
     }

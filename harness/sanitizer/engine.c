@@ -167,6 +167,9 @@ static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uin
             break;
         }
         if (__atomic_compare_exchange_n(&l->chunk[c], &old, want, true, RELAXED, RELAXED)) {
+            if (chunk_seq(old) != chunk_seq(want)) {
+                __atomic_store_n(&l->older[c], old, RELAXED);
+            }
             break;
         }
     }
@@ -364,6 +367,19 @@ struct writer engine_writer(const struct line *l, uint64_t m)
         }
     }
     return w;
+}
+
+uint64_t engine_older_seq(const struct line *l, uint64_t m)
+{
+    uint64_t seq = 0;
+    unsigned per = g_granule / CHUNKS;
+    for (unsigned c = 0; c < CHUNKS; c++) {
+        uint64_t word = load64(&l->older[c]);
+        if ((((m >> (c * per)) & ((1u << per) - 1)) & chunk_bytes(word)) && chunk_seq(word) > seq) {
+            seq = chunk_seq(word);
+        }
+    }
+    return seq;
 }
 
 uint64_t engine_settled(const struct line *l, struct writer w, bool by_program)
@@ -683,13 +699,21 @@ static void process_forget(uint64_t mm)
    new address space, whose process record is forgotten) or, without one, a new thread in another
    process at the task pointer of a thread that died unseen (killed by a signal: no exit call),
    which starts synchronized like any new thread; its start is not seen, its last switch-in is
-   the latest it can be. The per-vCPU fallback records are shared by many threads: only mm. */
+   the latest it can be. A first address space (none known) is a thread's first moment in user
+   mode, synchronized the same way. The per-vCPU fallback records are shared by many threads:
+   only mm. */
 static void task_in_mm(unsigned vcpu, uint64_t mm)
 {
     struct task *t = current(vcpu);
     uint64_t was = load64(&t->mm);
     if (!mm || was == mm) {
         return;
+    }
+    if (!was && g_cur[vcpu] && load64(&t->usync) < load64(&t->since)) {
+        /* Its first moment in user mode: it got there by the kernel's return from fork or exec,
+           after its last switch-in. A record a kernel thread left at this task pointer (its exit
+           is unseen: it makes no system call) would otherwise keep that thread's old state. */
+        __atomic_store_n(&t->usync, load64(&t->since), RELAXED);
     }
     if (was && g_cur[vcpu]) {
         if (__atomic_load_n(&t->execing, RELAXED)) {

@@ -96,6 +96,10 @@ struct line {
        one word (a live-patched branch) pushes out the records that completed its other bytes;
        their completion stays true, so it is kept here. */
     uint64_t settled[CHUNKS];
+    /* Per chunk, the chunk_word it had before its newest store (0 = none): the newest covers
+       only that store's bytes, and the INT3 protocol's last step writes an instruction's first
+       byte alone, after its tail. */
+    uint64_t older[CHUNKS];
 };
 
 /* The newest store to the bytes m of a line. vcpu is UNKNOWN_WRITER when the store was recorded
@@ -217,6 +221,9 @@ struct line *engine_line(uint64_t pa);
 void engine_track_page(uint64_t pa);
 /* The newest store to the bytes m of l (seq 0: none known). */
 struct writer engine_writer(const struct line *l, uint64_t m);
+/* The newest stamp, among the stores each chunk of l had before its newest, of those that wrote
+   bytes of m (0 = none); see struct line's older. */
+uint64_t engine_older_seq(const struct line *l, uint64_t m);
 /* Record a D-side clean / I-side invalidate by vcpu (and its current thread; by kernel code or
    not) of the size bytes at pa (event number s). */
 void engine_maintain(unsigned vcpu, uint64_t pa, unsigned size, bool icache, bool kernel, uint64_t s);

@@ -761,6 +761,45 @@ static void test_x86_64(void)
                run(1, true), "x86_64.no_serialize");
     }
 
+    /* The INT3 protocol (text_poke_bp) on a 5-byte instruction the thread of CPU 1 runs: INT3,
+       every CPU serialized (registered membarrier SYNC_CORE), the tail, serialized, the first
+       byte. Between the first byte and the last serialization the executor may run the new
+       instruction, unless the tail came after its last serialization: the first byte's store
+       is then its chunk's newest, and the tail's is the one before. */
+    for (int synced = 0; synced < 2; synced++) {
+        x86_boot();
+        engine_track_page(CODE); /* the executor runs code from the page: stores are kept per chunk */
+        set_reg(0, "cr3", 0x1234000);
+        set_reg(1, "cr3", 0x1234000);
+        set_reg(0, "rax", 324);
+        set_reg(0, "rdi", synced ? 64 : 16); /* registered for SYNC_CORE, or for the plain command */
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        set_reg(0, "rdi", synced ? 32 : 8);
+        engine_store(0, CODE, 1, USER_PC);
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        insn(2, CPUID, sizeof(CPUID), false); /* events elsewhere: each store has its own stamp */
+        engine_store(0, CODE + 1, 4, USER_PC);
+        insn(0, SYSCALL, sizeof(SYSCALL), false);
+        insn(2, CPUID, sizeof(CPUID), false);
+        engine_store(0, CODE, 1, USER_PC);
+        EXPECT(synced ? "INT3 protocol, the new instruction before the last serialization"
+                      : "INT3 protocol with membarriers that serialize no core",
+               engine_check(engine_line(CODE), 0x1f, 1, INSN_STARTS_HERE, true) ? "reported" : "clean",
+               synced ? "clean" : "reported");
+    }
+
+    /* A kernel thread ran at a task pointer and died (unseen: it makes no exit call); a new
+       thread of the program gets the pointer after the program wrote code, and runs it: it is
+       a new thread, synchronized at its start, not the kernel thread's old record. */
+    x86_boot();
+    x86_switch(1, 0xffff888000400000ULL); /* the kernel thread */
+    x86_switch(1, 0xffff888000300000ULL);
+    set_reg(0, "cr3", 0x1234000);
+    store(0, USER_PC);
+    x86_switch(1, 0xffff888000400000ULL); /* the program's new thread */
+    set_reg(1, "cr3", 0x1234000);
+    EXPECT("new thread at a dead kernel thread's task pointer", run(1, true), "clean");
+
     /* A thread that moves to another address space without an execve is a new thread at a task
        pointer whose thread was killed unseen: it starts synchronized, and the registration of
        the process it joins stands. */

@@ -16,6 +16,7 @@ from typing import Any
 from base.errors import InfraError, InputError
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, PAGE
 from jit_core.asm import assemble
+from jit_core.backend import Compiled
 from jit_core.compile import compile_program
 from jit_core.intrinsics import Mutation
 from jit_core.syscalls import syscall_number
@@ -34,12 +35,14 @@ __all__ = [
     "build",
     "by_generation",
     "check_result",
+    "compiled_function",
     "copy_code",
     "function",
     "generation_values",
     "install_code",
     "jit_mutation",
     "join_thread",
+    "membarrier",
     "pin",
     "set_up",
     "start_thread",
@@ -93,10 +96,16 @@ def generation_values(seed: int) -> tuple[int, int]:
     return first, second
 
 
-def function(arch: str, value: int, filler: int) -> tuple[bytes, int]:
-    """(code padded to u64s, entry offset) of jit_core's function returning ``value``."""
+def compiled_function(arch: str, value: int, filler: int) -> Compiled:
+    """jit_core's function returning ``value``: a MOV of r0 (its first instruction), ``filler``
+    adds and exit."""
     text = f"mov %r0, {value - filler}\n" + "add %r0, 1\n" * filler + "exit\n"
-    compiled = compile_program(arch, assemble(text))
+    return compile_program(arch, assemble(text))
+
+
+def function(arch: str, value: int, filler: int) -> tuple[bytes, int]:
+    """(code padded to u64s, entry offset) of compiled_function."""
+    compiled = compiled_function(arch, value, filler)
     return compiled.code + bytes(-len(compiled.code) % 8), compiled.functions.get(0, 0)
 
 
@@ -154,6 +163,18 @@ def syscall(number: int, *args: str | int) -> str:
     """Assembly of syscall ``number`` with up to four arguments (registers or immediates)."""
     moves = [f"mov %r{2 + k}, {arg}" for k, arg in enumerate(args)]
     return "\n".join([f"mov %r1, {number}", *moves, "call syscall"])
+
+
+def membarrier(p: Program, register: bool = False) -> str:
+    """membarrier(2) as the mutation has it: the registration (``register``) or the command that
+    serializes the core of every CPU running a thread of the process
+    (PRIVATE_EXPEDITED_SYNC_CORE). Under membarrier_plain both are PRIVATE_EXPEDITED's, which
+    orders memory and serializes no core; under membarrier_unregistered there is no
+    registration, and the kernel refuses the command (EPERM)."""
+    if register and p.mutation == StressMutation.MEMBARRIER_UNREGISTERED:
+        return ""
+    commands = MEMBARRIER["plain" if p.mutation == StressMutation.MEMBARRIER_PLAIN else "sync_core"]
+    return syscall(p.sys("membarrier"), commands[0 if register else 1], 0, 0)
 
 
 def set_up(p: Program) -> str:
@@ -243,10 +264,19 @@ def sync_code(p: Program, gen: int, length: int) -> str:
     return f"{start}\nmov %r2, {length}\ncall icache_sync"
 
 
+_STORE_SUFFIX = {8: "dw", 4: "w", 2: "h", 1: "b"}
+
+
 def copy_code(p: Program, gen: int, lo: int, hi: int) -> list[str]:
-    """Bytes lo to hi of generation ``gen`` written through the writable view (r7), a u64 at a time."""
-    source = p.at[f"code{gen}"]
-    return [f"ldxdw %r3, [%r6+{source + off}]\nstxdw [%r7+{off}], %r3" for off in range(lo, hi, 8)]
+    """Bytes lo to hi of generation ``gen`` written through the writable view (r7), each store the
+    widest (u64 down to a byte) that fits what is left: a u64 at a time from a multiple of 8."""
+    source, stores, off = p.at[f"code{gen}"], [], lo
+    while off < hi:
+        size = next(size for size in _STORE_SUFFIX if size <= hi - off)
+        suffix = _STORE_SUFFIX[size]
+        stores.append(f"ldx{suffix} %r3, [%r6+{source + off}]\nstx{suffix} [%r7+{off}], %r3")
+        off += size
+    return stores
 
 
 def install_code(p: Program, gen: int) -> str:

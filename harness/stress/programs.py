@@ -17,13 +17,17 @@ harness.stress.program_asm:
   scenario says (``context_sync``, or nothing when the writer's ``membarrier`` does it for them)
   and call;
 - ``patch``: live patching. An executor on CPU 1 calls the function in a loop, never
-  synchronizing; the writer on CPU 0 rewrites one instruction of it in place (an aligned 32-bit
-  store), synchronizes its own side, and waits for two more calls before the next patch. The
-  correct program turns the branch that selects the returned value into a NOP and back (a static
-  key: B and NOP may be modified while another PE runs them); ``patch_immediate`` patches a MOV
-  immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores and lets the
-  executor run the half-written word (half B, half NOP) in between. Either value is a right
-  result at any time;
+  synchronizing; the writer on CPU 0 rewrites one instruction of it in place, synchronizes its
+  own side, and waits for two more calls before the next patch. On arm64 the correct program
+  turns the branch that selects the returned value into a NOP and back with one aligned 32-bit
+  store (a static key: B and NOP may be modified while another PE runs them); ``patch_immediate``
+  patches a MOV immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores
+  and lets the executor run the half-written word (half B, half NOP) in between. On x86_64 the
+  function's 5-byte MOV of its value is patched breakpoint first (text_poke_bp: INT3, membarrier
+  SYNC_CORE, the other bytes, membarrier, the first byte, membarrier), and the executor's SIGTRAP
+  handler waits for the patch and resumes at the instruction; ``patch_immediate`` rewrites the
+  immediate with one plain store, ``torn_patch`` the instruction with two, and the membarrier
+  mutations break the synchronization. Either value is a right result at any time;
 - ``reuse``: a code buffer reused for the next function, after a grace period, or under
   ``reuse_while_running`` while the executor is still inside the old function.
 Each maps the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
@@ -43,7 +47,8 @@ from base.profiles import load_profile
 from jit_core.asm import assemble
 from jit_core.backend import get_backend
 from jit_core.compile import compile_program
-from jit_core.elf import build_executable
+from jit_core.elf import MEM_ADDR, build_executable
+from jit_core.x86_64.encoder import FIXED
 
 from . import program_asm as asm
 from .program_asm import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, generation_values
@@ -108,17 +113,12 @@ def publish_generator(
         [("published", u64(0)), ("bad", u64(0)), asm.STACK_FIELD, *per_thread],
     )
     publish = params.get("publish", "context_sync")
-    plain = mutation == StressMutation.MEMBARRIER_PLAIN
-    register, command = asm.MEMBARRIER["plain" if plain else "sync_core"]
-    membarrier = p.sys("membarrier")
     executor_sync = publish == "context_sync" and load_profile(arch).code_modification.executor_sync
     iterations = params["iterations"]
     writer = [
         "mov %r6, %r1",
         asm.pin(p, 0),
-        asm.syscall(membarrier, register, 0, 0)
-        if publish == "membarrier" and mutation != StressMutation.MEMBARRIER_UNREGISTERED
-        else "",
+        asm.membarrier(p, register=True) if publish == "membarrier" else "",
         asm.set_up(p),
         f"mov %r7, {p.write_at}",
     ]
@@ -127,7 +127,7 @@ def publish_generator(
         "mov %r8, 1",
         "round:",
         asm.by_generation(p, "%r8", "install", lambda gen: asm.install_code(p, gen)),
-        asm.syscall(membarrier, command, 0, 0) if publish == "membarrier" else "",
+        asm.membarrier(p) if publish == "membarrier" else "",
         f"store_release64 [%r6+{p.at['published']}], %r8",
     ]
     writer += [asm.wait_until(f"wait_done{k}", p.at[f"done{k}"], "%r8") for k in range(threads)]
@@ -155,12 +155,35 @@ def publish_generator(
     return build_executable(arch, assemble(text), mem, mutation=asm.jit_mutation(mutation))
 
 
+# Architectures that patch a running multi-byte instruction breakpoint first (Linux's
+# text_poke_bp), with their one-byte breakpoint: no store can replace the whole instruction at
+# once while another CPU may be fetching it (Intel SDM vol. 3A, "Handling Self- and
+# Cross-Modifying Code").
+_BREAKPOINT_FIRST = {"x86_64": FIXED["int3"][0]}
+_SIGTRAP, _SA_SIGINFO = 5, 4  # include/uapi/asm-generic/signal.h, arch/x86/include/uapi/asm/signal.h
+# The saved RIP in the x86_64 ucontext a handler gets: uc_flags, uc_link, uc_stack (40 bytes),
+# then struct sigcontext's r8-r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp
+# (arch/x86/include/uapi/asm/sigcontext.h).
+_UC_RIP = 168
+
+
 def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
-                       filler: int) -> tuple[bytes, bytes, int]:
-    """(code before, code after, offset of the one instruction word that differs) of the patch
-    generator's function: a jump selects the block that returns the first value, and the patch
-    turns it into the architecture's NOP, falling through to the block that returns the second
-    (a static key); under ``patch_immediate`` the patch changes that block's immediate instead."""
+                       filler: int) -> tuple[bytes, bytes, int, int]:
+    """(code before, code after, offset and length of the one instruction that differs) of the
+    patch generator's function. Where the architecture patches breakpoint first it is
+    program_asm.function's, whose first instruction, a MOV of the value, is the patched one.
+    Elsewhere a jump selects the block that returns the first value, and the patch turns it into
+    the architecture's NOP, falling through to the block that returns the second (a static
+    key); under ``patch_immediate`` the patch changes that block's immediate instead. Raises
+    InfraError when the two versions differ elsewhere."""
+    if arch in _BREAKPOINT_FIRST:
+        (code0, _), (code1, _) = (asm.function(arch, v, filler) for v in values)
+        offsets = asm.compiled_function(arch, values[0], filler).insn_offsets
+        site, end = offsets[0], offsets[1]
+        if len(code0) != len(code1) or code0[:site] + code0[end:] != code1[:site] + code1[end:]:
+            raise InfraError(f"{arch}: the patched function's two versions differ outside their first "
+                             f"instruction (bytes {site} to {end}); the patch generator patches one")
+        return code0, code1, site, end - site
     first, second = values
     pad = "add %r0, 0\n" * filler  # code after the blocks, as in a real function's body
     jump = f"ja +{2 + filler}\nmov %r0, {second}\n{pad}exit\nmov %r0, {first}\n{pad}exit\n"
@@ -178,7 +201,7 @@ def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
     word = words[0]
     after = located if immediate else before[:word] + nop + before[word + 4:]
     pad8 = bytes(-len(before) % 8)
-    return before + pad8, after + pad8, word
+    return before + pad8, after + pad8, word, 4
 
 
 def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: int,
@@ -187,11 +210,14 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
     u64 = struct.Struct("<q").pack
     flags = [("started", u64(0)), ("calls", u64(0)), ("stop", u64(0)), ("bad", u64(0)), ("pinned", u64(0)),
              ("tid", u64(-1))]  # fmt: skip
-    word = 0
+    breakpoint_first = arch in _BREAKPOINT_FIRST
+    if breakpoint_first:  # the writer's "patch under way" flag, and the SIGTRAP handler's sigaction
+        flags += [("poking", u64(0)), ("sigaction", struct.pack("<QQQQ", 0, _SA_SIGINFO, 0, 0))]
+    site = length = 0
 
     def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
-        nonlocal word
-        before, after, word = _patched_functions(arch, mutation, values, int(params["filler"]))
+        nonlocal site, length
+        before, after, site, length = _patched_functions(arch, mutation, values, int(params["filler"]))
         return before, after, 0
 
     p, mem = asm.build(arch, params, mutation, index, seed, [asm.STACK_FIELD, *flags], functions)
@@ -202,23 +228,49 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
                           asm.wait_until(label, at["calls"], "%r9", equal=False)])
 
     def patch(gen: int) -> str:
-        if mutation != StressMutation.TORN_PATCH:
-            return f"ldxw %r3, [%r6+{at[f'code{gen}'] + word}]\nstxw [%r7+{word}], %r3"
-        # Half the word, then the executor runs the half-written instruction, then the other half.
-        halves = [f"ldxh %r3, [%r6+{at[f'code{gen}'] + word + half}]\nstxh [%r7+{word + half}], %r3"
-                  for half in (0, 2)]  # fmt: skip
-        return "\n".join([halves[0], wait_calls(f"torn{gen}"), halves[1]])
+        if mutation == StressMutation.TORN_PATCH:
+            # Two stores, then the executor runs the half-written instruction, then the other part.
+            split = site + (1 << ((length - 1).bit_length() - 1))
+            return "\n".join([*asm.copy_code(p, gen, site, split), wait_calls(f"torn{gen}"),
+                              *asm.copy_code(p, gen, split, site + length)])  # fmt: skip
+        if not breakpoint_first:
+            return "\n".join(asm.copy_code(p, gen, site, site + length))
+        tail = asm.copy_code(p, gen, site + 1, site + length)
+        if mutation == StressMutation.PATCH_IMMEDIATE:
+            return "\n".join(tail)  # the bytes after the opcode, with a plain store, no breakpoint
+        # text_poke_bp: the breakpoint, every core serialized, the tail, serialized, the first byte,
+        # serialized. An executor that meets the breakpoint waits in its SIGTRAP handler.
+        return "\n".join([
+            "mov %r3, 1", f"store_release64 [%r6+{at['poking']}], %r3",
+            f"stb [%r7+{site}], {_BREAKPOINT_FIRST[arch]}", asm.membarrier(p),
+            *tail, asm.membarrier(p),
+            *asm.copy_code(p, gen, site, site + 1), asm.membarrier(p),
+            "mov %r3, 0", f"store_release64 [%r6+{at['poking']}], %r3",
+        ])  # fmt: skip
+
+    # Called by the kernel on the executor's SIGTRAP (r3: its ucontext): wait until the patch is
+    # complete, then resume at the patched instruction's start (the trap's RIP is one byte past
+    # the breakpoint); the handler returns through rt_sigreturn.
+    handler = [
+        "sigtrap:", "mov %r7, %r3", f"lddw %r6, {MEM_ADDR}", asm.wait_until("trap_wait", at["poking"], 0),
+        f"mov %r3, {p.code_at + site}", f"stxdw [%r7+{_UC_RIP}], %r3", "exit",
+    ] if breakpoint_first else []  # fmt: skip
+    install_handler = [
+        asm.membarrier(p, register=True),
+        "mov %r2, %r6", f"add %r2, {at['sigaction']}", "lddw %r3, func sigtrap", "stxdw [%r2+0], %r3",
+        f"mov %r1, {_SIGTRAP}", "call sigaction", "jne %r0, 0, setup_failed",
+    ] if breakpoint_first else []  # fmt: skip
     text = "\n".join([
         "mov %r6, %r1", asm.pin(p, 0), asm.set_up(p), f"mov %r7, {p.write_at}",
-        "\n".join(f"ldxdw %r3, [%r6+{at['code0'] + off}]\nstxdw [%r7+{off}], %r3"
-                  for off in range(0, len(before), 8)),
+        *install_handler,
+        "\n".join(asm.copy_code(p, 0, 0, len(before))),
         f"mov %r1, {p.code_at}", f"mov %r2, {len(before)}", "call icache_sync",
         asm.start_thread(p, "executor", "tid"),
         asm.wait_until("wait_started", at["started"], 1),
         "mov %r8, 1",
         "round:",
         asm.by_generation(p, "%r8", "patch", patch),
-        f"mov %r1, {p.code_at + word}", "mov %r2, 4", "call icache_sync",
+        f"mov %r1, {p.code_at + site}", f"mov %r2, {length}", "call icache_sync",
         wait_calls("wait_calls"),
         "add %r8, 1", f"jle %r8, {params['iterations']}, round",
         "mov %r3, 1", f"store_release64 [%r6+{at['stop']}], %r3",
@@ -235,7 +287,8 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         f"ldxdw %r3, [%r6+{at['calls']}]", "add %r3, 1", f"store_release64 [%r6+{at['calls']}], %r3",
         f"load_acquire64 %r0, [%r6+{at['stop']}]", "jeq %r0, 0, call_again",
         "exit",
-    ])
+        *handler,
+    ])  # fmt: skip
     return build_executable(arch, assemble(text), mem, mutation=asm.jit_mutation(mutation))
 
 
@@ -362,7 +415,7 @@ def installed_code(
     filler = int(scenario.params["filler"])
     if scenario.generator == "patch":
         def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:
-            before, after, _ = _patched_functions(arch, mutation, values, filler)
+            before, after, _, _ = _patched_functions(arch, mutation, values, filler)
             return before, after, 0
     elif scenario.generator == "reuse":
         def functions(values: tuple[int, int]) -> tuple[bytes, bytes, int]:

@@ -12,6 +12,7 @@ import yaml
 from base.profiles import Field, ProfileError, available_arches, load_profile, validate
 
 __all__ = [
+    "NOT_APPLICABLE",
     "NOT_DETECTED",
     "ScenarioError",
     "check_arch",
@@ -26,6 +27,10 @@ __all__ = [
 # An expectation for a real bug the sanitizer has no rule for yet: the matrix shows the cell as
 # "not detected", never as a pass.
 NOT_DETECTED = "not detected"
+# An expectation for a scenario's own mutation that does not change that architecture's program
+# (it patches without the step the mutation breaks): the mutation is not run there, and the
+# matrix shows "n/a", as for a jit_core mutation the backend does not implement.
+NOT_APPLICABLE = "n/a"
 
 
 class ScenarioError(ProfileError):
@@ -63,8 +68,11 @@ def check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...
     known = load_profile(arch).code_modification.rules
     if NOT_DETECTED in entries and len(entries) > 1:
         raise ScenarioError(f"{where}: {NOT_DETECTED!r} stands alone (a bug the sanitizer has no rule for)")
+    if NOT_APPLICABLE in entries and len(entries) > 1:
+        raise ScenarioError(f"{where}: {NOT_APPLICABLE!r} stands alone (the mutation does not change "
+                            "this architecture's program)")
     for entry in entries:
-        if entry == NOT_DETECTED:
+        if entry in (NOT_DETECTED, NOT_APPLICABLE):
             continue
         rule, _, flag = entry.partition(" unless ")
         if rule not in known:

@@ -37,6 +37,7 @@ from .realjit_scenarios import (
     parse_realjit,
 )
 from .scenario_checks import (
+    NOT_APPLICABLE,
     NOT_DETECTED,
     ScenarioError,
     check_arch,
@@ -52,6 +53,7 @@ __all__ = [
     "GENERATOR_NAMES",
     "KNOWN_FALSE_POSITIVE",
     "MIN_ITERATIONS",
+    "NOT_APPLICABLE",
     "NOT_DETECTED",
     "STRESS_DIR",
     "STRESS_MUTATIONS",
@@ -421,15 +423,17 @@ def override_params(
 
 def mutations_for(scenario: IcacheScenario | LitmusScenario | RealjitScenario, arch: str) -> list[str]:
     """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
-    the backend does not implement would run the correct protocol again; a realjit mutation runs
-    where its ``expect`` names the architecture)."""
+    the backend does not implement would run the correct protocol again, as would a scenario's
+    own mutation its ``expect`` states as NOT_APPLICABLE there; a realjit mutation runs where its
+    ``expect`` names the architecture)."""
     if isinstance(scenario, RealjitScenario):
         return [Mutation.NONE, *(m for m in scenario.mutations if arch in scenario.expect[m])]
+    if isinstance(scenario, IcacheScenario):
+        applies = [m for m in scenario.mutations if scenario.expect.get(m, {}).get(arch) != (NOT_APPLICABLE,)]
+    else:
+        applies = list(scenario.mutations)
     changed = get_backend(arch).mutations
-    return [
-        Mutation.NONE,
-        *(m for m in scenario.mutations if m in StressMutation.__members__.values() or m in changed),
-    ]
+    return [Mutation.NONE, *(m for m in applies if m in StressMutation.__members__.values() or m in changed)]
 
 
 def tolerated_rules(

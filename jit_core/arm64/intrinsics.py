@@ -179,6 +179,8 @@ def helper_words(helper: int, mutation: str) -> list[int]:
         Helper.CYCLE_COUNTER: cycle_counter,
         Helper.SPIN_HINT: spin_hint,
     }
+    if helper == Helper.SIGACTION:
+        raise JitError("helper sigaction is lowered on x86_64 only (no arm64 program takes signals)")
     if helper not in builders:
         valid = ", ".join(f"{h.value} ({h.name.lower()})" for h in Helper)
         raise JitError(f"unknown helper id {helper}; valid: {valid}")

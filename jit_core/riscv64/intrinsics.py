@@ -131,5 +131,7 @@ def helper_words(helper_id: int, mutation: str) -> list[int]:
         return [E.rdtime(R0)]
     if helper_id == Helper.SPIN_HINT:
         return [E.pause()]
+    if helper_id == Helper.SIGACTION:
+        raise JitError("helper sigaction is lowered on x86_64 only (no riscv64 program takes signals)")
     valid = ", ".join(f"{int(h)} ({h.name.lower()})" for h in Helper)
     raise JitError(f"unknown helper id {helper_id}; valid ids: {valid}")

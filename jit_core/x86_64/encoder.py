@@ -121,6 +121,7 @@ FIXED: dict[str, bytes] = {
     "pause": b"\xf3\x90",
     "rdtsc": b"\x0f\x31",
     "syscall": b"\x0f\x05",
+    "int3": b"\xcc",
 }
 
 # "op r/m, reg" opcodes (ModRM.reg is the source).

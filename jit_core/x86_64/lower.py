@@ -81,8 +81,12 @@ __all__ = [
     "EPILOGUE",
     "PROLOGUE",
     "REG",
+    "SA_RESTORER",
+    "SIGSET_SIZE",
     "SYS_CLONE",
     "SYS_EXIT",
+    "SYS_RT_SIGACTION",
+    "SYS_RT_SIGRETURN",
     "X86_64Backend",
     "mov_imm",
 ]
@@ -109,6 +113,10 @@ _ATOMIC_FETCH_LOOP = {isa.ATOMIC_OR | isa.ATOMIC_FETCH: "or", isa.ATOMIC_AND | i
 # clone_thread: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|CHILD_SETTID|CHILD_CLEARTID, no exit signal.
 CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 | 0x1000000 | 0x200000
 SYS_CLONE, SYS_EXIT = syscall_number(ARCH, "clone"), syscall_number(ARCH, "exit")
+SYS_RT_SIGACTION = syscall_number(ARCH, "rt_sigaction")
+SYS_RT_SIGRETURN = syscall_number(ARCH, "rt_sigreturn")
+# sigaction: the kernel's SA_RESTORER flag and the size of its signal set (arch/x86/include/uapi/asm/signal.h)
+SA_RESTORER, SIGSET_SIZE = 0x04000000, 8
 
 
 def mov_imm(reg: int, value: int) -> bytes:
@@ -336,6 +344,8 @@ class _Lowering:
             out += enc.FIXED["rdtsc"] + enc.shift_ri("shl", RDX, 32, 8) + alu_rr("or", RAX, RDX, 8)
         elif helper_id == Helper.SPIN_HINT:
             out += enc.FIXED["pause"]
+        elif helper_id == Helper.SIGACTION:
+            self.sigaction()
         else:
             valid = ", ".join(str(int(h)) for h in Helper)
             raise JitError(f"unknown helper id {helper_id}; valid ids: {valid}")
@@ -352,6 +362,23 @@ class _Lowering:
         out += alu_rr("mov", RDI, _T4, 8) + alu_ri("and", RSP, -16, 8) + enc.call_reg(_T3)
         out += mov_imm(RAX, SYS_EXIT) + alu_rr("xor", RDI, RDI, 4) + enc.FIXED["syscall"]
         cb.bind(parent)
+
+    def sigaction(self) -> None:
+        """rt_sigaction(rdi, rsi, NULL, 8) after setting the struct's restorer (at rsi + 16) to a
+        stub here that calls rt_sigreturn, and SA_RESTORER in its flags (rsi + 8). The handler's
+        ``ret`` enters the stub with rsp just past the frame's return address, where rt_sigreturn
+        looks for the frame: so the stub is bare code that leaves rsp alone, not a function (a
+        prologue would move rsp)."""
+        cb, out = self.cb, self.out
+        stub, over = cb.new_label(), cb.new_label()
+        cb.jmp(over)
+        cb.bind(stub)
+        out += mov_imm(RAX, SYS_RT_SIGRETURN) + enc.FIXED["syscall"]
+        cb.bind(over)
+        cb.lea_rip(_T1, stub)
+        out += enc.store(RSI, 16, _T1, 8) + enc.load(_T1, RSI, 8, 8) + alu_ri("or", _T1, SA_RESTORER, 8)
+        out += enc.store(RSI, 8, _T1, 8) + mov_imm(RAX, SYS_RT_SIGACTION) + alu_rr("xor", RDX, RDX, 4)
+        out += mov_imm(R10, SIGSET_SIZE) + enc.FIXED["syscall"]
 
     # --- memory --------------------------------------------------------------------------
 
