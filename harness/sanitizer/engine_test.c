@@ -775,16 +775,16 @@ static void test_x86_64(void)
         set_reg(0, "rdi", synced ? 64 : 16); /* registered for SYNC_CORE, or for the plain command */
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         set_reg(0, "rdi", synced ? 32 : 8);
-        engine_store(0, CODE, 1, USER_PC);
+        engine_store(0, CODE, CODE, 1, USER_PC);
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         insn(2, CPUID, sizeof(CPUID), false); /* events elsewhere: each store has its own stamp */
-        engine_store(0, CODE + 1, 4, USER_PC);
+        engine_store(0, CODE + 1, CODE + 1, 4, USER_PC);
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         insn(2, CPUID, sizeof(CPUID), false);
-        engine_store(0, CODE, 1, USER_PC);
+        engine_store(0, CODE, CODE, 1, USER_PC);
         EXPECT(synced ? "INT3 protocol, the new instruction before the last serialization"
                       : "INT3 protocol with membarriers that serialize no core",
-               engine_check(engine_line(CODE), 0x1f, 1, INSN_STARTS_HERE, true) ? "reported" : "clean",
+               engine_check(engine_line(CODE), 0x1f, 1, INSN_STARTS_HERE, CODE) ? "reported" : "clean",
                synced ? "clean" : "reported");
     }
 
