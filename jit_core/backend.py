@@ -37,6 +37,11 @@ class Backend(Protocol):
     arch: str
     mutations: frozenset[Mutation]
     nop: bytes  # the architecture's no-op instruction: a branch patched out in place (live patching)
+    # Where instructions are not one aligned word, a running one is patched breakpoint first
+    # (Linux's text_poke_bp): this breakpoint, written over its first byte; None elsewhere.
+    breakpoint: bytes | None
+    # the saved PC's offset in a SA_SIGINFO handler's ucontext where programs take signals; None elsewhere
+    ucontext_pc: int | None
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program to native code. Raises JitError on any refused input."""

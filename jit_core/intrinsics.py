@@ -24,10 +24,10 @@ r1 = argument and exits when it returns; the tid word is cleared and futex-woken
 (CLONE_CHILD_CLEARTID), so the parent can join with futex wait. ``sigaction`` is
 rt_sigaction(r1, r2, NULL, 8) for a program without libc: r2 points at the kernel's struct
 (u64 handler, u64 flags, u64 restorer, u64 mask), and the helper fills its restorer with a stub of
-its own code that calls rt_sigreturn and adds SA_RESTORER to its flags (x86_64 requires one: the
-kernel has no 64-bit return trampoline). The handler is a program-local function (``lddw func``)
-called as a C function (r1 = signal, r2 = siginfo, r3 = ucontext). Lowered on x86_64 only, the
-one architecture whose programs take signals (arm64 and riscv64 raise JitError).
+its own code that calls rt_sigreturn and adds SA_RESTORER to its flags (some kernels have no
+return trampoline of their own). The handler is a program-local function (``lddw func``) called
+as a C function (r1 = signal, r2 = siginfo, r3 = ucontext). Lowered only where programs take
+signals (a backend whose ``ucontext_pc`` is set); the others raise JitError.
 """
 
 from __future__ import annotations

@@ -18,16 +18,17 @@ harness.stress.program_asm:
   and call;
 - ``patch``: live patching. An executor on CPU 1 calls the function in a loop, never
   synchronizing; the writer on CPU 0 rewrites one instruction of it in place, synchronizes its
-  own side, and waits for two more calls before the next patch. On arm64 the correct program
-  turns the branch that selects the returned value into a NOP and back with one aligned 32-bit
-  store (a static key: B and NOP may be modified while another PE runs them); ``patch_immediate``
-  patches a MOV immediate instead, and ``torn_patch`` writes the branch with two 16-bit stores
-  and lets the executor run the half-written word (half B, half NOP) in between. On x86_64 the
-  function's 5-byte MOV of its value is patched breakpoint first (text_poke_bp: INT3, membarrier
-  SYNC_CORE, the other bytes, membarrier, the first byte, membarrier), and the executor's SIGTRAP
-  handler waits for the patch and resumes at the instruction; ``patch_immediate`` rewrites the
-  immediate with one plain store, ``torn_patch`` the instruction with two, and the membarrier
-  mutations break the synchronization. Either value is a right result at any time;
+  own side, and waits for two more calls before the next patch. Where instructions are aligned
+  words the correct program turns the branch that selects the returned value into a NOP and back
+  with one aligned 32-bit store (a static key: the branch and NOP may be modified while another
+  CPU runs them); ``patch_immediate`` patches a MOV immediate instead, and ``torn_patch`` writes
+  the branch with two 16-bit stores and lets the executor run the half-written word in between.
+  Where the backend names a breakpoint, the function's first MOV is patched breakpoint first
+  (text_poke_bp: the breakpoint, membarrier SYNC_CORE, the other bytes, membarrier, the first
+  byte, membarrier), and the executor's SIGTRAP handler waits for the patch and resumes at the
+  instruction; ``patch_immediate`` rewrites the immediate with one plain store, ``torn_patch``
+  the instruction with two, and the membarrier mutations break the synchronization. Either value
+  is a right result at any time;
 - ``reuse``: a code buffer reused for the next function, after a grace period, or under
   ``reuse_while_running`` while the executor is still inside the old function.
 Each maps the code region as the scenario says: ``rwx`` (one RWX mapping), ``dual`` (a memfd
@@ -48,7 +49,6 @@ from jit_core.asm import assemble
 from jit_core.backend import get_backend
 from jit_core.compile import compile_program
 from jit_core.elf import MEM_ADDR, build_executable
-from jit_core.x86_64.encoder import FIXED
 
 from . import program_asm as asm
 from .program_asm import EXIT_SETUP, EXIT_WRONG_RESULT, REGION, generation_values
@@ -155,16 +155,10 @@ def publish_generator(
     return build_executable(arch, assemble(text), mem, mutation=asm.jit_mutation(mutation))
 
 
-# Architectures that patch a running multi-byte instruction breakpoint first (Linux's
-# text_poke_bp), with their one-byte breakpoint: no store can replace the whole instruction at
-# once while another CPU may be fetching it (Intel SDM vol. 3A, "Handling Self- and
-# Cross-Modifying Code").
-_BREAKPOINT_FIRST = {"x86_64": FIXED["int3"][0]}
-_SIGTRAP, _SA_SIGINFO = 5, 4  # include/uapi/asm-generic/signal.h, arch/x86/include/uapi/asm/signal.h
-# The saved RIP in the x86_64 ucontext a handler gets: uc_flags, uc_link, uc_stack (40 bytes),
-# then struct sigcontext's r8-r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp
-# (arch/x86/include/uapi/asm/sigcontext.h).
-_UC_RIP = 168
+# A running multi-byte instruction is patched breakpoint first where the backend names a
+# breakpoint (Linux's text_poke_bp): no store can replace the whole instruction at once while
+# another CPU may be fetching it (Intel SDM vol. 3A, "Handling Self- and Cross-Modifying Code").
+_SIGTRAP, _SA_SIGINFO = 5, 4  # include/uapi/asm-generic/signal.h and signal-defs.h
 
 
 def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
@@ -176,7 +170,7 @@ def _patched_functions(arch: str, mutation: str, values: tuple[int, int],
     the architecture's NOP, falling through to the block that returns the second (a static
     key); under ``patch_immediate`` the patch changes that block's immediate instead. Raises
     InfraError when the two versions differ elsewhere."""
-    if arch in _BREAKPOINT_FIRST:
+    if get_backend(arch).breakpoint is not None:
         (code0, _), (code1, _) = (asm.function(arch, v, filler) for v in values)
         offsets = asm.compiled_function(arch, values[0], filler).insn_offsets
         site, end = offsets[0], offsets[1]
@@ -210,7 +204,8 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
     u64 = struct.Struct("<q").pack
     flags = [("started", u64(0)), ("calls", u64(0)), ("stop", u64(0)), ("bad", u64(0)), ("pinned", u64(0)),
              ("tid", u64(-1))]  # fmt: skip
-    breakpoint_first = arch in _BREAKPOINT_FIRST
+    backend = get_backend(arch)
+    breakpoint_first = backend.breakpoint is not None and backend.ucontext_pc is not None
     if breakpoint_first:  # the writer's "patch under way" flag, and the SIGTRAP handler's sigaction
         flags += [("poking", u64(0)), ("sigaction", struct.pack("<QQQQ", 0, _SA_SIGINFO, 0, 0))]
     site = length = 0
@@ -242,7 +237,7 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
         # serialized. An executor that meets the breakpoint waits in its SIGTRAP handler.
         return "\n".join([
             "mov %r3, 1", f"store_release64 [%r6+{at['poking']}], %r3",
-            f"stb [%r7+{site}], {_BREAKPOINT_FIRST[arch]}", asm.membarrier(p),
+            f"stb [%r7+{site}], {backend.breakpoint[0] if backend.breakpoint else 0}", asm.membarrier(p),
             *tail, asm.membarrier(p),
             *asm.copy_code(p, gen, site, site + 1), asm.membarrier(p),
             "mov %r3, 0", f"store_release64 [%r6+{at['poking']}], %r3",
@@ -253,7 +248,7 @@ def patch_generator(arch: str, params: Mapping[str, Any], mutation: str, index: 
     # the breakpoint); the handler returns through rt_sigreturn.
     handler = [
         "sigtrap:", "mov %r7, %r3", f"lddw %r6, {MEM_ADDR}", asm.wait_until("trap_wait", at["poking"], 0),
-        f"mov %r3, {p.code_at + site}", f"stxdw [%r7+{_UC_RIP}], %r3", "exit",
+        f"mov %r3, {p.code_at + site}", f"stxdw [%r7+{backend.ucontext_pc}], %r3", "exit",
     ] if breakpoint_first else []  # fmt: skip
     install_handler = [
         asm.membarrier(p, register=True),

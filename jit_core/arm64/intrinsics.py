@@ -180,7 +180,7 @@ def helper_words(helper: int, mutation: str) -> list[int]:
         Helper.SPIN_HINT: spin_hint,
     }
     if helper == Helper.SIGACTION:
-        raise JitError("helper sigaction is lowered on x86_64 only (no arm64 program takes signals)")
+        raise JitError("helper sigaction is not lowered on arm64 (no arm64 program takes signals)")
     if helper not in builders:
         valid = ", ".join(f"{h.value} ({h.name.lower()})" for h in Helper)
         raise JitError(f"unknown helper id {helper}; valid: {valid}")

@@ -107,6 +107,8 @@ class Arm64Backend:
         ORDERING_MUTATIONS
     )
     nop = e.nop().to_bytes(4, "little")
+    breakpoint = None  # instructions are aligned words, patched whole
+    ucontext_pc = None  # its programs take no signals
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower ``prog``. Raises JitError on a program the verifier refuses, an unknown mutation

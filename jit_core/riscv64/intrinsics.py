@@ -132,6 +132,6 @@ def helper_words(helper_id: int, mutation: str) -> list[int]:
     if helper_id == Helper.SPIN_HINT:
         return [E.pause()]
     if helper_id == Helper.SIGACTION:
-        raise JitError("helper sigaction is lowered on x86_64 only (no riscv64 program takes signals)")
+        raise JitError("helper sigaction is not lowered on riscv64 (no riscv64 program takes signals)")
     valid = ", ".join(f"{int(h)} ({h.name.lower()})" for h in Helper)
     raise JitError(f"unknown helper id {helper_id}; valid ids: {valid}")

@@ -402,6 +402,8 @@ class RiscV64Backend:
         ORDERING_MUTATIONS
     ) - {Mutation.BRANCH_AS_SELECT}
     nop = E.addi(Reg.ZERO, Reg.ZERO, 0).to_bytes(4, "little")
+    breakpoint = None  # instructions are aligned words, patched whole
+    ucontext_pc = None  # its programs take no signals
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Verify and lower ``prog`` to position-independent RV64GC code.

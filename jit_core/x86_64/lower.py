@@ -465,6 +465,10 @@ class X86_64Backend:
     arch = ARCH
     mutations = frozenset({Mutation.NO_SERIALIZE, Mutation.SELF_SUB_AS_ZERO, Mutation.DROP_BRANCH_TO_NEXT})
     nop = b"\x90"
+    breakpoint = enc.FIXED["int3"]
+    # uc_flags, uc_link, uc_stack (40 bytes), then struct sigcontext's r8-r15, rdi, rsi, rbp, rbx,
+    # rdx, rax, rcx, rsp before rip (arch/x86/include/uapi/asm/sigcontext.h)
+    ucontext_pc = 168
 
     def compile(self, prog: Sequence[Insn], *, mutation: str = "none") -> Compiled:
         """Lower a verified program. Raises JitError for an unknown mutation or anything it
