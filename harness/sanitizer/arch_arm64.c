@@ -444,6 +444,9 @@ static uint64_t completed(bool by_program, unsigned vcpu, uint64_t task, uint64_
     return done != UINT64_MAX ? done : engine_dsb_after(vcpu, seq, need);
 }
 
+/* The earlier of two completions (0: none). */
+static uint64_t earliest(uint64_t a, uint64_t b) { return !a || (b && b < a) ? b : a; }
+
 /* An I-side invalidation that may stand for the line: its event, PE and thread. */
 struct invalidation {
     uint64_t seq, task;
@@ -462,14 +465,24 @@ static uint64_t maintained(const struct line *l, struct writer w, bool by_progra
     if (g_idc) {
         clean_done = completed(by_program, w.vcpu, w.task, w.seq, DSB_STORES, exec);
         /* Bytes the kernel publishes: with IDC the DSB that would complete a clean completes the
-           store for the PE that runs it. Linux maps a page-cache page on the CPU that faults
-           (__sync_icache_dcache: DSB ISHST where the clean would be), after it saw the page
-           under the folio lock, while the CPU that wrote it (clear_page, before a device filled
-           it) may not have run a DSB yet (seen: a program's second thread running text its first
-           thread's fault had allocated 120 events before). Without IDC that CPU's DC CVAU and
-           DSB count already. */
-        if (!clean_done && !by_program && exec != ANY_PE && exec != w.vcpu) {
-            clean_done = engine_dsb_after(exec, w.seq, DSB_STORES | DSB_SHARED);
+           store, the earliest one counting: the executing PE's, or that of a PE that invalidated
+           the line for the kernel after the store. Linux maps a page-cache page on the CPU that
+           faults (__sync_icache_dcache: DSB ISHST where the clean would be, then its IC IVAU),
+           after it saw the page under the folio lock, while the CPU that wrote it (clear_page,
+           before a device filled it) may not have run a DSB yet. Seen: a program's thread
+           running text the other thread's fault had allocated 120 events before, on either CPU
+           (neoverse-v1, neoverse-n1). Without IDC the mapping CPU's DC CVAU and DSB count
+           already. */
+        if (!by_program) {
+            if (exec != ANY_PE) {
+                clean_done = earliest(clean_done, engine_dsb_after(exec, w.seq, DSB_STORES | DSB_SHARED));
+            }
+            for (unsigned i = 0; i < MAINT_HISTORY; i++) {
+                uint64_t ic = load64(&l->ic[i]);
+                if (maint_kernel(ic) && maint_seq(ic) > w.seq) {
+                    clean_done = earliest(clean_done, engine_dsb_after(maint_vcpu(ic), w.seq, DSB_STORES | DSB_SHARED));
+                }
+            }
         }
     } else {
         bool cleaned = false;

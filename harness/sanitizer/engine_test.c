@@ -460,6 +460,22 @@ static void test_arm64(void)
         EXPECT(dsb ? "kernel-copied text mapped by the executing CPU" : "kernel-copied text, no DSB anywhere",
                run(1, true), dsb ? "clean" : "arm64.no_dsb");
     }
+    /* neoverse-n1 (IDC, not DIC): the page zeroed on CPU 0, then mapped by a fault on CPU 1
+       (DSB ISHST, IC IVAU, DSB ISH there) and run on both CPUs; CPU 0 runs its DSB only later.
+       The earliest completion counts, and for CPU 0 the mapping CPU's. */
+    arm64_boot(N1);
+    arm64_same_process();
+    store(0, KERNEL_PC);
+    block(1, SYNC_FROM_USER);
+    set_reg(1, "x9", CODE);
+    insn32(1, DSB_ISHST, true);
+    insn32(1, IC_IVAU_X9, true);
+    insn32(1, DSB_ISH, true);
+    insn32(1, ERET, true);
+    EXPECT("zeroed page mapped by the other CPU, run there", run(1, true), "clean");
+    EXPECT("zeroed page mapped by the other CPU, run by the CPU that zeroed it", run(0, true), "clean");
+    insn32(0, DSB_ISH, true); /* the zeroing CPU's own DSB, after the invalidation */
+    EXPECT("the zeroing CPU's later DSB does not hide the mapping CPU's earlier one", run(1, true), "clean");
     /* A report's account of the judgement: whole, or one JSON value when the buffer is short. */
     char why[2048], tiny[64];
     engine_explain(engine_line(CODE), 0xf, 1, CODE, why, sizeof(why));
