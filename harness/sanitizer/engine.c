@@ -837,12 +837,9 @@ static void explain_maint(char *buf, size_t n, size_t *at, const char *name, con
 
 void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t vaddr, char *buf, size_t n)
 {
-    bool user = !g_arch->is_kernel_pc(vaddr);
-    struct exec_ctx x = { .user = user, .vcpu = vcpu, .task = load64(&g_vcpu[vcpu].task), .vaddr = vaddr };
-    if (user) {
-        x.mm = g_arch->user_mm ? g_arch->user_mm(vcpu) : 0;
-        x.thread_sync = task_sync(current(vcpu), x.mm);
-    }
+    struct exec_ctx x;
+    engine_exec_ctx(vcpu, !g_arch->is_kernel_pc(vaddr), &x);
+    x.vaddr = vaddr;
     struct writer w = engine_writer(l, m);
     bool gone;
     const struct task *t = live_thread(w.task, &gone);
