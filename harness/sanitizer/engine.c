@@ -159,7 +159,10 @@ static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uin
             return;
         }
         if (chunk_seq(old) == chunk_seq(w)) {
-            want = chunk_word(chunk_seq(w), chunk_bytes(old) | chunk_bytes(w), chunk_vcpu(w));
+            /* Zero only if every store at this stamp was: a copy loop's zero tail must not make
+               the instruction it wrote before look unwritten (engine_unseen_writer). */
+            want = chunk_word(chunk_seq(w), chunk_bytes(old) | chunk_bytes(w), chunk_vcpu(w),
+                              chunk_zero(old) && chunk_zero(w));
         } else {
             want = w;
         }
@@ -185,6 +188,12 @@ static void chunk_raise(struct line *l, unsigned c, uint64_t w, uint64_t pc, uin
 }
 
 static uint64_t full_mask(void) { return g_granule == 64 ? ~0ULL : (1ULL << g_granule) - 1; }
+
+bool engine_page_tracked(uint64_t pa)
+{
+    uint64_t off = pa - g_ram_base;
+    return off < g_ram_size && __atomic_load_n(&g_pages[off / PAGE_SIZE].tracked, __ATOMIC_ACQUIRE);
+}
 
 void engine_track_page(uint64_t pa)
 {
@@ -226,7 +235,8 @@ void engine_track_page(uint64_t pa)
                 /* The page's writer is known for these bytes only if it alone wrote at that stamp. */
                 bool exact = seq == pg->seq && !__atomic_load_n(&pg->mixed, RELAXED);
                 unsigned writer = exact ? __atomic_load_n(&pg->wvcpu, RELAXED) : UNKNOWN_WRITER;
-                chunk_raise(l, c, chunk_word(seq, bytes, writer), load64(&pg->wpc), exact ? load64(&pg->wtask) : 0,
+                /* The page record does not keep stored values: never zero (no byte unseen). */
+                chunk_raise(l, c, chunk_word(seq, bytes, writer, false), load64(&pg->wpc), exact ? load64(&pg->wtask) : 0,
                             exact ? load64(&pg->wva) : 0);
             }
         }
@@ -318,7 +328,7 @@ static bool page_store(struct page *pg, uint64_t pa, unsigned size, unsigned vcp
     return true;
 }
 
-void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc)
+void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc, bool zero)
 {
     uint64_t vpage = va & ~(PAGE_SIZE - 1);
     uint64_t epoch = load64(&g_epoch), task = load64(&g_vcpu[vcpu].task), off_ram = pa - g_ram_base;
@@ -340,7 +350,7 @@ void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64
         unsigned per = g_granule / CHUNKS, per_shift = g_granule_shift - 3;
         for (unsigned c = off >> per_shift; c <= (off + n - 1) >> per_shift; c++) {
             unsigned bytes = (m >> (c * per)) & ((1u << per) - 1);
-            chunk_raise(l, c, chunk_word(epoch, bytes, vcpu), pc, task, vpage);
+            chunk_raise(l, c, chunk_word(epoch, bytes, vcpu, zero), pc, task, vpage);
         }
         if ((load64(&l->mask) & m) != m) {
             __atomic_fetch_or(&l->mask, m, RELAXED);
@@ -364,9 +374,27 @@ struct writer engine_writer(const struct line *l, uint64_t m)
             w.task = load64(&l->wtask[c]);
             w.va = load64(&l->wva[c]);
             w.chunk = c;
+            w.bytes = chunk_bytes(word);
+            w.zero = chunk_zero(word);
         }
     }
     return w;
+}
+
+bool engine_unseen_writer(const struct line *l, uint64_t m, const uint8_t *insn)
+{
+    struct writer w = engine_writer(l, m);
+    if (!w.seq || !w.zero || !m) {
+        return false;
+    }
+    unsigned per = g_granule / CHUNKS, first = (unsigned)__builtin_ctzll(m);
+    for (unsigned b = 0; b < per; b++) {
+        unsigned at = w.chunk * per + b;
+        if ((w.bytes >> b & 1) && (m >> at & 1) && insn[at - first]) {
+            return true;
+        }
+    }
+    return false;
 }
 
 uint64_t engine_older_seq(const struct line *l, uint64_t m)
@@ -846,8 +874,9 @@ void engine_explain(const struct line *l, uint64_t m, unsigned vcpu, uint64_t va
     size_t at = 0;
     append(buf, n, &at,
            "{\"now\": %" PRIu64 ", \"store\": {\"event\": %" PRIu64 ", \"vcpu\": %u, \"thread\": \"0x%" PRIx64
-           "\", \"thread_state\": \"%s\", \"mm\": \"0x%" PRIx64 "\", \"va_page\": \"0x%" PRIx64 "\"}",
-           engine_events(), w.seq, w.vcpu, w.task, t ? "live" : gone ? "gone" : "unknown", t ? load64(&t->mm) : 0, w.va);
+           "\", \"thread_state\": \"%s\", \"mm\": \"0x%" PRIx64 "\", \"va_page\": \"0x%" PRIx64 "\", \"zero\": %s}",
+           engine_events(), w.seq, w.vcpu, w.task, t ? "live" : gone ? "gone" : "unknown", t ? load64(&t->mm) : 0, w.va,
+           w.zero ? "true" : "false");
     explain_maint(buf, n, &at, "cleans", l->dc, l->dc_task);
     explain_maint(buf, n, &at, "invalidates", l->ic, l->ic_task);
     uint64_t cpu_dsb = w.vcpu < g_vcpus ? engine_dsb_after(w.vcpu, w.seq, DSB_STORES | DSB_SHARED) : 0;

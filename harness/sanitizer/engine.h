@@ -44,14 +44,16 @@ struct rule {
     const char *name;
 };
 
-/* chunk word: seq << 16 | bytes << 8 | vcpu. maint word (DC, IC): seq << 8 | kernel << 7 | vcpu. */
-static inline uint64_t chunk_word(uint64_t seq, unsigned bytes, unsigned vcpu)
+/* chunk word: seq << 16 | bytes << 8 | zero << 7 | vcpu, zero when every store stamped with seq
+   there wrote only zero bytes. maint word (DC, IC): seq << 8 | kernel << 7 | vcpu. */
+static inline uint64_t chunk_word(uint64_t seq, unsigned bytes, unsigned vcpu, bool zero)
 {
-    return seq << 16 | (uint64_t)(bytes & 0xff) << 8 | (vcpu & 0xff);
+    return seq << 16 | (uint64_t)(bytes & 0xff) << 8 | (uint64_t)zero << 7 | (vcpu & 0x7f);
 }
 static inline uint64_t chunk_seq(uint64_t w) { return w >> 16; }
 static inline unsigned chunk_bytes(uint64_t w) { return (w >> 8) & 0xff; }
-static inline unsigned chunk_vcpu(uint64_t w) { return w & 0xff; }
+static inline unsigned chunk_vcpu(uint64_t w) { return w & 0x7f; }
+static inline bool chunk_zero(uint64_t w) { return (w >> 7) & 1; }
 static inline uint64_t maint_word(uint64_t seq, unsigned vcpu, bool kernel)
 {
     return seq << 8 | (uint64_t)kernel << 7 | (vcpu & 0x7f);
@@ -105,11 +107,13 @@ struct line {
 /* The newest store to the bytes m of a line. vcpu is UNKNOWN_WRITER when the store was recorded
    before the page was tracked, in a stretch in which several vCPUs or threads wrote the page
    (its pieces are not attributed one by one then). */
-#define UNKNOWN_WRITER 0xff
+#define UNKNOWN_WRITER 0x7f
 struct writer {
     uint64_t seq, pc, task, va;
     unsigned vcpu;
     unsigned chunk; /* the 1/8 line that holds it */
+    unsigned bytes; /* which bytes of that chunk it wrote (with the stores stamped as it) */
+    bool zero;      /* they were all zero */
 };
 
 /* Per-vCPU state. Written only by its own vCPU thread, read (atomically) by the others. */
@@ -213,14 +217,22 @@ bool engine_overflowed(void);
 
 /* A store of size bytes at physical pa, through virtual address va, by vcpu (PC pc, kernel or user
    mode). Bytes past the end of pa's page are ignored: the next virtual page maps some other frame,
-   so the caller records that part with its own translation. */
-void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc);
+   so the caller records that part with its own translation. zero: it wrote only zero bytes. */
+void engine_store(unsigned vcpu, uint64_t pa, uint64_t va, unsigned size, uint64_t pc, bool zero);
 /* The line record of guest physical address pa, or NULL outside guest RAM. */
 struct line *engine_line(uint64_t pa);
+/* Whether the page of pa has line-level tracking (its stores keep their writers and values). */
+bool engine_page_tracked(uint64_t pa);
 /* Switch the page of pa to line-level tracking (idempotent). */
 void engine_track_page(uint64_t pa);
 /* The newest store to the bytes m of l (seq 0: none known). */
 struct writer engine_writer(const struct line *l, uint64_t m);
+/* Whether the bytes m of l, which hold insn (insn[0] at m's first byte), were last written by
+   someone the plugin does not see: the newest recorded store there wrote zeros where insn has
+   other bytes. A device's DMA is such a writer (a page-cache page that the kernel zeroed at
+   allocation and a virtio device then filled with a program's text); the bytes are then
+   judged as never written by a CPU. */
+bool engine_unseen_writer(const struct line *l, uint64_t m, const uint8_t *insn);
 /* The newest stamp, among the stores each chunk of l had before its newest, of those that wrote
    bytes of m (0 = none); see struct line's older. */
 uint64_t engine_older_seq(const struct line *l, uint64_t m);

@@ -130,7 +130,7 @@ static void block(unsigned vcpu, uint64_t vaddr)
     }
 }
 
-static void store(unsigned vcpu, uint64_t pc) { engine_store(vcpu, CODE, CODE, 4, pc); }
+static void store(unsigned vcpu, uint64_t pc) { engine_store(vcpu, CODE, CODE, 4, pc, false); }
 
 /* The rule (or "clean") the executing vCPU gets for the stored bytes, as user or kernel code. */
 static const char *run(unsigned vcpu, bool user)
@@ -255,13 +255,43 @@ static void test_unmapped_store(void)
         } else {
             map_page(root, 0x600000, 0x7000000); /* some other page: the heap one is gone */
         }
-        engine_store(1, CODE, heap, 4, USER_PC); /* the other thread's store, no DSB since */
+        engine_store(1, CODE, heap, 4, USER_PC, false); /* the other thread's store, no DSB since */
         arm64_user_interrupt(1, true); /* an interrupt handler's DSB on its CPU */
         arm64_syscall(0, 172, 0); /* the executing thread's own exception return */
         engine_track_page(CODE);
         const struct rule *r = engine_check(engine_line(CODE), 0xf, 0, INSN_STARTS_HERE, text);
         EXPECT(mapped ? "stored through a second mapping that still maps it" : "stored through a page since unmapped",
                r ? r->name : "clean", mapped ? "arm64.no_dsb" : "clean");
+    }
+}
+
+/* A zeroing store, then bytes it did not write (a device filled the page): the plugin does not
+   see that writer, and the zeroing store is not the author of the instruction. Only a chunk whose
+   every store at its stamp wrote zeros tells that; the untracked page record never does. */
+static void test_unseen_writer(void)
+{
+    static const uint8_t nop[4] = { 0x1f, 0x20, 0x03, 0xd5 }, zeros[4] = { 0 };
+    struct { const char *what; bool zero_first, zero_second, same_stamp, tracked; const uint8_t *insn; bool unseen; } cases[] = {
+        { "zeros stored, other bytes run", true, true, false, true, nop, true },
+        { "zeros stored, zeros run", true, true, false, true, zeros, false },
+        { "code stored", false, false, false, true, nop, false },
+        { "code, then zeros beside it at the same stamp", false, true, true, true, nop, false },
+        { "zeros, then code at a later stamp", true, false, false, true, nop, false },
+        { "zeros stored before the page was tracked", true, true, false, false, nop, false },
+    };
+    for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        arm64_boot(V1);
+        if (cases[k].tracked) {
+            engine_track_page(CODE);
+        }
+        engine_store(0, CODE, CODE, 4, KERNEL_PC, cases[k].zero_first);
+        if (!cases[k].same_stamp) {
+            engine_event();
+        }
+        engine_store(0, cases[k].same_stamp ? CODE + 4 : CODE, CODE, 4, KERNEL_PC, cases[k].zero_second);
+        engine_track_page(CODE);
+        bool unseen = engine_unseen_writer(engine_line(CODE), 0xf, cases[k].insn);
+        EXPECT(cases[k].what, unseen ? "unseen writer" : "seen", cases[k].unseen ? "unseen writer" : "seen");
     }
 }
 
@@ -367,7 +397,7 @@ static void test_arm64(void)
        its bytes, then B maintains the line for its own bytes; A's protocol was complete. */
     arm64_boot(A57);
     arm64_install(0, 0);
-    engine_store(1, CODE + 32, CODE + 32, 4, USER_PC + 0x40);
+    engine_store(1, CODE + 32, CODE + 32, 4, USER_PC + 0x40, false);
     set_reg(1, "x9", CODE + 32);
     insn32(1, DC_CVAU_X9, false);
     insn32(1, DSB_ISH, false);
@@ -386,13 +416,13 @@ static void test_arm64(void)
     for (unsigned k = 0; k < 3; k++) {
         arm64_boot(live_patch_cpus[k]);
         arm64_same_process();
-        engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC);
+        engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC, false);
         arm64_install(0, 0);
         set_reg(1, "x9", 0xffff000000300000ULL); /* the executor thread starts on vCPU 1 */
         insn32(1, MSR_SP_EL0_X9, true);
         EXPECT("live patch: installed function", run(1, true), "clean");
         for (int round = 0; round < 2 * MAINT_HISTORY; round++) {
-            engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC + 0x100);
+            engine_store(0, CODE + 0x1c, CODE + 0x1c, 4, USER_PC + 0x100, false);
             set_reg(0, "x9", CODE + 0x1c);
             insn32(0, DC_CVAU_X9, false);
             insn32(0, DSB_ISH, false);
@@ -697,12 +727,12 @@ static void test_x86_64(void)
        of it runs: which thread wrote which bytes is not known then, so neither is reported; a
        page one thread wrote alone keeps its writer, and cross-modification is still caught. */
     x86_boot();
-    engine_store(0, CODE + 4096, CODE + 4096, 8, USER_PC);
-    engine_store(1, CODE + 4096 + 32, CODE + 4096 + 32, 8, USER_PC);
+    engine_store(0, CODE + 4096, CODE + 4096, 8, USER_PC, false);
+    engine_store(1, CODE + 4096 + 32, CODE + 4096 + 32, 8, USER_PC, false);
     engine_track_page(CODE + 4096);
     EXPECT("own code in a page two threads wrote",
            engine_check(engine_line(CODE + 4096), 0xff, 0, INSN_STARTS_HERE, CODE + 4096) ? "reported" : "clean", "clean");
-    engine_store(0, CODE + 8192, CODE + 8192, 8, USER_PC);
+    engine_store(0, CODE + 8192, CODE + 8192, 8, USER_PC, false);
     engine_track_page(CODE + 8192);
     EXPECT("a page one thread wrote, run on another CPU",
            engine_check(engine_line(CODE + 8192), 0xff, 1, INSN_STARTS_HERE, CODE + 8192) ? "reported" : "clean",
@@ -791,13 +821,13 @@ static void test_x86_64(void)
         set_reg(0, "rdi", synced ? 64 : 16); /* registered for SYNC_CORE, or for the plain command */
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         set_reg(0, "rdi", synced ? 32 : 8);
-        engine_store(0, CODE, CODE, 1, USER_PC);
+        engine_store(0, CODE, CODE, 1, USER_PC, false);
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         insn(2, CPUID, sizeof(CPUID), false); /* events elsewhere: each store has its own stamp */
-        engine_store(0, CODE + 1, CODE + 1, 4, USER_PC);
+        engine_store(0, CODE + 1, CODE + 1, 4, USER_PC, false);
         insn(0, SYSCALL, sizeof(SYSCALL), false);
         insn(2, CPUID, sizeof(CPUID), false);
-        engine_store(0, CODE, CODE, 1, USER_PC);
+        engine_store(0, CODE, CODE, 1, USER_PC, false);
         EXPECT(synced ? "INT3 protocol, the new instruction before the last serialization"
                       : "INT3 protocol with membarriers that serialize no core",
                engine_check(engine_line(CODE), 0x1f, 1, INSN_STARTS_HERE, CODE) ? "reported" : "clean",
@@ -848,7 +878,7 @@ static void test_page_crossing_store(void)
     store(0, USER_PC);
     insn32(0, 0x0000100f, false);
     EXPECT("code synchronized", run(0, true), "clean");
-    engine_store(1, CODE - 8, CODE - 8, 16, USER_PC + 0x100);
+    engine_store(1, CODE - 8, CODE - 8, 16, USER_PC + 0x100, false);
     EXPECT("store ending in the previous frame", run(0, true), "clean");
     const struct line *prev = engine_line(CODE - 8);
     engine_track_page(CODE - 8);
@@ -881,8 +911,8 @@ static void *vcpu_thread(void *arg)
     unsigned v = (unsigned)(uintptr_t)arg;
     for (unsigned i = 0; i < ROUNDS; i++) {
         uint64_t pa = CODE + (i % 64) * 64 + (i % 8) * 4, other = RAM_BASE + 0x200000 + (i % 512) * 8;
-        engine_store(v, pa, pa, 4, USER_PC + i);
-        engine_store(v, other, other, 8, USER_PC);
+        engine_store(v, pa, pa, 4, USER_PC + i, false);
+        engine_store(v, other, other, 8, USER_PC, false);
         if (i % 3 == 0) {
             set_reg(v, "x9", pa);
             insn32(v, DC_CVAU_X9, false);
@@ -921,7 +951,7 @@ static void *race_storer(void *arg)
     }
     for (unsigned p = 0; p < RACE_PAGES; p++) {
         for (unsigned off = v * 8; off < PAGE_SIZE; off += THREADS * 8) {
-            engine_store(v, RACE_BASE + p * PAGE_SIZE + off, RACE_BASE + p * PAGE_SIZE + off, 4, USER_PC);
+            engine_store(v, RACE_BASE + p * PAGE_SIZE + off, RACE_BASE + p * PAGE_SIZE + off, 4, USER_PC, false);
         }
     }
     return NULL;
@@ -987,6 +1017,7 @@ int main(int argc, char **argv)
         test_x86_64();
         test_gone_writer();
         test_unmapped_store();
+        test_unseen_writer();
         test_page_crossing_store();
         test_event_numbers();
         test_threads();

@@ -191,6 +191,25 @@ bool host_read_register(unsigned vcpu, int handle, uint64_t *out)
 
 /* ---- stores and events ------------------------------------------------------------------------ */
 
+/* Whether a store wrote only zero bytes (see engine_unseen_writer). */
+static bool stored_zero(qemu_plugin_meminfo_t info)
+{
+    qemu_plugin_mem_value v = qemu_plugin_mem_get_value(info);
+    switch (v.type) {
+    case QEMU_PLUGIN_MEM_VALUE_U8:
+        return !v.data.u8;
+    case QEMU_PLUGIN_MEM_VALUE_U16:
+        return !v.data.u16;
+    case QEMU_PLUGIN_MEM_VALUE_U32:
+        return !v.data.u32;
+    case QEMU_PLUGIN_MEM_VALUE_U64:
+        return !v.data.u64;
+    case QEMU_PLUGIN_MEM_VALUE_U128:
+        return !v.data.u128.low && !v.data.u128.high;
+    }
+    return false;
+}
+
 static void on_store(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t va, void *udata)
 {
     if (vcpu >= MAX_VCPUS) {
@@ -210,11 +229,12 @@ static void on_store(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t va, voi
     unsigned size = 1u << qemu_plugin_mem_size_shift(info);
     unsigned first = size < PAGE_SIZE - va % PAGE_SIZE ? size : (unsigned)(PAGE_SIZE - va % PAGE_SIZE);
     uint64_t pc = (uint64_t)(uintptr_t)udata;
-    engine_store(vcpu, pa, va, first, pc);
+    bool zero = engine_page_tracked(pa) && stored_zero(info); /* only tracked pages keep it */
+    engine_store(vcpu, pa, va, first, pc, zero);
     if (first < size) {
         hw = qemu_plugin_get_hwaddr(info, va + first);
         if (hw && !qemu_plugin_hwaddr_is_io(hw)) {
-            engine_store(vcpu, qemu_plugin_hwaddr_phys_addr(hw), va + first, size - first, pc);
+            engine_store(vcpu, qemu_plugin_hwaddr_phys_addr(hw), va + first, size - first, pc, zero);
         }
     }
 }
@@ -296,6 +316,8 @@ static void on_tb_exec(unsigned vcpu, void *udata)
 /* engine_min_thread_sync not asked yet for this block (were it to answer this, it is asked again). */
 #define LEAST_UNKNOWN UINT64_MAX
 
+static uint64_t g_unseen; /* translated granules last written by an unseen writer (statistics) */
+
 /* Add a check entry per granule of the instruction that holds unsynchronized written bytes. */
 static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const uint8_t *insn, size_t size,
                            unsigned flags, uint64_t *least)
@@ -315,7 +337,10 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
         engine_track_page(p);
         flags = done ? flags & ~INSN_STARTS_HERE : flags | INSN_STARTS_HERE;
-        if (engine_writer(l, m).seq && (load64(&l->mask) & m)) {
+        bool written = engine_writer(l, m).seq && (load64(&l->mask) & m);
+        if (written && engine_unseen_writer(l, m, insn + done)) {
+            __atomic_fetch_add(&g_unseen, 1, RELAXED);
+        } else if (written) {
             if (user && *least == LEAST_UNKNOWN) {
                 *least = engine_min_thread_sync(); /* once per block: it scans every thread */
             }
@@ -468,10 +493,10 @@ static void on_plugin_exit(qemu_plugin_id_t id, void *udata)
              "{\"kind\": \"summary\", \"arch\": \"%s\", \"calibrated\": %s, \"stores\": %" PRIu64
              ", \"block_checks\": %" PRIu64 ", \"events\": %" PRIu64 ", \"events_overflowed\": %s"
              ", \"cache_ops_by_va\": %" PRIu64 ", \"untranslated_cache_ops\": %" PRIu64
-             ", \"threads_untracked\": %" PRIu64 ", \"check_records\": %u}",
+             ", \"threads_untracked\": %" PRIu64 ", \"check_records\": %u, \"unseen_writer\": %" PRIu64 "}",
              g_arch->name, g_calibrated ? "true" : "false", stores, checks, engine_events(),
              engine_overflowed() ? "true" : "false", line_ops, untranslated, engine_tasks_untracked(),
-             g_checks ? g_hash_table_size(g_checks) : 0);
+             g_checks ? g_hash_table_size(g_checks) : 0, load64(&g_unseen));
     report_close(status);
 }
 
