@@ -8,17 +8,18 @@ from pathlib import Path
 import pytest
 from litmus_corpus import corpus, kinds
 
+from jit_core.arm64.litmus_dialect import parse_thread
+from jit_core.arm64.memory_model import machine_semantics
 from litmus.check import CheckResult, Verdict
 from litmus.cli import check_file
 from litmus.errors import LitmusError
+from litmus.events import Kind, Taint, thread_runs
 from litmus.registry import ModelName
+from litmus.syntax import Line
 
 AARCH64 = kinds("aarch64")
 # Where this implementation and herd7 differ, with the reason (a strict xfail: fixing it shows).
-AARCH64_DIFFERENCES = {
-    "MP+rel+CAS-ok-bothRs-addr": "a successful CAS's Rs: herd7 orders memory -> Rs -> address when Rs also "
-    "came from a read; here memory -> Rs is a pick dependency only",
-}
+AARCH64_DIFFERENCES: dict[str, str] = {}
 NOT_A_TEST = {"MP+rel+CSEL-addr"}  # the file holds only a path (a symbolic link's text)
 
 
@@ -38,6 +39,36 @@ def test_aarch64_verdict_agrees_with_herd7(name: str) -> None:
             check_file(path, None)
         return
     assert check_file(path, None).verdict is Verdict(AARCH64[name])
+
+
+def _after_a_successful_cas(rs_source: str) -> set[tuple[Taint, Taint]]:
+    """(addr, pick_addr) of the load whose address is the Rs a successful CAS wrote, over every
+    run: events 0 the load of y or nothing, then the CAS's read and write, then that load."""
+    lines = [rs_source, "CAS W1,W3,[X4]", "EOR W5,W1,W1", "LDR W7,[X0,W5,SXTW]"]
+    code = parse_thread([Line(text, k + 1) for k, text in enumerate(lines)], "cas")
+    run = machine_semantics(code, {"x0": 0x100, "x2": 0x200, "x3": 5, "x4": 0x300}, {})
+    found = set()
+    for r in thread_runs(0, run, lambda loc: {1}):
+        assert r.rmw, "the CAS compares 1 with 1: it succeeds"
+        load = r.events[-1]
+        assert load.kind == Kind.R and load.loc == 0x100
+        found.add((load.addr, load.pick_addr))
+    return found
+
+
+def test_a_successful_cas_gives_rs_the_dependencies_of_rs_or_of_its_memory_read() -> None:
+    # herd7's two candidates of a successful CAS (eventsMonad.ml aarch64_cas_ok): Rs written from
+    # Rs's register read (the memory read only picks it, through iico_ctrl) or from the memory
+    # read. MP+rel+CAS-ok-bothRs-addr is Forbidden because both order the load of x.
+    assert _after_a_successful_cas("LDR W1,[X2]") == {
+        (frozenset({0}), frozenset({1})),
+        (frozenset({1}), frozenset()),
+    }
+
+
+def test_a_successful_cas_whose_rs_carries_nothing_is_one_run() -> None:
+    # the Rs candidate then orders less than the memory one and allows all it does
+    assert _after_a_successful_cas("MOV W1,#1") == {(frozenset(), frozenset({0}))}
 
 
 def _expected(path: Path) -> tuple[set[frozenset[str]], str | None]:

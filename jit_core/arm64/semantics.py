@@ -5,9 +5,10 @@ Shared by jit_core's compiled code (decoded by capstone) and AArch64 litmus test
 litmus_dialect). Registers are canonical x names; a W write zero-extends. A store-exclusive
 always succeeds (status 0): a failing one only makes a loop retry, and the retried iteration is
 a run the enumeration covers anyway. LSE atomics (CAS, SWP, LDADD, STADD and their A/L forms)
-are a read and a write related by rmw (a failing CAS only a read). CSEL passes the selected
-register's dependencies on and turns the condition's into pick dependencies (Arm ARM B2.3.7,
-aarch64.cat's pick-* relations), which order only later writes.
+are a read and a write related by rmw (a failing CAS only a read); a successful CAS is two
+candidates, Rs's new value depending on Rs or on the memory read (``cas_success_rs``). CSEL
+passes the selected register's dependencies on and turns the condition's into pick dependencies
+(Arm ARM B2.3.7, aarch64.cat's pick-* relations), which order only later writes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from litmus.events import NO_TAINT, Kind, Tag, Taint, ThreadBuilder
 from litmus.machine import M64, Instr, Operand, OperandKind, Registers, signed, unsupported
 
-__all__ = ["Arm64Thread", "CONDS", "DMB", "canon"]
+__all__ = ["Arm64Thread", "CONDS", "DMB", "canon", "cas_success_rs"]
 
 # DMB options (Arm ARM C6.2.81): which earlier and later accesses each orders.
 DMB = {
@@ -90,6 +91,25 @@ def _split(mnemonic: str, bases: dict[str, Callable[[int, int], int]]) -> tuple[
             if order in ("", "a", "l", "al"):
                 return base, order, width
     return None
+
+
+def cas_success_rs(b: ThreadBuilder, read: int, rs_taint: Taint, rs_pick: Taint) -> tuple[Taint, Taint]:
+    """(dependency, pick) taints of Rs after a successful CAS whose memory read is ``read``.
+
+    herd7 builds a successful CAS twice (herdtools7 herd/eventsMonad.ml, aarch64_cas_ok: altT of
+    `DataFromRRs and `DataFromRx; the edges in herd/event.ml, aarch64_cas), each a candidate of
+    its own, so an outcome is allowed when either allows it:
+    - DataFromRRs: Rs's register write takes its data from the register read of Rs (the values
+      are equal on success), with an iico_ctrl edge from the comparison, which reads memory:
+      Rs keeps its dependencies and the memory read reaches it only through pick-dtrm
+      (aarch64deps.cat), a pick dependency;
+    - DataFromRx: the write takes its data from the memory read (iico_data) and nothing from Rs.
+    When Rs carried no dependency, the first has a subset of the second's ordering and so allows
+    everything the second does: one run is enough (and the enumeration stays as small)."""
+    from_rs = (rs_taint, rs_pick | frozenset({read}))
+    if not rs_taint and not rs_pick:
+        return from_rs
+    return from_rs if b.choose(2) == 0 else (frozenset({read}), NO_TAINT)
 
 
 class Arm64Thread:
@@ -243,9 +263,7 @@ class Arm64Thread:
                     insn=insn.text,
                 )
                 b.pair(rd, w)
-                # on success Rs gets the value read, which only picked the outcome (aarch64.cat's
-                # CAS-ok tests: memory -> Rs is a pick dependency, Rs -> Rs none)
-                self.put(ops[0], old, NO_TAINT, frozenset({rd}))
+                self.put(ops[0], old, *cas_success_rs(b, rd, rs_taint, rs_pick))
             else:
                 self.put(ops[0], old, frozenset({rd}))
             return
