@@ -89,6 +89,7 @@ CPU_MODEL_SCHEMA: dict[str, Field] = {
     "ctr_el0": Field(int, "CTR_EL0 value QEMU reports for this model", required=False),
     "idc": Field(bool, "CTR_EL0.IDC (D-side clean to PoU not needed)", required=False),
     "dic": Field(bool, "CTR_EL0.DIC (I-side invalidation not needed)", required=False),
+    "qemu_properties": Field(str, "properties after the model's name in -cpu (features left out)", required=False),
 }
 
 PROFILE_SCHEMA: dict[str, Field] = {
@@ -188,6 +189,11 @@ class CpuModel:
     ctr_el0: int | None = None
     idc: bool | None = None
     dic: bool | None = None
+    qemu_properties: str = ""
+
+    def qemu_cpu(self) -> str:
+        """The ``-cpu`` value: the name and its properties."""
+        return ",".join(p for p in (self.name, self.qemu_properties) if p)
 
 
 @dataclass(frozen=True)

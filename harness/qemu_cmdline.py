@@ -132,7 +132,7 @@ def build_argv(profile: Profile, spec: LaunchSpec) -> list[str]:
         argv += ["-bios", profile.bios]
     argv += [
         "-accel", accel,
-        "-cpu", spec.cpu,
+        "-cpu", profile.cpu_model(spec.cpu).qemu_cpu(),
         "-smp", str(spec.smp),
         "-m", str(spec.memory_mb or profile.memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none",

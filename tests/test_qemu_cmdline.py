@@ -31,7 +31,8 @@ def test_argv_has_machine_console_qmp_and_kernel(arch: str) -> None:
     argv = build_argv(profile, _spec(cpu=profile.default_cpu))
     assert argv[0] == profile.qemu_binary
     assert _option(argv, "-M") == [profile.machine]
-    assert _option(argv, "-cpu") == [profile.default_cpu]
+    assert _option(argv, "-cpu") == [profile.cpu_model(None).qemu_cpu()]
+    assert _option(argv, "-cpu")[0].split(",")[0] == profile.default_cpu
     assert _option(argv, "-smp") == ["2"]
     assert _option(argv, "-m") == [str(profile.memory_mb)]
     assert _option(argv, "-accel") == [f"tcg,thread={profile.tcg_thread}"]
@@ -107,3 +108,11 @@ def test_resolve_accel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_accel(x86, "auto", None) == "tcg"
     with pytest.raises(InputError, match="valid choices: tcg, kvm, auto"):
         resolve_accel(x86, "hvf", None)
+
+
+def test_a_models_properties_follow_its_name_in_cpu() -> None:
+    """x86_64's max leaves out ERMS and FSRM (arch_profiles/x86_64.yaml says why); a model without
+    properties is its bare name."""
+    profile = load_profile("x86_64")
+    assert _option(build_argv(profile, _spec(cpu="max")), "-cpu") == ["max,erms=off,fsrm=off"]
+    assert _option(build_argv(profile, _spec(cpu="Nehalem")), "-cpu") == ["Nehalem"]
