@@ -14,8 +14,9 @@ are pinned by version and sha256 in ``packages.lock.json`` next to this file, pe
 and version; a download whose sha256 differs from the lock is an error.
 
 The compiler is the host's ``<gnu_triplet>-gcc`` (the profile's); Debian's headers name a newer
-gcc and skip kbuild's compiler version check (DEBIAN_KERNEL_NO_CC_VERSION_CHECK). Module BTF is
-not generated (it needs pahole, and nothing here reads a module's BTF). vermagic and the
+gcc and skip kbuild's compiler version check (DEBIAN_KERNEL_NO_CC_VERSION_CHECK). What of the
+kernel's configuration the host cannot build is turned off on make's command line
+(``_MAKE_OVERRIDES``: module BTF, gcc 14's -fmin-function-alignment). vermagic and the
 MODVERSIONS CRCs come from the headers, so the module loads in the guest unsigned (it taints the
 kernel: Debian does not enforce module signatures).
 
@@ -73,6 +74,11 @@ _IMAGE_PREFIX = "linux-image-"
 _HEADERS_PREFIX = "linux-headers-"
 _KBUILD_PREFIX = "linux-kbuild-"
 _HOST_LIBC = "libc6"
+# Kernel configuration the host's build leaves out, on the make command line (over the headers'
+# include/config/auto.conf): module BTF (it needs pahole, and nothing reads a module's BTF), and
+# gcc 14's -fmin-function-alignment, which the host's older gcc does not know: kbuild then aligns
+# functions with -falign-functions to the same CONFIG_FUNCTION_ALIGNMENT (cold ones excepted).
+_MAKE_OVERRIDES = ("CONFIG_DEBUG_INFO_BTF_MODULES=", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=")
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,7 @@ def build(name: str, arch: str) -> Path:
     cc = f"{load_profile(arch).gnu_triplet}-gcc"
     if shutil.which(cc) is None:
         raise InfraError(f"{cc} is not installed (run `make setup`)")
-    make_args = ["CONFIG_DEBUG_INFO_BTF_MODULES=", f"CC={cc}"]
+    make_args = [*_MAKE_OVERRIDES, f"CC={cc}"]
     digest = hashlib.sha256()
     for path in sorted(p for p in source.iterdir() if p.is_file()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

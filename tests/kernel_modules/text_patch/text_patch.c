@@ -4,18 +4,21 @@
  * runs it on another, with the kernel's own text-patching primitives, for the kernel stress
  * suite (tests/stress/kernel/module_text_patch.yaml).
  *
- * jp_target is "li a0, 3; ret" (assembled without compressed instructions, so the first one is
- * one aligned 4-byte word); the module rewrites its immediate to 7 on writer_cpu, then calls it
- * on exec_cpu and on writer_cpu and prints what each call returned.
+ * jp_target returns 3 from its first instruction, one aligned 4-byte word; the module rewrites
+ * the immediate to 7 on writer_cpu, then calls the function on exec_cpu and on writer_cpu and
+ * prints what each call returned.
  *
- *   mutation=none             the kernel's patch_text_nosync: patch_insn_write (the store
- *                             through the fixmap alias, then a FENCE.I on the writing hart) and
- *                             flush_icache_range, which has every hart run a FENCE.I (SBI remote
- *                             fence or IPI). Correct.
- *   mutation=no_icache_flush  patch_insn_write alone: the writing hart fences, no other hart
- *                             does, and exec_cpu runs the new word without a FENCE.I of its own:
- *                             a kernel that patches text and skips the remote fence
- *                             (riscv64.no_fence_i).
+ *   mutation=none             the kernel's patching API: the write, then the icache flush.
+ *   mutation=no_icache_flush  the API's own write primitive alone, its flush left out.
+ *
+ * riscv64: patch_text_nosync is patch_insn_write (the store through the fixmap alias, then a
+ * FENCE.I on the writing hart) and flush_icache_range, which has every hart run a FENCE.I (SBI
+ * remote fence or IPI). patch_insn_write alone leaves exec_cpu running the new word without a
+ * FENCE.I of its own (riscv64.no_fence_i).
+ * arm64: aarch64_insn_patch_text_nosync is aarch64_insn_write (the store through the fixmap
+ * alias, no maintenance) and caches_clean_inval_pou over the word. aarch64_insn_write alone
+ * leaves the line uncleaned and not invalidated (arm64.no_dc_clean without IDC,
+ * arm64.no_ic_invalidate without DIC).
  *
  * None of the patching functions is exported: kallsyms_lookup_name is found with a kprobe (its
  * address is the probed symbol's) and looks up the rest. The module is unsigned and out of tree:
@@ -63,12 +66,42 @@ asm("	.pushsection .text, \"ax\"\n"
 #define NEW_WORD 0x00700513u /* addi a0, zero, 7 */
 #define PATCH_FLUSH "patch_text_nosync"
 #define PATCH_NO_FLUSH "patch_insn_write"
+/* int patch_text_nosync(void *addr, const void *insns, size_t len), and patch_insn_write */
+typedef int (*patch_fn)(void *addr, const void *insns, size_t len);
+#define CALL_PATCH(fn, addr, word) ((fn)((addr), &(word), sizeof(word)))
+
+#elif defined(CONFIG_ARM64)
+/* a function whose first instruction is mov w0, #3 (MOVZ); called directly, so no BTI pad */
+int jp_target(void);
+asm("	.pushsection .text, \"ax\"\n"
+    "	.balign 16\n"
+    "	.globl jp_target\n"
+    "	.type jp_target, %function\n"
+    "jp_target:\n"
+    "	mov w0, #3\n"
+    "	ret\n"
+    "	.size jp_target, . - jp_target\n"
+    "	.popsection\n");
+
+#define OLD_VALUE 3
+#define NEW_VALUE 7
+#define OLD_WORD 0x52800060u /* mov w0, #3 */
+#define NEW_WORD 0x528000e0u /* mov w0, #7 */
+/*
+ * aarch64_insn_patch_text_nosync: aarch64_insn_write (the store through the fixmap alias, no
+ * cache maintenance) then caches_clean_inval_pou (DC CVAU, DSB ISH, IC IVAU, DSB ISH, ISB) over
+ * the word. The mutation calls aarch64_insn_write alone: no maintenance at all.
+ */
+#define PATCH_FLUSH "aarch64_insn_patch_text_nosync"
+#define PATCH_NO_FLUSH "aarch64_insn_write"
+typedef int (*patch_fn)(void *addr, u32 insn);
+#define CALL_PATCH(fn, addr, word) ((fn)((addr), (word)))
+
 #else
 #error "text_patch: no patching primitives for this architecture"
 #endif
 
 typedef unsigned long (*lookup_fn)(const char *name);
-typedef int (*patch_fn)(void *addr, const void *insns, size_t len);
 
 static lookup_fn lookup;
 static patch_fn patch;
@@ -80,7 +113,7 @@ static long patch_on_cpu(void *unused)
 	int ret;
 
 	mutex_lock(text_mutex_p);
-	ret = patch((void *)jp_target, &insn, sizeof(insn));
+	ret = CALL_PATCH(patch, (void *)jp_target, insn);
 	mutex_unlock(text_mutex_p);
 	return ret;
 }
