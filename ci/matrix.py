@@ -284,7 +284,7 @@ def estimate_s(job: MatrixJob) -> float:
     profile's slowdown."""
     scenario = job.scenario_object()
     if isinstance(scenario, KernelScenario):
-        work = scenario.timeout_s / 2
+        work = (_BOOT_S + scenario.timeout_s / 2) * len(mutations_for(scenario, job.arch)) - _BOOT_S
     elif isinstance(scenario, IcacheScenario):
         work = _CELL_S * len(mutations_for(scenario, job.arch))
     elif isinstance(scenario, RealjitScenario):  # a fresh guest per mutation

@@ -115,7 +115,9 @@ def test_the_litmus_suite_holds(arch: str, tmp_path: Path, monkeypatch: pytest.M
     assert all(r["histogram"] and sum(r["histogram"].values()) > 0 and r["forbidden"] == [] for r in correct)
 
 
-QUICK_KERNEL = [s for s in load_suite("kernel") if isinstance(s, KernelScenario) and not s.slow]
+# A scenario with a kernel module (its correct code and its mutations) is tests/test_kernel_modules.py's.
+QUICK_KERNEL = [s for s in load_suite("kernel") if isinstance(s, KernelScenario) and not s.slow
+                and s.module is None]  # fmt: skip
 KERNEL_JOBS = plan({"kernel": QUICK_KERNEL}, available_arches(), None)
 
 

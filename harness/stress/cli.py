@@ -23,12 +23,11 @@ from jit_core.intrinsics import MUTATIONS
 
 from .runner import Job, Selection, applied, plan, run_jobs
 from .scenarios import (
+    KERNEL_MUTATIONS,
     NOT_DETECTED,
     STRESS_DIR,
     STRESS_MUTATIONS,
     SUITES,
-    IcacheScenario,
-    KernelScenario,
     LitmusScenario,
     RealjitScenario,
     Scenario,
@@ -63,8 +62,8 @@ def _scenarios(args: argparse.Namespace) -> dict[str, list[Scenario]]:
         known = sorted(
             {
                 m
-                for s in [*chosen.get("icache", []), *chosen.get("litmus", []), *chosen.get("realjit", [])]
-                if isinstance(s, IcacheScenario | LitmusScenario | RealjitScenario)
+                for scenarios in chosen.values()
+                for s in scenarios
                 for arch in available_arches()
                 for m in mutations_for(s, arch)
             }
@@ -111,9 +110,6 @@ def matrix_rows(jobs: Sequence[Job], mutation: str | None = None) -> list[tuple[
     rows = []
     for job in jobs:
         for scenario in job.scenarios:
-            if isinstance(scenario, KernelScenario):
-                rows.append((job.arch, job.cpu, scenario.name, "none", "clean"))
-                continue
             if isinstance(scenario, LitmusScenario):
                 rows += [
                     (job.arch, job.cpu, test.stem, m, "caught: model" if scenario.expected(test, job.arch, m)
@@ -242,7 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console = Console(width=None if progress.enabled() else 240)
             console.print(matrix_table(jobs, args.mutation))
-            for name, what in [*MUTATIONS.items(), *STRESS_MUTATIONS.items(), *BUILD_MUTATIONS.items()]:
+            for name, what in [*MUTATIONS.items(), *STRESS_MUTATIONS.items(), *BUILD_MUTATIONS.items(),
+                               *KERNEL_MUTATIONS.items()]:
                 console.print(f"  {name}: {what}", markup=False, highlight=False)
         return EXIT_PASS
     if not jobs:

@@ -2,8 +2,8 @@
 
 An icache job is one sanitized guest per architecture and CPU model that runs every selected
 scenario's programs (each mutation's code in its own slot, so that violations are attributed by
-PC); a kernel job is one sanitized guest per architecture and kernel scenario (the workloads
-change kernel state, so they do not share a boot); a realjit job runs one real JIT's program in a
+PC); a kernel job is one sanitized guest per architecture, kernel scenario and mutation (the
+workloads change kernel state, so they do not share a boot); a realjit job runs one real JIT's program in a
 fresh sanitized guest per mutation (a cell each). Each scenario's results are appended to the
 results folder as soon as that scenario finishes. What a cell's run means, its verdict, is
 harness.stress.judging's to say.
@@ -26,6 +26,7 @@ from base.profiles import load_profile
 from harness.batch import run_batch
 from harness.guest import CommandResult, Guest, kill_all
 from harness.icache import JIT_BASE, JIT_STRIDE, MAX_INDEX, describe_violations, slot_of_pc
+from harness.kernel_modules import build as build_module
 from harness.runs import append_result, new_run_dir
 from harness.sanitizer import kernel_violations_seen, plugin_spec, read_violations, save_kernel_symbols
 from jit_core.errors import JitError
@@ -256,14 +257,17 @@ def _run_icache(job: Job, selection: Selection, run_dir: Path, record: Record) -
 
 def _sanitized_run(
     job: Job, run_dir: Path, sanitize: bool, timeout_s: float, program: Path | None = None,
-    command: str = "",
+    command: str = "", module: Path | None = None,
 ) -> tuple[CommandResult, list[Violation]]:
-    """Run ``program`` (copied in) or ``command`` in a fresh guest of ``job`` and return its result
-    and the sanitizer's violations (user PCs named from ``program``'s symbols, kernel PCs from the
-    guest's kallsyms when any was reported). Raises JitprobeError when the guest cannot run it."""
+    """Run ``program`` (copied in) or ``command`` (with ``module`` copied in and its guest path in
+    $MODULE) in a fresh guest of ``job`` and return its result and the sanitizer's violations
+    (user PCs named from ``program``'s symbols, kernel PCs from the guest's kallsyms when any was
+    reported). Raises JitprobeError when the guest cannot run it."""
     with _guest(job, run_dir, sanitize) as guest:
         if program is not None:
             command = shlex.join([guest.copy(program, program.name)])
+        if module is not None:
+            command = f"MODULE={shlex.quote(guest.copy(module, module.name, 0o644))}\n{command}"
         result = guest.run(command, timeout=timeout_s)
         finished = result.exit_code is not None
         kallsyms = (save_kernel_symbols(guest) if sanitize and finished
@@ -274,27 +278,35 @@ def _sanitized_run(
 
 
 def _run_kernel(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:
+    """The scenario's command (with its module built for the guest's kernel, when it names one),
+    and again under each of its mutations, each in its own fresh guest; the command reads the
+    mutation's name from $MUTATION (none: the correct code)."""
     (scenario,) = job.scenarios
     assert isinstance(scenario, KernelScenario)
-    cell = _cell(job, scenario.name, "none", set(), selection)
-    cell["run_dir"] = str(run_dir)
-    try:
-        result, violations = _sanitized_run(job, run_dir, selection.sanitize, scenario.timeout_s,
-                                            command=scenario.command)  # fmt: skip
-    except JitprobeError as exc:
-        error_verdict(cell, exc)
+    mutations = [m for m in mutations_for(scenario, job.arch) if selection.mutation in (None, m)]
+    for n, mutation in enumerate(mutations):
+        cell_dir = run_dir if n == 0 else new_run_dir("run", f"{job.arch}-{job.cpu}")
+        cell = _cell(job, scenario.name, mutation, expected_rules(scenario, job.arch, job.cpu, mutation),
+                     selection)  # fmt: skip
+        cell["run_dir"] = str(cell_dir)
+        try:
+            module = build_module(scenario.module, job.arch) if scenario.module else None
+            result, violations = _sanitized_run(job, cell_dir, selection.sanitize, scenario.timeout_s,
+                                                command=f"MUTATION={mutation}\n{scenario.command}",
+                                                module=module)  # fmt: skip
+        except JitprobeError as exc:
+            error_verdict(cell, exc)
+            record(cell)
+            continue
+        stdout = judge_command(cell, result, violations, selection.sanitize)
+        missing = [p for p in scenario.expect_stdout if not re.search(p, stdout, re.MULTILINE)]
+        if missing and cell["verdict"] == "pass":
+            cell["verdict"] = "fail"
+            cell["detail"] = f"stdout does not match {missing[0]!r}: {stdout[-300:]!r}"
+        if cell["verdict"] == "pass":
+            matched = f"stdout matched {len(scenario.expect_stdout)} patterns in {result.wall_s:.0f} s"
+            cell["detail"] = f"{cell['detail']}; {matched}" if violations else f"no violations; {matched}"
         record(cell)
-        return
-    stdout = judge_command(cell, result, violations, selection.sanitize)
-    missing = [p for p in scenario.expect_stdout if not re.search(p, stdout, re.MULTILINE)]
-    if missing and cell["verdict"] == "pass":
-        cell["verdict"] = "fail"
-        cell["detail"] = f"stdout does not match {missing[0]!r}: {stdout[-300:]!r}"
-    if cell["verdict"] == "pass":
-        cell["detail"] = (
-            f"no violations; stdout matched {len(scenario.expect_stdout)} patterns in {result.wall_s:.0f} s"
-        )
-    record(cell)
 
 
 def _run_realjit(job: Job, selection: Selection, run_dir: Path, record: Record) -> None:

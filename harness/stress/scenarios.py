@@ -5,7 +5,10 @@ An icache scenario names its program generator (harness.stress.programs.GENERATO
 generator's parameters, the mutations it runs besides the correct protocol, and where the rules
 of the architectures make a mutation's verdict differ from what the profile's
 ``code_modification`` gives, the rules it must be reported with instead (``expect``), each with
-the reason. A kernel scenario is a guest shell script with the regexes its output must match.
+the reason. A kernel scenario is a guest shell script with the regexes its output must match; it may load a
+kernel module of tests/kernel_modules/ (harness.kernel_modules) and run again under kernel
+mutations (KernelMutation: the module patches kernel text without a step the architecture needs),
+each with the rules it must be reported with per architecture.
 A litmus scenario names BPF litmus tests and the ordering mutations checked on them, with the
 tests whose compiled code the architecture's model must report under each (``expect``). A
 realjit scenario names a program of harness.realjit (a real JIT library driven by a C program),
@@ -26,6 +29,7 @@ from typing import Any, Literal
 from base.errors import InputError
 from base.profiles import Field, MapOf, available_arches, first_rule, load_profile
 from harness.icache import expected_cross_mutation_rules, expected_mutation_rules
+from harness.kernel_modules import module_names
 from jit_core.backend import get_backend
 from jit_core.intrinsics import ICACHE_MUTATIONS, ORDERING_MUTATIONS, Mutation
 
@@ -51,6 +55,7 @@ from .scenario_checks import (
 
 __all__ = [
     "GENERATOR_NAMES",
+    "KERNEL_MUTATIONS",
     "KNOWN_FALSE_POSITIVE",
     "MIN_ITERATIONS",
     "NOT_APPLICABLE",
@@ -61,6 +66,7 @@ __all__ = [
     "Expected",
     "FalsePositive",
     "IcacheScenario",
+    "KernelMutation",
     "KernelScenario",
     "LitmusScenario",
     "RealjitScenario",
@@ -114,6 +120,19 @@ STRESS_MUTATIONS: dict[StressMutation, str] = {
     StressMutation.TORN_PATCH: "live patch of a branch written with two 16-bit stores",
     StressMutation.REUSE_WHILE_RUNNING: "the code buffer rewritten for the next function while an executor "
     "is still inside the old one",
+}
+
+
+class KernelMutation(StrEnum):
+    """Bugs of a kernel's own code patching that a scenario's module commits on request (its
+    ``mutation`` parameter, which the scenario's command passes from ``$MUTATION``)."""
+
+    NO_ICACHE_FLUSH = "no_icache_flush"  # text written with the patching API's write, its flush skipped
+
+
+KERNEL_MUTATIONS: dict[KernelMutation, str] = {
+    KernelMutation.NO_ICACHE_FLUSH: "kernel text written through the patching API's own write primitive "
+    "without the instruction-cache flush the API does after it, then run on another CPU",
 }
 
 _PARAMS_SCHEMA: dict[str, Field] = {
@@ -184,6 +203,25 @@ KERNEL_SCHEMA: dict[str, Field] = {
     "expect_stdout": Field(list, "regexes that must all match the command's stdout"),
     "arches": Field(list, "architectures it runs on"),
     "slow": Field(bool, "minutes long: not in `make test` (`make run` runs it)", required=False),
+    "module": Field(str, "a kernel module of tests/kernel_modules/, built for the guest's kernel "
+                    "(harness.kernel_modules) and copied in; the command finds it at $MODULE",
+                    required=False),
+    "mutations": Field(list, "kernel mutations (KernelMutation) run besides none, each in a fresh guest; "
+                       "the command finds the name at $MUTATION (none: the correct code)", required=False),
+    "expect": Field(
+        MapOf(
+            {
+                "why": Field(str, "the manual's rule that gives these verdicts"),
+                **{
+                    arch: Field(list, f"rules on {arch}, each maybe 'unless <flag>'; an architecture not "
+                                "named does not run the mutation", required=False)
+                    for arch in available_arches()
+                },
+            }
+        ),
+        "per mutation: the rules it must be reported with (none is always clean)",
+        required=False,
+    ),
 }
 
 
@@ -224,6 +262,9 @@ class KernelScenario:
     expect_stdout: tuple[str, ...]
     arches: tuple[str, ...]
     slow: bool = False
+    module: str | None = None
+    mutations: tuple[str, ...] = ()
+    expect: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)  # mutation, arch
     suite: str = "kernel"
 
 
@@ -318,6 +359,35 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
             raise ScenarioError(
                 f"{source}: field 'expect_stdout': {pattern!r} is not a regex: {exc}"
             ) from exc
+    module = data.get("module")
+    if module is not None and module not in module_names():
+        raise ScenarioError(f"{source}: field 'module': unknown kernel module {module!r}; expected one of "
+                            f"{', '.join(module_names())} (folders of tests/kernel_modules/)")  # fmt: skip
+    mutations = data.get("mutations") or []
+    for name in mutations:
+        if name not in KernelMutation.__members__.values():
+            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
+                                f"expected some of {', '.join(KernelMutation)}")  # fmt: skip
+    expect: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name, entry in (data.get("expect") or {}).items():
+        where = f"{source}: field 'expect.{name}"
+        if name not in mutations:
+            raise ScenarioError(f"{where}': not one of the scenario's mutations ({', '.join(mutations)})")
+        expect[name] = {}
+        for arch, rules in entry.items():
+            if arch == "why":
+                continue
+            if arch not in data["arches"]:
+                raise ScenarioError(f"{where}.{arch}': the scenario does not run on {arch}; expected one of "
+                                    f"{', '.join(data['arches'])}")  # fmt: skip
+            expect[name][arch] = check_rules(rules, arch, f"{where}.{arch}'")
+            if not rules or set(rules) & {NOT_DETECTED, NOT_APPLICABLE}:
+                raise ScenarioError(f"{where}.{arch}': expected the rules that catch it (leave out an "
+                                    "architecture it changes nothing on)")  # fmt: skip
+    for name in mutations:
+        if not expect.get(name):
+            raise ScenarioError(f"{source}: field 'expect.{name}': missing; a kernel mutation states the "
+                                "rules it must be reported with on each architecture it runs on")  # fmt: skip
     return KernelScenario(
         name=data["name"],
         path=path,
@@ -327,6 +397,9 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
         expect_stdout=tuple(data["expect_stdout"]),
         arches=tuple(data["arches"]),
         slow=bool(data.get("slow", False)),
+        module=module,
+        mutations=tuple(mutations),
+        expect=expect,
     )
 
 
@@ -421,12 +494,12 @@ def override_params(
     return scenario if params == scenario.params else replace(scenario, params=params)
 
 
-def mutations_for(scenario: IcacheScenario | LitmusScenario | RealjitScenario, arch: str) -> list[str]:
+def mutations_for(scenario: Scenario, arch: str) -> list[str]:
     """``none`` and the scenario's mutations that change ``arch``'s program (a jit_core mutation
     the backend does not implement would run the correct protocol again, as would a scenario's
-    own mutation its ``expect`` states as NOT_APPLICABLE there; a realjit mutation runs where its
-    ``expect`` names the architecture)."""
-    if isinstance(scenario, RealjitScenario):
+    own mutation its ``expect`` states as NOT_APPLICABLE there; a realjit or kernel mutation runs
+    where its ``expect`` names the architecture)."""
+    if isinstance(scenario, RealjitScenario | KernelScenario):
         return [Mutation.NONE, *(m for m in scenario.mutations if arch in scenario.expect[m])]
     if isinstance(scenario, IcacheScenario):
         applies = [m for m in scenario.mutations if scenario.expect.get(m, {}).get(arch) != (NOT_APPLICABLE,)]
@@ -454,7 +527,7 @@ def tolerated_rules(
 
 
 def expected_rules(
-    scenario: IcacheScenario | RealjitScenario, arch: str, cpu: str, mutation: str
+    scenario: IcacheScenario | RealjitScenario | KernelScenario, arch: str, cpu: str, mutation: str
 ) -> set[str]:
     """The rules ``mutation`` of ``scenario`` must be reported with on ``arch``/``cpu`` (empty: clean).
 
@@ -466,7 +539,7 @@ def expected_rules(
     stated = scenario.expect.get(mutation, {}).get(arch)
     if stated is not None:
         return first_rule(stated, flags) if stated else set()
-    if mutation == Mutation.NONE or isinstance(scenario, RealjitScenario):
+    if mutation == Mutation.NONE or isinstance(scenario, RealjitScenario | KernelScenario):
         return set()
     by_profile = (
         expected_cross_mutation_rules if scenario.install == "cross-thread" else expected_mutation_rules
