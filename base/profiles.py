@@ -89,7 +89,7 @@ CPU_MODEL_SCHEMA: dict[str, Field] = {
     "ctr_el0": Field(int, "CTR_EL0 value QEMU reports for this model", required=False),
     "idc": Field(bool, "CTR_EL0.IDC (D-side clean to PoU not needed)", required=False),
     "dic": Field(bool, "CTR_EL0.DIC (I-side invalidation not needed)", required=False),
-    "qemu_properties": Field(str, "properties after the model's name in -cpu (features left out)", required=False),
+    "qemu_properties": Field(str, "properties after the name in -cpu (features left out)", required=False),
 }
 
 PROFILE_SCHEMA: dict[str, Field] = {
