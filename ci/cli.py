@@ -18,7 +18,7 @@ from base import progress
 from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, InputError
 from harness import cli as harness_cli
 from harness.guest import install_signal_handlers
-from harness.runs import runs_root
+from harness.runs import new_results_dir
 from harness.stress.scenarios import STRESS_DIR
 
 from .history import History, default_history_path
@@ -96,7 +96,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             )
         return EXIT_PASS
     night = args.night or time.strftime("%Y-%m-%d", time.gmtime())
-    results_dir = results_dir or runs_root() / time.strftime("matrix-%Y%m%d-%H%M%S")
+    results_dir = results_dir or new_results_dir("matrix")
     if args.jobs is not None and args.jobs < 1:
         raise InputError("--jobs", args.jobs, hint="at least 1")
     if args.rerun < 0:

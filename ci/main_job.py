@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from base.profiles import available_arches, expand_arch, load_profile
 from base.progress import status
 from harness.guest import Guest, install_signal_handlers
 from harness.jit_commands import native_conformance
-from harness.runs import append_result, new_run_dir, runs_root
+from harness.runs import append_result, new_results_dir, new_run_dir
 from harness.stress.cli import observed_table
 from harness.stress.runner import Selection, plan, run_jobs
 from harness.stress.scenarios import SUITES, load_suite
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except (JitprobeError, JitError) as exc:
         print(f"main job: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    results = runs_root() / time.strftime("main-%Y%m%d-%H%M%S")
+    results = new_results_dir("main")
     steps: list[Step] = []
     for arch in arches:
         steps += _arch_steps(arch, tests, results)

@@ -35,14 +35,13 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs").resolve()
 
 
-def new_run_dir(command: str, arch: str, root: Path | None = None) -> Path:
-    """Create and return ``<root>/<timestamp>-<command>-<arch>[-n]/``. Raises InfraError if impossible."""
-    root = root or runs_root()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def _new_folder(root: Path, name: str) -> Path:
+    """Create and return ``<root>/<name>[-n]/``, a folder no other process got (two commands
+    started in the same second get two). Raises InfraError if impossible."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):
-            path = root / (f"{stamp}-{command}-{arch}" + (f"-{n}" if n > 1 else ""))
+            path = root / (name + (f"-{n}" if n > 1 else ""))
             try:
                 path.mkdir()
             except FileExistsError:
@@ -50,7 +49,18 @@ def new_run_dir(command: str, arch: str, root: Path | None = None) -> Path:
             return path
     except OSError as exc:
         raise InfraError(f"cannot create a run folder under {root}: {exc}") from exc
-    raise InfraError(f"cannot create a run folder under {root}: 999 folders named {stamp}-{command}-{arch}")
+    raise InfraError(f"cannot create a run folder under {root}: 999 folders named {name}")
+
+
+def new_run_dir(command: str, arch: str, root: Path | None = None) -> Path:
+    """Create and return ``<root>/<timestamp>-<command>-<arch>[-n]/``. Raises InfraError if impossible."""
+    return _new_folder(root or runs_root(), f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{arch}")
+
+
+def new_results_dir(kind: str) -> Path:
+    """Create and return a command's default results folder, ``<runs>/<kind>-<timestamp>[-n]/``
+    (run, matrix, main). Raises InfraError if impossible."""
+    return _new_folder(runs_root(), f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 RESULTS_SCHEMA = 1  # the "schema" field of every record; readers refuse other versions

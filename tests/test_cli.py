@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.runs import append_result
+from harness.runs import append_result, new_results_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,3 +111,14 @@ def test_truncated_elf_is_an_input_error(tmp_path: Path) -> None:
     proc = _jitprobe(tmp_path / "runs", "exec", "--arch", "arm64", str(program))
     assert proc.returncode == 2
     assert "truncated ELF header" in proc.stderr
+
+
+def test_commands_started_in_the_same_second_get_their_own_results_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `jitprobe run` started at once once appended to one results.jsonl."""
+    monkeypatch.setenv("JITPROBE_RUNS", str(tmp_path))
+    monkeypatch.setattr("time.strftime", lambda fmt, *a: "20261201-000000")
+    first, second = new_results_dir("run"), new_results_dir("run")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert first.name == "run-20261201-000000" and second.name == "run-20261201-000000-2"

@@ -18,7 +18,7 @@ from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InputError
 from base.profiles import available_arches, expand_arch
 from harness.guest import MAX_SMP, install_signal_handlers
 from harness.realjit import BUILD_MUTATIONS
-from harness.runs import runs_root
+from harness.runs import new_results_dir
 from jit_core.intrinsics import MUTATIONS
 
 from .runner import Job, Selection, applied, plan, run_jobs
@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "selection", f"--suite {args.suite} --arch {args.arch}", hint="no scenario runs there"
         )
     install_signal_handlers()
-    results_dir = Path(args.results) if args.results else runs_root() / time.strftime("run-%Y%m%d-%H%M%S")
+    results_dir = Path(args.results) if args.results else new_results_dir("run")
     selection = _selection(args)
     started = time.monotonic()
 
