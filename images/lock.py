@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -104,13 +104,17 @@ def load_lock(path: Path = LOCK_PATH) -> Lock:
     return Lock(raw["suite"], tuple(packages))
 
 
-def private_apt(suite: str = SUITE) -> AptRoot:
-    """The private apt root under the cache folder, reading ``suite`` from the host's mirror.
+def private_apt(suite: str = SUITE, architectures: Sequence[str] = ()) -> AptRoot:
+    """The private apt root under the cache folder reading ``suite`` from the host's mirror for
+    ``architectures`` (default: every profile's Debian architecture). One root per suite and
+    set of architectures, shared by the images, the realjit programs and the kernel modules, so
+    a suite's package lists are downloaded once.
 
     Raises InfraError when the host's apt sources name no Debian mirror.
     """
-    debian_arches = tuple(load_profile(a).debian_arch for a in available_arches())
-    return AptRoot(cache_root() / "apt", [AptSource(host_mirror(), (suite,), architectures=debian_arches)])
+    arches = tuple(sorted(set(architectures) or {load_profile(a).debian_arch for a in available_arches()}))
+    root = cache_root() / "apt-roots" / f"{suite}-{'+'.join(arches)}"
+    return AptRoot(root, [AptSource(host_mirror(), (suite,), architectures=arches)])
 
 
 class PinnedFile(Protocol):

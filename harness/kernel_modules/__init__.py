@@ -8,8 +8,8 @@ packages it depends on (the sources' headers; fixdep, modpost and the other host
 the host's Debian architecture), and ``libc6`` of the same suite for the host's architecture:
 kbuild's modpost is linked against that suite's glibc (it calls __isoc23_strtoul, glibc 2.38),
 newer than a Debian 12 host's, so it runs under the suite's own dynamic loader and libc, exactly
-as Debian built it. They come through a private apt root (``images.apt_root``, under
-``$XDG_CACHE_HOME/jitprobe/kernel_modules/``; the host's apt configuration is never touched) and
+as Debian built it. They come through the suite's private apt root (``images.lock.private_apt``,
+under ``$XDG_CACHE_HOME/jitprobe/``; the host's apt configuration is never touched) and
 are pinned by version and sha256 in ``packages.lock.json`` next to this file, per kernel package
 and version; a download whose sha256 differs from the lock is an error.
 
@@ -45,9 +45,9 @@ from base.errors import InfraError, InputError
 from base.files import cache_root, file_lock
 from base.proc import run
 from base.profiles import available_arches, load_profile
-from images.apt_root import AptRoot, AptSource, host_mirror
+from images.apt_root import AptRoot
 from images.cache import sha256_file, write_json
-from images.lock import SUITE, fetch_verified
+from images.lock import SUITE, fetch_verified, private_apt
 from images.lock import load_lock as load_image_lock
 
 __all__ = [
@@ -142,9 +142,8 @@ def _host_arch() -> str:
 def apt_root(suite: str = SUITE) -> AptRoot:
     """The private apt root reading ``suite`` from the host's mirror, for every profile's Debian
     architecture and the host's. Raises InfraError when the host's apt sources name no mirror."""
-    arches = sorted({load_profile(a).debian_arch for a in available_arches()} | {_host_arch()})
-    source = AptSource(host_mirror(), (suite,), architectures=tuple(arches))
-    return AptRoot(_root() / f"apt-{suite}", [source])
+    arches = {load_profile(a).debian_arch for a in available_arches()} | {_host_arch()}
+    return private_apt(suite, sorted(arches))
 
 
 def _fetch(entry: PinnedDeb) -> Path:

@@ -5,8 +5,8 @@ architecture links, which Debian suite it comes from and why) compile, run and t
 on two threads in a loop; the realjit stress suite (tests/stress/realjit/, harness.stress) runs
 each in a sanitized guest.
 
-The .deb files come through private apt roots (``images.apt_root``, one per Debian suite, under
-``$XDG_CACHE_HOME/jitprobe/realjit/``; the host's apt configuration is never touched) and are
+The .deb files come through private apt roots (``images.lock.private_apt``, one per Debian suite,
+shared with the images; the host's apt configuration is never touched) and are
 pinned by version and sha256 in ``packages.lock.json`` next to this file, as the guest images
 are in images/packages.lock.json. A download whose sha256 differs from the lock is an error.
 
@@ -38,9 +38,9 @@ import yaml
 from base.errors import InfraError, InputError
 from base.files import cache_root, file_lock
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
-from images.apt_root import AptRoot, AptSource, host_mirror
+from images.apt_root import AptRoot
 from images.cache import sha256_file, write_json
-from images.lock import fetch_verified
+from images.lock import fetch_verified, private_apt
 
 __all__ = [
     "BUILD_MUTATIONS",
@@ -245,8 +245,7 @@ def apt_root(suite: str) -> AptRoot:
     suites = suite_arches()
     if suite not in suites:
         raise InfraError(f"no apt root for suite {suite!r}; known suites: {', '.join(suites)}")
-    source = AptSource(host_mirror(), (suite,), architectures=suites[suite])
-    return AptRoot(_root() / f"apt-{suite}", [source])
+    return private_apt(suite, suites[suite])
 
 
 def fetch(entry: PinnedDeb) -> Path:
