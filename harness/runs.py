@@ -20,7 +20,7 @@ from base.files import locked
 
 __all__ = [
     "RESULTS_FILE", "RESULTS_SCHEMA", "RUNS_ENV", "append_result", "has_results", "is_results_file",
-    "new_run_dir", "read_results", "results_files", "runs_root",
+    "new_results_dir", "new_run_dir", "read_results", "results_files", "runs_root",
 ]
 
 RUNS_ENV = "JITPROBE_RUNS"

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from base.errors import InfraError
 from base.files import cache_root
@@ -28,10 +28,14 @@ __all__ = [
     "Lock",
     "LockedPackage",
     "PinnedFile",
+    "SuiteDeb",
     "fetch",
+    "fetch_pinned",
     "fetch_verified",
+    "pin_download",
     "load_lock",
     "private_apt",
+    "read_pins",
     "resolve_kernel_package",
     "update_lock",
 ]
@@ -157,6 +161,58 @@ def fetch_verified(pkg: PinnedFile, path: Path, apt: Callable[[], AptRoot], mism
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(got, path)
     return path
+
+
+@dataclass(frozen=True)
+class SuiteDeb:
+    """A .deb of a Debian suite pinned by version, size and sha256: an entry of the realjit and
+    kernel-module locks (their entries add what the package is for)."""
+
+    suite: str
+    arch: str  # Debian architecture (all: architecture-independent)
+    package: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+
+
+_Pin = TypeVar("_Pin", bound=SuiteDeb)
+
+
+def read_pins(path: Path, cls: type[_Pin], what: str) -> list[_Pin]:
+    """The entries of the lock ``path`` (``{"packages": [...]}``) as ``cls``. Raises InfraError
+    naming the ``what`` lock, the file and the error."""
+    try:
+        raw = json.loads(path.read_text())
+        return [cls(**item) for item in raw["packages"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InfraError(f"cannot read the {what} package lock {path}: {exc}") from exc
+
+
+def fetch_pinned(entry: SuiteDeb, folder: Path, lock_path: Path, apt: Callable[[], AptRoot]) -> Path:
+    """The verified .deb of ``entry`` in ``folder``, downloaded with ``apt()`` if absent.
+
+    Raises InfraError naming the package, version, suite and ``lock_path`` when apt cannot get it
+    (the mirror no longer serves that version) or its sha256 differs from the lock.
+    """
+    try:
+        return fetch_verified(entry, folder / entry.filename, apt)
+    except InfraError as exc:
+        raise InfraError(
+            f"cannot download {entry.package} {entry.version} ({entry.arch}) from Debian {entry.suite}, "
+            f"pinned in {lock_path}: {exc}"
+        ) from exc
+
+
+def pin_download(apt: AptRoot, suite: str, package: str, arch: str, version: str, folder: Path) -> SuiteDeb:
+    """Download ``package`` ``version`` for Debian ``arch`` with ``apt`` into ``folder`` and pin it
+    (size and sha256). Raises InfraError when apt cannot get it."""
+    deb = apt.download(package, arch, version)
+    dest = folder / deb.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(deb, dest)
+    return SuiteDeb(suite, arch, package, version, deb.name, dest.stat().st_size, sha256_file(dest))
 
 
 def fetch(pkg: LockedPackage, suite: str = SUITE) -> Path:

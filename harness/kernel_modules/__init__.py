@@ -46,8 +46,8 @@ from base.files import cache_root, file_lock
 from base.proc import run
 from base.profiles import available_arches, load_profile
 from images.apt_root import AptRoot
-from images.cache import sha256_file, write_json
-from images.lock import SUITE, fetch_verified, private_apt
+from images.cache import write_json
+from images.lock import SUITE, SuiteDeb, fetch_pinned, pin_download, private_apt, read_pins
 from images.lock import load_lock as load_image_lock
 
 __all__ = [
@@ -82,28 +82,17 @@ _MAKE_OVERRIDES = ("CONFIG_DEBUG_INFO_BTF_MODULES=", "CONFIG_CC_HAS_MIN_FUNCTION
 
 
 @dataclass(frozen=True)
-class PinnedDeb:
+class PinnedDeb(SuiteDeb):
     """One entry of packages.lock.json: a package one kernel's module build needs."""
 
     kernel: str  # the image lock's kernel package it serves
     kernel_version: str
     role: str  # one of ROLES
-    suite: str
-    arch: str  # Debian architecture (all: architecture-independent)
-    package: str
-    version: str
-    filename: str
-    size: int
-    sha256: str
 
 
 def load_lock(path: Path = LOCK_PATH) -> list[PinnedDeb]:
     """The pinned packages. Raises InfraError naming the file and the bad entry."""
-    try:
-        raw = json.loads(path.read_text())
-        entries = [PinnedDeb(**item) for item in raw["packages"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InfraError(f"cannot read the kernel module package lock {path}: {exc}") from exc
+    entries = read_pins(path, PinnedDeb, "kernel module")
     for entry in entries:
         if entry.role not in ROLES or len(entry.sha256) != 64 or "/" in entry.filename:
             raise InfraError(f"the kernel module package lock {path}: bad role, sha256 or filename in "
@@ -147,11 +136,7 @@ def apt_root(suite: str = SUITE) -> AptRoot:
 
 
 def _fetch(entry: PinnedDeb) -> Path:
-    try:
-        return fetch_verified(entry, _root() / "debs" / entry.filename, lambda: apt_root(entry.suite))
-    except InfraError as exc:
-        raise InfraError(f"cannot download {entry.package} {entry.version} ({entry.arch}) from Debian "
-                         f"{entry.suite}, pinned in {LOCK_PATH}: {exc}") from exc  # fmt: skip
+    return fetch_pinned(entry, _root() / "debs", LOCK_PATH, lambda: apt_root(entry.suite))
 
 
 def _unpack(entries: list[PinnedDeb], name: str) -> Path:
@@ -294,12 +279,8 @@ def update_lock(path: Path = LOCK_PATH) -> list[PinnedDeb]:
         wanted = [("headers", headers, deb_arch, version), ("headers_common", common[0], "all", version),
                   ("kbuild", kbuild[0], host, version), ("host_libc", _HOST_LIBC, host, libc_version)]
         for role, package, pkg_arch, pkg_version in wanted:
-            deb = apt.download(package, pkg_arch, pkg_version)
-            dest = _root() / "debs" / deb.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(deb, dest)
-            entries.append(PinnedDeb(kernel, version, role, SUITE, pkg_arch, package, pkg_version, deb.name,
-                                     dest.stat().st_size, sha256_file(dest)))  # fmt: skip
+            pin = pin_download(apt, SUITE, package, pkg_arch, pkg_version, _root() / "debs")
+            entries.append(PinnedDeb(**asdict(pin), kernel=kernel, kernel_version=version, role=role))
     write_json(path, {"packages": [asdict(e) for e in entries]})
     return entries
 

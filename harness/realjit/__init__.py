@@ -39,8 +39,8 @@ from base.errors import InfraError, InputError
 from base.files import cache_root, file_lock
 from base.profiles import Field, MapOf, ProfileError, available_arches, load_profile, validate
 from images.apt_root import AptRoot
-from images.cache import sha256_file, write_json
-from images.lock import fetch_verified, private_apt
+from images.cache import write_json
+from images.lock import SuiteDeb, fetch_pinned, pin_download, private_apt, read_pins
 
 __all__ = [
     "BUILD_MUTATIONS",
@@ -197,26 +197,12 @@ def _program(name: str) -> Program:
     return programs[name]
 
 
-@dataclass(frozen=True)
-class PinnedDeb:
-    """One entry of packages.lock.json."""
-
-    suite: str
-    arch: str  # Debian architecture
-    package: str
-    version: str
-    filename: str
-    size: int
-    sha256: str
+PinnedDeb = SuiteDeb  # an entry of this lock: nothing more than the suite's pin
 
 
 def load_lock(path: Path = LOCK_PATH) -> list[PinnedDeb]:
-    """The pinned packages. Raises InfraError naming the file and the bad entry."""
-    try:
-        raw = json.loads(path.read_text())
-        return [PinnedDeb(**item) for item in raw["packages"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InfraError(f"cannot read the real-JIT package lock {path}: {exc}") from exc
+    """The pinned packages. Raises InfraError naming the file and the error."""
+    return read_pins(path, PinnedDeb, "real-JIT")
 
 
 def pinned(library: Library, arch: str, lock: list[PinnedDeb] | None = None) -> PinnedDeb:
@@ -254,13 +240,7 @@ def fetch(entry: PinnedDeb) -> Path:
     Raises InfraError (naming the package, version and suite) when apt cannot get it, for example
     when the mirror no longer serves that version, or when its sha256 differs from the lock.
     """
-    try:
-        return fetch_verified(entry, _root() / "debs" / entry.filename, lambda: apt_root(entry.suite))
-    except InfraError as exc:
-        raise InfraError(
-            f"cannot download {entry.package} {entry.version} ({entry.arch}) from Debian {entry.suite}, "
-            f"pinned in {LOCK_PATH}: {exc}"
-        ) from exc
+    return fetch_pinned(entry, _root() / "debs", LOCK_PATH, lambda: apt_root(entry.suite))
 
 
 def unpack(entry: PinnedDeb) -> Path:
@@ -404,12 +384,7 @@ def update_lock(path: Path = LOCK_PATH) -> list[PinnedDeb]:
             apt.update()
             updated.add(suite)
         version = apt.candidate_version(package, deb_arch)
-        deb = apt.download(package, deb_arch, version)
-        entry = PinnedDeb(suite, deb_arch, package, version, deb.name, deb.stat().st_size, sha256_file(deb))
-        dest = _root() / "debs" / deb.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(deb, dest)
-        entries.append(entry)
+        entries.append(pin_download(apt, suite, package, deb_arch, version, _root() / "debs"))
     write_json(path, {"packages": [asdict(e) for e in entries]})
     return entries
 
