@@ -381,9 +381,8 @@ struct writer engine_writer(const struct line *l, uint64_t m)
     return w;
 }
 
-bool engine_unseen_writer(const struct line *l, uint64_t m, const uint8_t *insn)
+bool engine_unseen_writer(struct writer w, uint64_t m, const uint8_t *insn)
 {
-    struct writer w = engine_writer(l, m);
     if (!w.seq || !w.zero || !m) {
         return false;
     }

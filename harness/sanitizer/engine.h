@@ -227,12 +227,12 @@ bool engine_page_tracked(uint64_t pa);
 void engine_track_page(uint64_t pa);
 /* The newest store to the bytes m of l (seq 0: none known). */
 struct writer engine_writer(const struct line *l, uint64_t m);
-/* Whether the bytes m of l, which hold insn (insn[0] at m's first byte), were last written by
-   someone the plugin does not see: the newest recorded store there wrote zeros where insn has
-   other bytes. A device's DMA is such a writer (a page-cache page that the kernel zeroed at
+/* Whether the bytes m of a line, which hold insn (insn[0] at m's first byte) and whose newest
+   recorded store is w (engine_writer), were last written by someone the plugin does not see: w
+   wrote zeros where insn has other bytes. A device's DMA is such a writer (a page-cache page that the kernel zeroed at
    allocation and a virtio device then filled with a program's text); the bytes are then
    judged as never written by a CPU. */
-bool engine_unseen_writer(const struct line *l, uint64_t m, const uint8_t *insn);
+bool engine_unseen_writer(struct writer w, uint64_t m, const uint8_t *insn);
 /* The newest stamp, among the stores each chunk of l had before its newest, of those that wrote
    bytes of m (0 = none); see struct line's older. */
 uint64_t engine_older_seq(const struct line *l, uint64_t m);

@@ -290,7 +290,7 @@ static void test_unseen_writer(void)
         }
         engine_store(0, cases[k].same_stamp ? CODE + 4 : CODE, CODE, 4, KERNEL_PC, cases[k].zero_second);
         engine_track_page(CODE);
-        bool unseen = engine_unseen_writer(engine_line(CODE), 0xf, cases[k].insn);
+        bool unseen = engine_unseen_writer(engine_writer(engine_line(CODE), 0xf), 0xf, cases[k].insn);
         EXPECT(cases[k].what, unseen ? "unseen writer" : "seen", cases[k].unseen ? "unseen writer" : "seen");
     }
 }

@@ -337,8 +337,9 @@ static void collect_checks(GArray *entries, uint64_t pa, uint64_t vaddr, const u
         uint64_t m = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
         engine_track_page(p);
         flags = done ? flags & ~INSN_STARTS_HERE : flags | INSN_STARTS_HERE;
-        bool written = engine_writer(l, m).seq && (load64(&l->mask) & m);
-        if (written && engine_unseen_writer(l, m, insn + done)) {
+        struct writer w = engine_writer(l, m);
+        bool written = w.seq && (load64(&l->mask) & m);
+        if (written && engine_unseen_writer(w, m, insn + done)) {
             __atomic_fetch_add(&g_unseen, 1, RELAXED);
         } else if (written) {
             if (user && *least == LEAST_UNKNOWN) {
