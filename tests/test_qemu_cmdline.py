@@ -114,5 +114,5 @@ def test_a_models_properties_follow_its_name_in_cpu() -> None:
     """x86_64's max leaves out ERMS and FSRM (arch_profiles/x86_64.yaml says why); a model without
     properties is its bare name."""
     profile = load_profile("x86_64")
-    assert _option(build_argv(profile, _spec(cpu="max")), "-cpu") == ["max,erms=off,fsrm=off"]
+    assert _option(build_argv(profile, _spec(cpu="max")), "-cpu") == ["max,erms=off,fsrm=off,fsrs=off"]
     assert _option(build_argv(profile, _spec(cpu="Nehalem")), "-cpu") == ["Nehalem"]
