@@ -8,7 +8,6 @@ report RESULTS... --out DIR`` follow ../shared/CONTRACT.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from base.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, InputError
 from harness import cli as harness_cli
 from harness.guest import install_signal_handlers
 from harness.runs import new_results_dir
+from harness.stress.runner import default_workers
 from harness.stress.scenarios import STRESS_DIR
 
 from .history import History, default_history_path
@@ -120,7 +120,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         jobs,
         results_dir,
         night=night,
-        workers=args.jobs or os.cpu_count() or 1,
+        workers=args.jobs or default_workers([job.harness_job() for job in jobs]),
         resume=args.resume,
         on_finished=finished,
     )
@@ -214,7 +214,7 @@ def add_matrix_parser(subparsers: Any) -> None:
         "--results", metavar="DIR", help="results folder (default: a new one under the runs folder)"
     )
     p.add_argument("--resume", action="store_true", help="skip the jobs DIR holds as finished")
-    p.add_argument("--jobs", type=int, help="guests at once (default: one per host core)")
+    p.add_argument("--jobs", type=int, help="guests at once (default: host cores / vCPUs per guest)")
     p.add_argument("--history", metavar="DB", help="history database (default: history.sqlite beside DIR)")
     p.add_argument("--no-history", action="store_true", help="neither read nor write a history database")
     p.add_argument("--night", help="the night's id shared by every shard (default: today's UTC date)")

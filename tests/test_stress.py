@@ -23,7 +23,7 @@ from harness.guest import CommandResult
 from harness.stress import program_asm
 from harness.stress.judging import judge, judge_command
 from harness.stress.programs import EXIT_WRONG_RESULT, build_program, generation_values
-from harness.stress.runner import Job, Selection, plan, reproducer, run_jobs
+from harness.stress.runner import Job, Selection, default_workers, plan, reproducer, run_jobs
 from harness.stress.scenarios import (
     STRESS_DIR,
     IcacheScenario,
@@ -165,6 +165,17 @@ def test_plan_boots_one_guest_per_cpu_model_and_checks_the_model() -> None:
     ]  # fmt: skip
     with pytest.raises(InputError, match="invalid CPU model for arm64: 'pentium'"):
         plan({"icache": ICACHE}, ["arm64"], "pentium")
+
+
+@pytest.mark.parametrize(("cores", "smps", "workers"), [(2, [2, None], 1), (8, [2, 2], 4), (8, [2, 3], 2),
+                                                       (2, [4], 1), (1, [None], 1)])  # fmt: skip
+def test_by_default_each_guest_vcpu_gets_a_host_core(monkeypatch: pytest.MonkeyPatch, cores: int,
+                                                      smps: list[int | None], workers: int) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    scenario = load_suite("icache")[0]
+    jobs = [Job("arm64", "cortex-a57", "icache", (scenario,), smp) for smp in smps]
+    assert load_profile("arm64").smp == 2  # None above stands for the profile's 2
+    assert default_workers(jobs) == workers
 
 
 def test_the_reproducer_names_the_one_cell() -> None:

@@ -295,7 +295,7 @@ def add_run_parser(subparsers: Any) -> None:
         default=True,
         help="load the coherency sanitizer (default); without it only results and crashes are seen",
     )
-    run.add_argument("--jobs", type=int, help="guests at once (default: one per host core)")
+    run.add_argument("--jobs", type=int, help="guests at once (default: host cores / vCPUs per guest)")
     run.add_argument(
         "--results",
         metavar="DIR",

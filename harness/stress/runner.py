@@ -411,6 +411,15 @@ _SUITE_RUNS: dict[str, Callable[[Job, Selection, Path, Record], None]] = {
 }
 
 
+def default_workers(jobs: Sequence[Job]) -> int:
+    """Guests at once when the user names no number: as many as the host's cores hold with every
+    vCPU on a core of its own (at least one). A guest's threads hand code to each other by
+    spinning, so a vCPU waiting for a descheduled sibling burns its core: two 2-vCPU guests on
+    two cores ran a job 0.89x as fast as one at a time (bench/matrix.py)."""
+    vcpus = max((job.smp or load_profile(job.arch).smp for job in jobs), default=1)
+    return max(1, (os.cpu_count() or 1) // vcpus)
+
+
 def run_jobs(
     jobs: Sequence[Job],
     selection: Selection,
@@ -418,7 +427,7 @@ def run_jobs(
     on_result: Callable[[StressResult], None] = lambda _: None,
     workers: int | None = None,
 ) -> list[StressResult]:
-    """Run ``jobs`` with up to ``workers`` guests at once (default: one per host core) and return
+    """Run ``jobs`` with up to ``workers`` guests at once (default: default_workers) and return
     every cell's result. Each is appended to ``results_dir`` (when given) and passed to
     ``on_result`` as soon as its scenario ends. Raises InfraError if a result cannot be written."""
     results: list[StressResult] = []
@@ -441,7 +450,7 @@ def run_jobs(
         except JitError as exc:  # the generators are the project's own: a refusal is its fault
             raise InfraError(f"jit_core refused a stress program of {job.name}: {exc}") from exc
 
-    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=workers or default_workers(jobs))
     try:
         for future in [pool.submit(one, job) for job in jobs]:
             future.result()
