@@ -14,6 +14,8 @@ from .scenario_checks import (
     NOT_DETECTED,
     ScenarioError,
     check_arch,
+    check_expect_mutation,
+    check_mutations,
     check_name,
     check_rules,
     parse_cpus,
@@ -136,19 +138,12 @@ def parse_realjit(data: Any, path: Path) -> RealjitScenario:
         raise ScenarioError(
             f"{source}: field 'program': expected one of {', '.join(programs)}, got {data['program']!r}"
         )
-    valid = [str(m) for m in BuildMutation]
-    mutations = data.get("mutations") or []
-    for name in mutations:
-        if name not in valid:
-            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
-                                f"expected some of {', '.join(valid)}")  # fmt: skip
+    mutations = check_mutations(data.get("mutations") or [], [str(m) for m in BuildMutation], source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     why: dict[str, str] = {}
     for mutation, entry in (data.get("expect") or {}).items():
-        if mutation != "none" and mutation not in mutations:
-            raise ScenarioError(f"{source}: field 'expect.{mutation}': not none or one of the scenario's "
-                                f"mutations ({', '.join(mutations) or 'none listed'})")  # fmt: skip
+        check_expect_mutation(mutation, mutations, source, none=True)
         why[mutation] = entry["why"]
         expect[mutation] = {
             arch: check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")

@@ -51,6 +51,7 @@ __all__ = [
     "Job",
     "Selection",
     "applied",
+    "default_workers",
     "plan",
     "reproducer",
     "run_jobs",

@@ -16,6 +16,8 @@ __all__ = [
     "NOT_DETECTED",
     "ScenarioError",
     "check_arch",
+    "check_expect_mutation",
+    "check_mutations",
     "check_name",
     "check_rules",
     "parse_cpus",
@@ -62,6 +64,24 @@ def check_name(data: Mapping[str, Any], path: Path) -> None:
         raise ScenarioError(
             f"{path}: field 'name': expected {path.stem!r} (the file's name), got {data['name']!r}"
         )
+
+
+def check_mutations(names: Sequence[str], valid: Sequence[str], source: str) -> tuple[str, ...]:
+    """A scenario's ``mutations``, each one of ``valid``. Raises ScenarioError naming the file, the
+    unknown mutation and the choices."""
+    for name in names:
+        if name not in valid:
+            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
+                                f"expected some of {', '.join(valid)}")  # fmt: skip
+    return tuple(names)
+
+
+def check_expect_mutation(name: str, mutations: Sequence[str], source: str, *, none: bool = False) -> None:
+    """An ``expect`` key: one of the scenario's ``mutations`` (or, with ``none``, the correct
+    program). Raises ScenarioError naming the file, the key and the choices."""
+    if name not in mutations and not (none and name == "none"):
+        raise ScenarioError(f"{source}: field 'expect.{name}': not {'none or ' if none else ''}one of the "
+                            f"scenario's mutations ({', '.join(mutations) or 'none listed'})")  # fmt: skip
 
 
 def check_rules(entries: Sequence[str], arch: str, where: str) -> tuple[str, ...]:

@@ -45,6 +45,8 @@ from .scenario_checks import (
     NOT_DETECTED,
     ScenarioError,
     check_arch,
+    check_expect_mutation,
+    check_mutations,
     check_name,
     check_rules,
     parse_cpus,
@@ -295,22 +297,13 @@ def parse_icache(data: Any, path: Path) -> IcacheScenario:
     source = str(path)
     validate_scenario(data, ICACHE_SCHEMA, source)
     check_name(data, path)
-    valid = [*ICACHE_MUTATIONS, *StressMutation]
-    for name in data["mutations"]:
-        if name not in valid or name == Mutation.NONE:
-            raise ScenarioError(
-                f"{source}: field 'mutations': unknown mutation {name!r}; "
-                f"expected some of {', '.join(m for m in valid if m != Mutation.NONE)}"
-            )
+    valid = [m for m in (*ICACHE_MUTATIONS, *StressMutation) if m != Mutation.NONE]
+    check_mutations(data["mutations"], valid, source)
     cpus = parse_cpus(data.get("cpus"), source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     tolerated: dict[str, dict[str, tuple[str, ...]]] = {}
     for mutation, entry in (data.get("expect") or {}).items():
-        if mutation not in data["mutations"]:
-            raise ScenarioError(
-                f"{source}: field 'expect.{mutation}': not one of the scenario's mutations "
-                f"({', '.join(data['mutations'])})"
-            )
+        check_expect_mutation(mutation, data["mutations"], source)
         expect[mutation] = {
             arch: check_rules(rules, arch, f"{source}: field 'expect.{mutation}.{arch}'")
             for arch, rules in entry.items()
@@ -363,16 +356,11 @@ def parse_kernel(data: Any, path: Path) -> KernelScenario:
     if module is not None and module not in module_names():
         raise ScenarioError(f"{source}: field 'module': unknown kernel module {module!r}; expected one of "
                             f"{', '.join(module_names())} (folders of tests/kernel_modules/)")  # fmt: skip
-    mutations = data.get("mutations") or []
-    for name in mutations:
-        if name not in KernelMutation.__members__.values():
-            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
-                                f"expected some of {', '.join(KernelMutation)}")  # fmt: skip
+    mutations = check_mutations(data.get("mutations") or [], list(KernelMutation), source)
     expect: dict[str, dict[str, tuple[str, ...]]] = {}
     for name, entry in (data.get("expect") or {}).items():
         where = f"{source}: field 'expect.{name}"
-        if name not in mutations:
-            raise ScenarioError(f"{where}': not one of the scenario's mutations ({', '.join(mutations)})")
+        check_expect_mutation(name, mutations, source)
         expect[name] = {}
         for arch, rules in entry.items():
             if arch == "why":
@@ -415,17 +403,11 @@ def parse_litmus(data: Any, path: Path) -> LitmusScenario:
         if not found:
             raise ScenarioError(f"{source}: field 'tests': {pattern!r} matches no file under {path.parent}")
         tests += found
-    mutations = data.get("mutations") or []
-    for name in mutations:
-        if name not in ORDERING_MUTATIONS:
-            raise ScenarioError(f"{source}: field 'mutations': unknown mutation {name!r}; "
-                                f"expected some of {', '.join(ORDERING_MUTATIONS)}")  # fmt: skip
+    mutations = check_mutations(data.get("mutations") or [], list(ORDERING_MUTATIONS), source)
     stems = {p.stem for p in tests}
     caught: dict[str, dict[str, frozenset[str]]] = {}
     for name, entry in (data.get("expect") or {}).items():
-        where = f"{source}: field 'expect.{name}'"
-        if name not in mutations:
-            raise ScenarioError(f"{where}: not one of the scenario's mutations ({', '.join(mutations)})")
+        check_expect_mutation(name, mutations, source)
         for arch, names in entry.items():
             if arch == "why":
                 continue
