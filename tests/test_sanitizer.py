@@ -125,6 +125,12 @@ def test_unusable_reports_are_infrastructure_errors(tmp_path: Path) -> None:
     _write_report(tmp_path, [overflowed])
     with pytest.raises(InfraError, match="ran out of event numbers"):
         read_violations(tmp_path, "arm64")
+    # Written at once (a guest still running has no summary yet), whatever else the report holds.
+    _write_report(
+        tmp_path, [_violation(), {"kind": "refused", "why": "several vCPUs run on one host thread"}]
+    )
+    with pytest.raises(InfraError, match="checked nothing: several vCPUs run on one host thread"):
+        read_violations(tmp_path, "arm64")
 
 
 @pytest.mark.parametrize("value", [0x8440C004, 0x8444C000, 0x844AC004, 0x1_8444_C004])

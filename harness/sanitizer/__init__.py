@@ -91,7 +91,8 @@ def check_ctr_el0(arch: str, cpu: str, value: int) -> None:
 def read_report(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The raw violation records (highest count per key) and the exit summary (None if QEMU died).
 
-    Raises InfraError when the report is missing or not JSON lines.
+    Raises InfraError when the report is missing or not JSON lines, or says the plugin refused to
+    check (at once, so a guest still running is refused too: round-robin TCG).
     """
     path = Path(run_dir) / REPORT_NAME
     if not path.is_file():
@@ -105,6 +106,8 @@ def read_report(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InfraError(f"{path}:{number}: not JSON: {exc}") from exc
+        if rec.get("kind") == "refused":
+            raise InfraError(f"the sanitizer checked nothing: {rec['why']}")
         if rec.get("kind") == "summary":
             summary = rec
         elif rec.get("kind") == "violation":
@@ -124,7 +127,7 @@ def read_violations(
     writer_pc, writer_vcpu, count and space, and events (what the judgement rested on) when the
     plugin recorded them. Raises InputError for an unknown arch and
     InfraError when the report is missing or damaged, or the plugin never learnt where guest
-    RAM lives (then it checked nothing).
+    RAM lives or refused to check (then it checked nothing).
     """
     load_profile(arch)
     from harness.sanitizer.symbols import Symbolizer, disassemble

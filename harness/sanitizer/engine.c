@@ -49,6 +49,8 @@ static struct { uint64_t mm, sync; uint8_t registered; } g_procs[PROCESSES];
 static unsigned g_nprocs;
 static uint64_t g_epoch = 1;
 static bool g_overflow;
+static uint64_t g_vcpu_thread[MAX_VCPUS]; /* the host thread of each started vCPU (0 = not started) */
+static bool g_shared_thread;
 
 /* ---- pages ----------------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_si
     memset(g_procs, 0, sizeof(g_procs));
     g_nprocs = 0;
     g_untracked = 0;
+    memset(g_vcpu_thread, 0, sizeof(g_vcpu_thread));
+    g_shared_thread = false;
     g_ram_base = ram_base;
     g_ram_size = ram_size;
     g_vcpus = n_vcpus < 1 ? 1 : n_vcpus > MAX_VCPUS ? MAX_VCPUS : n_vcpus;
@@ -122,6 +126,23 @@ bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_si
 }
 
 unsigned engine_vcpus(void) { return g_vcpus; }
+
+bool engine_vcpu_thread(unsigned vcpu, uint64_t thread)
+{
+    bool alone = true;
+    for (unsigned v = 0; v < MAX_VCPUS; v++) {
+        if (v != vcpu && __atomic_load_n(&g_vcpu_thread[v], RELAXED) == thread) {
+            alone = false;
+        }
+    }
+    __atomic_store_n(&g_vcpu_thread[vcpu], thread, RELAXED);
+    if (!alone) {
+        __atomic_store_n(&g_shared_thread, true, RELAXED);
+    }
+    return alone;
+}
+
+bool engine_vcpus_share_thread(void) { return __atomic_load_n(&g_shared_thread, RELAXED); }
 
 uint64_t engine_event(void)
 {

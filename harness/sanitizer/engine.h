@@ -208,6 +208,17 @@ extern unsigned g_granule;
    earlier state; false on failure (message on stderr). */
 bool engine_init(const struct arch_ops *arch, uint64_t ram_base, uint64_t ram_size, unsigned n_vcpus);
 unsigned engine_vcpus(void);
+/* vCPU vcpu runs on host thread `thread` (a nonzero id), told when the vCPU starts; false when
+   another vCPU runs on the same thread, and from then on engine_vcpus_share_thread() is true.
+   The engine needs one host thread per vCPU: QEMU 10.0 passes a callback the index of the vCPU
+   that translated its block, not of the one running it, when blocks are not translated for
+   parallel execution; under round-robin TCG (-accel tcg,thread=single, and -icount) every vCPU
+   runs on one host thread and runs the others' translations, so stores, events and checks
+   would be filed under the wrong vCPU (and its thread). Seen: a correct program's ISB credited
+   to the thread of the other vCPU, a false arm64.no_isb; kernel DSBs filed under the other vCPU,
+   false arm64.no_dsb. The plugin checks nothing then, and its summary says why. */
+bool engine_vcpu_thread(unsigned vcpu, uint64_t thread);
+bool engine_vcpus_share_thread(void);
 /* A new event number, later than every store stamped so far. */
 uint64_t engine_event(void);
 uint64_t engine_events(void);

@@ -885,6 +885,24 @@ static void test_page_crossing_store(void)
     EXPECT("its own page's part", engine_writer(prev, 0xffULL << 56).seq ? "stamped" : "not", "stamped");
 }
 
+/* ---- host threads ------------------------------------------------------------------------------ */
+
+/* Multi-threaded TCG: a host thread per vCPU. Round-robin TCG: vCPUs 0 and 1 start on one thread,
+   whose callbacks QEMU names after the translating vCPU (engine_vcpu_thread): refused for good. */
+static void test_vcpu_threads(void)
+{
+    arm64_boot(A57);
+    EXPECT("vCPU 0 on its own thread", engine_vcpu_thread(0, 1000) ? "alone" : "shared", "alone");
+    EXPECT("vCPU 1 on its own thread", engine_vcpu_thread(1, 1001) ? "alone" : "shared", "alone");
+    EXPECT("one thread per vCPU", engine_vcpus_share_thread() ? "shared" : "alone", "alone");
+    arm64_boot(A57);
+    EXPECT("a new guest forgets the last one's threads", engine_vcpu_thread(1, 1000) ? "alone" : "shared", "alone");
+    EXPECT("vCPU 0 on vCPU 1's thread", engine_vcpu_thread(0, 1000) ? "alone" : "shared", "shared");
+    EXPECT("round-robin", engine_vcpus_share_thread() ? "shared" : "alone", "shared");
+    engine_vcpu_thread(2, 1002);
+    EXPECT("a later vCPU alone does not undo it", engine_vcpus_share_thread() ? "shared" : "alone", "shared");
+}
+
 /* ---- event numbers ---------------------------------------------------------------------------- */
 
 static void test_event_numbers(void)
@@ -1019,6 +1037,7 @@ int main(int argc, char **argv)
         test_unmapped_store();
         test_unseen_writer();
         test_page_crossing_store();
+        test_vcpu_threads();
         test_event_numbers();
         test_threads();
         test_store_track_race();

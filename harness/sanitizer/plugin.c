@@ -277,7 +277,9 @@ static pthread_mutex_t g_checks_lock = PTHREAD_MUTEX_INITIALIZER;
 static void on_tb_exec(unsigned vcpu, void *udata)
 {
     struct tb_check *tc = udata;
-    if (vcpu >= MAX_VCPUS) {
+    /* Refused (engine_vcpu_thread): a block translated before the next vCPU started on this
+       thread would be judged from events filed under the wrong vCPU. */
+    if (vcpu >= MAX_VCPUS || engine_vcpus_share_thread()) {
         return;
     }
     uint64_t now = load64(&g_vcpu[vcpu].switches) + 1;
@@ -419,6 +421,9 @@ static __thread GArray *t_entries; /* reused by each translation on this thread 
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     (void)id;
+    if (engine_vcpus_share_thread()) {
+        return; /* its callbacks would name the wrong vCPU (engine_vcpu_thread): check nothing */
+    }
     size_t n = qemu_plugin_tb_n_insns(tb);
     GArray *entries = NULL;
     uint64_t least = LEAST_UNKNOWN;
@@ -470,6 +475,13 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 static void on_vcpu_init(qemu_plugin_id_t id, unsigned vcpu)
 {
     (void)id;
+    if (vcpu < MAX_VCPUS && !engine_vcpu_thread(vcpu, (uint64_t)gettid())) {
+        const char *why = "several vCPUs run on one host thread (round-robin TCG: -accel tcg,thread=single "
+                          "or -icount), and QEMU then gives a callback the index of the vCPU that translated "
+                          "its block, not of the one running it; it needs -accel tcg,thread=multi";
+        fprintf(stderr, "jitprobe sanitizer: nothing is checked: %s\n", why);
+        report_refusal(why);
+    }
     if (vcpu < MAX_VCPUS) {
         t_regs = qemu_plugin_get_registers();
         g_arch->vcpu_init(vcpu);

@@ -4,6 +4,8 @@
  *   {"kind": "violation", "rule", "pc", "vcpu", "paddr", "insn", "writer_pc", "writer_vcpu",
  *    "count", "space", "events"}   pc/paddr/writer_pc as "0x..." strings, insn as hex bytes,
  *   events what the first occurrence's judgement rested on (engine_explain)
+ *   {"kind": "refused", "why"}  the plugin checks nothing (report_refusal); the reader refuses
+ *   the run
  *   {"kind": "summary", ...}  written at exit (coherency.c, on_plugin_exit)
  *
  * Violations are deduplicated by (rule, pc, paddr). The first occurrence is appended at once (so
@@ -33,6 +35,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *g_violations; /* key string -> struct violation */
 static FILE *g_out;
 static char *g_path;
+static char *g_refusal; /* the refused line, if any */
 
 bool report_open(const char *path)
 {
@@ -91,6 +94,19 @@ void report_violation(struct violation_cache *cache, const struct rule *rule, co
     pthread_mutex_unlock(&g_lock);
 }
 
+void report_refusal(const char *why)
+{
+    pthread_mutex_lock(&g_lock);
+    if (!g_refusal) {
+        g_refusal = g_strdup_printf("{\"kind\": \"refused\", \"why\": \"%s\"}", why);
+        if (g_out) {
+            fprintf(g_out, "%s\n", g_refusal);
+            fflush(g_out);
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
 void report_close(const char *status_json)
 {
     pthread_mutex_lock(&g_lock);
@@ -106,6 +122,9 @@ void report_close(const char *status_json)
         g_hash_table_iter_init(&it, g_violations);
         while (g_hash_table_iter_next(&it, &key, &value)) {
             write_violation(f, value);
+        }
+        if (g_refusal) {
+            fprintf(f, "%s\n", g_refusal);
         }
         fprintf(f, "%s\n", status_json);
         if (fclose(f) == 0) {

@@ -16,6 +16,9 @@ struct violation_cache {
 bool report_open(const char *path);
 void report_violation(struct violation_cache *cache, const struct rule *rule, const struct check_entry *e,
                       const struct line *l, unsigned vcpu);
+/* The plugin checks nothing, for the reason why (plain text, no quotes or backslashes): recorded at
+   once, and kept when the report is rewritten at exit. */
+void report_refusal(const char *why);
 void report_close(const char *status_json);
 
 #endif
