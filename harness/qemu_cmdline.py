@@ -98,6 +98,10 @@ def resolve_accel(profile: Profile, requested: str | None, plugin: PluginSpec | 
     if plugin is not None:
         if accel == "kvm":
             raise InputError("accelerator", accel, ("tcg", "auto"), hint="TCG plugins (--sanitize) need TCG")
+        if profile.tcg_thread != "multi":
+            # round-robin vCPUs run each other's blocks, whose callbacks name the translating vCPU
+            raise InputError(f"{profile.arch} profile's accel.tcg_thread", profile.tcg_thread, ("multi",),
+                             hint="the sanitizer needs a host thread per vCPU (harness/sanitizer/README.md)")
         return "tcg"
     if accel == "tcg":
         return "tcg"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,10 @@ def test_resolve_accel(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_accel(x86, "kvm", PluginSpec(Path("/p.so")))
     with pytest.raises(InfraError, match="KVM cannot run arm64"):
         resolve_accel(arm, "kvm", None)
+    round_robin = replace(arm, tcg_thread="single")
+    assert resolve_accel(round_robin, "tcg", None) == "tcg"
+    with pytest.raises(InputError, match="arm64 profile's accel.tcg_thread: 'single'; valid choices: multi"):
+        resolve_accel(round_robin, "tcg", PluginSpec(Path("/p.so")))
     monkeypatch.setattr(qemu_cmdline, "kvm_usable", lambda: False)
     assert resolve_accel(x86, "auto", None) == "tcg"
     with pytest.raises(InputError, match="valid choices: tcg, kvm, auto"):
