@@ -214,9 +214,10 @@ unsigned engine_vcpus(void);
    that translated its block, not of the one running it, when blocks are not translated for
    parallel execution; under round-robin TCG (-accel tcg,thread=single, and -icount) every vCPU
    runs on one host thread and runs the others' translations, so stores, events and checks
-   would be filed under the wrong vCPU (and its thread). Seen: a correct program's ISB credited
-   to the thread of the other vCPU, a false arm64.no_isb; kernel DSBs filed under the other vCPU,
-   false arm64.no_dsb. The plugin checks nothing then, and its summary says why. */
+   would be filed under the wrong vCPU (and its thread). Seen: a correct program's context
+   synchronization credited to the thread of the other vCPU, a false report; kernel barriers
+   filed under the other vCPU, more (harness/sanitizer/README.md, Limits). The plugin checks
+   nothing then, and its summary says why. */
 bool engine_vcpu_thread(unsigned vcpu, uint64_t thread);
 bool engine_vcpus_share_thread(void);
 /* A new event number, later than every store stamped so far. */
