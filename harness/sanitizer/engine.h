@@ -216,8 +216,9 @@ unsigned engine_vcpus(void);
    runs on one host thread and runs the others' translations, so stores, events and checks
    would be filed under the wrong vCPU (and its thread). Seen: a correct program's context
    synchronization credited to the thread of the other vCPU, a false report; kernel barriers
-   filed under the other vCPU, more (harness/sanitizer/README.md, Limits). The plugin checks
-   nothing then, and its summary says why. */
+   filed under the other vCPU, more (harness/sanitizer/README.md, Limits). The plugin then
+   instruments no further block and writes a refused line, which makes the run an
+   infrastructure error whatever else the report holds. */
 bool engine_vcpu_thread(unsigned vcpu, uint64_t thread);
 bool engine_vcpus_share_thread(void);
 /* A new event number, later than every store stamped so far. */

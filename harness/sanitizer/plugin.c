@@ -277,9 +277,7 @@ static pthread_mutex_t g_checks_lock = PTHREAD_MUTEX_INITIALIZER;
 static void on_tb_exec(unsigned vcpu, void *udata)
 {
     struct tb_check *tc = udata;
-    /* Refused (engine_vcpu_thread): a block translated before the next vCPU started on this
-       thread would be judged from events filed under the wrong vCPU. */
-    if (vcpu >= MAX_VCPUS || engine_vcpus_share_thread()) {
+    if (vcpu >= MAX_VCPUS) {
         return;
     }
     uint64_t now = load64(&g_vcpu[vcpu].switches) + 1;
