@@ -368,6 +368,19 @@ static unsigned dsb_kind_of(unsigned crm)
     return (types & 2 ? DSB_STORES : 0) | (types == 3 ? DSB_MAINTENANCE : 0) | (domain != 1 ? DSB_SHARED : 0);
 }
 
+/* Whether the instruction stores to [SP + constant] (INSN_STACK_STORE): STP and STNP (any index
+   mode), STR, STRB, STRH, STUR and STTR with an immediate offset, SIMD&FP forms included. The
+   register-offset forms are not: their address is anywhere. */
+static bool stores_to_stack(uint32_t w)
+{
+    if (((w >> 5) & 31) != 31) {
+        return false;
+    }
+    return (w & 0x3a400000) == 0x28000000    /* register pair, L = 0 */
+           || (w & 0x3bc00000) == 0x39000000 /* unsigned offset, opc = 00 */
+           || (w & 0x3be00000) == 0x38000000; /* unscaled, post-, pre-index, unprivileged; opc = 00 */
+}
+
 static struct decoded arm64_decode(const uint8_t *b, size_t len)
 {
     struct decoded d = { 0 };
@@ -376,7 +389,7 @@ static struct decoded arm64_decode(const uint8_t *b, size_t len)
     }
     uint32_t w = b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
     uint32_t rt = w & 31, sys = w & ~31u;
-    d.flags = is_exempt(w) ? INSN_EXEMPT : 0;
+    d.flags = (is_exempt(w) ? INSN_EXEMPT : 0) | (stores_to_stack(w) ? INSN_STACK_STORE : 0);
     d.arg = rt;
     if (sys == 0xd50b7b20 || sys == 0xd50b7a20 || sys == 0xd50b7e20 || sys == 0xd50b7c20 ||
         sys == 0xd50b7d20) {

@@ -57,9 +57,28 @@ static void riscv64_event(unsigned vcpu, uint16_t op, uint8_t arg, bool kernel)
     }
 }
 
+/* Whether the instruction stores to [sp + constant] (INSN_STACK_STORE): SB, SH, SW, SD, FSH, FSW,
+   FSD, FSQ with rs1 = sp, and C.SWSP, C.SDSP, C.FSDSP. Vector stores (STORE-FP's other widths)
+   are not: an indexed one reaches anywhere. */
+static bool stores_to_stack(const uint8_t *b, size_t len)
+{
+    if (len == 2) {
+        unsigned f = (b[0] | b[1] << 8) & 0xe003;
+        return f == 0xc002 || f == 0xe002 || f == 0xa002;
+    }
+    uint32_t w = b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
+    unsigned width = (w >> 12) & 7;
+    bool store = ((w & 0x7f) == 0x23 && width <= 3) || ((w & 0x7f) == 0x27 && width >= 1 && width <= 4);
+    return store && ((w >> 15) & 31) == 2;
+}
+
 static struct decoded riscv64_decode(const uint8_t *b, size_t len)
 {
     struct decoded d = { 0 };
+    if (len != 2 && len != 4) {
+        return d;
+    }
+    d.flags = stores_to_stack(b, len) ? INSN_STACK_STORE : 0;
     if (len != 4) {
         return d;
     }
@@ -69,7 +88,7 @@ static struct decoded riscv64_decode(const uint8_t *b, size_t len)
     } else if (w == 0x30200073) {
         d.op = OP_MRET;
     }
-    d.flags = (w == 0x00000013 || (w & 0x7f) == 0x6f) ? INSN_EXEMPT : 0; /* NOP, JAL */
+    d.flags |= (w == 0x00000013 || (w & 0x7f) == 0x6f) ? INSN_EXEMPT : 0; /* NOP, JAL */
     return d;
 }
 

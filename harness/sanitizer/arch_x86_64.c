@@ -171,6 +171,42 @@ static bool is_serializing(const uint8_t *b, size_t len)
     }
 }
 
+/* Whether every store of the instruction goes to the stack (INSN_STACK_STORE): PUSH, PUSHF, CALL
+   (their memory operand, if any, is read), and MOV to [RSP + disp] with no index, no segment
+   override and 64-bit addressing. */
+static bool stores_to_stack(const uint8_t *b, size_t len)
+{
+    size_t i = 0;
+    uint8_t rex = 0;
+    while (i < len && b[i] == 0x66) {
+        i++;
+    }
+    if (i < len && (b[i] & 0xf0) == 0x40) {
+        rex = b[i++];
+    }
+    if (i >= len) {
+        return false;
+    }
+    uint8_t op = b[i];
+    if ((op & 0xf8) == 0x50 || op == 0x68 || op == 0x6a || op == 0x9c || op == 0xe8) {
+        return true; /* PUSH r, PUSH imm, PUSHF, CALL rel32 */
+    }
+    if (i + 1 >= len) {
+        return false;
+    }
+    uint8_t modrm = b[i + 1], reg_field = (modrm >> 3) & 7;
+    if (op == 0xff) {
+        return reg_field == 2 || reg_field == 6; /* CALL r/m, PUSH r/m */
+    }
+    bool mov = op == 0x88 || op == 0x89 || ((op == 0xc6 || op == 0xc7) && reg_field == 0);
+    if (!mov || modrm >> 6 == 3 || (modrm & 7) != 4 || i + 2 >= len) {
+        return false;
+    }
+    /* SIB base 100 is RSP and index 100 is none, unless REX.B or REX.X makes them R12. */
+    uint8_t sib = b[i + 2];
+    return (sib & 7) == 4 && ((sib >> 3) & 7) == 4 && !(rex & 3);
+}
+
 static struct decoded x86_64_decode(const uint8_t *b, size_t len)
 {
     struct decoded d = { 0 };
@@ -188,7 +224,7 @@ static struct decoded x86_64_decode(const uint8_t *b, size_t len)
         d.op = OP_SERIALIZE;
     }
     d.reads_regs = d.op == OP_WRMSR || d.op == OP_SWITCH || d.op == OP_SYSCALL;
-    d.flags = (len == 1 && b[0] == 0xcc) ? INSN_EXEMPT : 0;
+    d.flags = ((len == 1 && b[0] == 0xcc) ? INSN_EXEMPT : 0) | (stores_to_stack(b, len) ? INSN_STACK_STORE : 0);
     return d;
 }
 

@@ -146,6 +146,12 @@ struct exec_ctx {
 /* Flags of an instruction (arch decode). */
 #define INSN_EXEMPT 1      /* the architecture lets another CPU see old-or-new while it is patched */
 #define INSN_STARTS_HERE 2 /* the instruction's first byte is in this granule */
+/* Every store the instruction makes goes to [stack pointer + constant] (push, call, a spill). The
+   plugin does not watch such stores by kernel code: the kernel's stacks are never executed (they
+   are mapped non-executable), and a frame that leaves a stack and comes to hold code gets that
+   code by later stores, or from a device. They are a large part of a boot's stores. User code's
+   are watched: a program may run code on its stack (GCC's nested-function trampolines). */
+#define INSN_STACK_STORE 4
 
 /* One executed instruction's bytes within one granule, as the check needs them. */
 struct check_entry {

@@ -430,9 +430,11 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         uint64_t vaddr = qemu_plugin_insn_vaddr(insn);
         uint8_t bytes[MAX_INSN_BYTES] = { 0 };
         size_t size = qemu_plugin_insn_data(insn, bytes, sizeof(bytes));
-        qemu_plugin_register_vcpu_mem_cb(insn, on_store, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_W,
-                                         (void *)(uintptr_t)vaddr);
         struct decoded d = g_arch->decode(bytes, size);
+        if (!(d.flags & INSN_STACK_STORE) || !g_arch->is_kernel_pc(vaddr)) {
+            qemu_plugin_register_vcpu_mem_cb(insn, on_store, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_W,
+                                             (void *)(uintptr_t)vaddr);
+        }
         if (d.op) {
             qemu_plugin_register_vcpu_insn_exec_cb(
                 insn, on_event, d.reads_regs ? QEMU_PLUGIN_CB_R_REGS : QEMU_PLUGIN_CB_NO_REGS,
