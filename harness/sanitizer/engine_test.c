@@ -6,6 +6,10 @@
  *
  *   engine_test            every sequence test; exit 1 and a line per failure if any fails
  *   engine_test threads    the concurrent stress only
+ *   engine_test stack-stores ARCH
+ *                          for each line of hex bytes on stdin (one instruction), 1 if ARCH's
+ *                          decoder calls it a store to the stack only, else 0 (checked against
+ *                          capstone by tests/test_sanitizer_engine.py)
  *
  * Guest registers and physical memory are a small table here (host_register and friends), as
  * QEMU would give them: a guest with the MMU off (SCTLR 0), so DC/IC operands are physical
@@ -1095,8 +1099,41 @@ static void test_threads(void)
     EXPECT("after the concurrent rounds", run(0, true), "clean");
 }
 
+static int classify_stack_stores(const char *arch_name)
+{
+    const struct arch_ops *const arches[] = { &arch_arm64, &arch_riscv64, &arch_x86_64 };
+    const struct arch_ops *arch = NULL;
+    for (size_t i = 0; i < sizeof(arches) / sizeof(arches[0]); i++) {
+        if (!strcmp(arches[i]->name, arch_name)) {
+            arch = arches[i];
+        }
+    }
+    if (!arch) {
+        fprintf(stderr, "engine_test: unknown architecture %s; valid:", arch_name);
+        for (size_t i = 0; i < sizeof(arches) / sizeof(arches[0]); i++) {
+            fprintf(stderr, " %s", arches[i]->name);
+        }
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    char hex[2 * MAX_INSN_BYTES + 2];
+    while (fgets(hex, sizeof(hex), stdin)) {
+        uint8_t bytes[MAX_INSN_BYTES];
+        size_t len = 0;
+        unsigned byte;
+        while (len < MAX_INSN_BYTES && sscanf(hex + 2 * len, "%2x", &byte) == 1) {
+            bytes[len++] = (uint8_t)byte;
+        }
+        printf("%d\n", arch->decode(bytes, len).flags & INSN_STACK_STORE ? 1 : 0);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && !strcmp(argv[1], "stack-stores")) {
+        return classify_stack_stores(argv[2]);
+    }
     if (argc > 1 && !strcmp(argv[1], "threads")) {
         test_threads();
         test_store_track_race();
