@@ -431,6 +431,7 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         uint8_t bytes[MAX_INSN_BYTES] = { 0 };
         size_t size = qemu_plugin_insn_data(insn, bytes, sizeof(bytes));
         struct decoded d = g_arch->decode(bytes, size);
+        /* Every store but the kernel's to its stack, which it never executes (INSN_STACK_STORE). */
         if (!(d.flags & INSN_STACK_STORE) || !g_arch->is_kernel_pc(vaddr)) {
             qemu_plugin_register_vcpu_mem_cb(insn, on_store, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_W,
                                              (void *)(uintptr_t)vaddr);
