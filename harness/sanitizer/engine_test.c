@@ -889,10 +889,8 @@ static void test_page_crossing_store(void)
     EXPECT("its own page's part", engine_writer(prev, 0xffULL << 56).seq ? "stamped" : "not", "stamped");
 }
 
-/* ---- host threads ------------------------------------------------------------------------------ */
+/* ---- decoding ------------------------------------------------------------------------------ */
 
-/* Multi-threaded TCG: a host thread per vCPU. Round-robin TCG: vCPUs 0 and 1 start on one thread,
-   whose callbacks QEMU names after the translating vCPU (engine_vcpu_thread): refused for good. */
 /* Which instructions store only to the stack (INSN_STACK_STORE, not watched in kernel code): each
    form with its bytes (from the cross assemblers) and whether it must be flagged. The negatives
    are the near misses: a load, another base register, an index, a segment, 32-bit addressing. */
@@ -964,6 +962,10 @@ static void test_stack_stores(void)
     }
 }
 
+/* ---- host threads ------------------------------------------------------------------------------ */
+
+/* Multi-threaded TCG: a host thread per vCPU. Round-robin TCG: vCPUs 0 and 1 start on one thread,
+   whose callbacks QEMU names after the translating vCPU (engine_vcpu_thread): refused for good. */
 static void test_vcpu_threads(void)
 {
     arm64_boot(A57);
